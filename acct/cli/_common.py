@@ -1,0 +1,97 @@
+"""What every command shares: consoles, the one-line error contract, and small renderers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from acct.config import debug_enabled
+from acct.errors import AcctError
+
+out = Console(soft_wrap=True)  # results: tables and JSON
+err = Console(stderr=True)  # progress, notices, errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn expected failures into one red line and an exit code; keep tracebacks for ACCT_DEBUG=1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except AcctError as exc:
+            if debug_enabled():
+                traceback.print_exc()
+            raise fail(_escape(str(exc)), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as exc:  # a bug: say so in one line unless debugging
+            if debug_enabled():
+                raise
+            raise fail(
+                f"{type(exc).__name__}: {_escape(str(exc).splitlines()[0] if str(exc) else '')} "
+                "(unexpected; rerun with ACCT_DEBUG=1 for the traceback)",
+                1,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def print_json(obj: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def eval_tables(result: Any, *, title: str, limit: int | None = None) -> list[Table]:
+    """Summary and per-task tables of an EvalResult (best and worst tasks first)."""
+    summary = Table(title=title, show_header=True, header_style="bold")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("questions", str(result.n))
+    summary.add_row("accuracy", pct(result.accuracy))
+    summary.add_row("macro accuracy (over tasks)", pct(result.macro_accuracy))
+    for name, acc in result.categories.items():
+        summary.add_row(f"  {name}", pct(acc))
+    summary.add_row("chance", pct(result.chance))
+    summary.add_row("majority answer baseline", pct(result.majority_baseline))
+
+    tasks = sorted(result.tasks.items(), key=lambda kv: (-kv[1]["accuracy"], kv[0]))
+    shown = tasks
+    if limit is not None and len(tasks) > 2 * limit:
+        shown = tasks[:limit] + [("…", None)] + tasks[-limit:]
+    per_task = Table(show_header=True, header_style="bold")
+    per_task.add_column("task")
+    per_task.add_column("n", justify="right")
+    per_task.add_column("accuracy", justify="right")
+    for name, row in shown:
+        if row is None:
+            per_task.add_row("…", "", "")
+        else:
+            per_task.add_row(name, str(row["n"]), pct(row["accuracy"]))
+    return [summary, per_task]

@@ -1,0 +1,182 @@
+"""`acct train`: parse flags, resolve settings, run the engine, render its events."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from acct.cli._common import err, eval_tables, handles_errors, pct
+from acct.config import FLAG_NAMES, TrainSettings, nest, resolve_train
+
+
+def field_help(path: str) -> str:
+    """The description of a (dotted) TrainSettings field, so flags and settings share one text."""
+    model: Any = TrainSettings
+    *parents, leaf = path.split(".")
+    for p in parents:
+        model = model.model_fields[p].annotation
+    return model.model_fields[leaf].description or ""
+
+
+# flag -> dotted settings path; the order is the order of --help.
+FLAGS = {
+    "--strategy": "curriculum.strategy",
+    "--model": "model.name_or_path",
+    "--tokenizer": "model.tokenizer",
+    "--data-source": "data.source",
+    "--data-dir": "data.data_dir",
+    "--protocol": "data.protocol",
+    "--output-dir": "output_dir",
+    "--max-steps": "optim.max_steps",
+    "--epochs": "optim.epochs",
+    "--lr": "optim.lr",
+    "--batch-size": "batch.batch_size",
+    "--tasks-per-batch": "batch.tasks_per_batch",
+    "--examples-per-task": "batch.examples_per_task",
+    "--lambda-contrastive": "loss.lambda_contrastive",
+    "--seed": "seed",
+    "--device": "device",
+    "--precision": "precision",
+    "--eval-every-n-steps": "eval_every_n_steps",
+    "--save-every-n-steps": "save_every_n_steps",
+}
+FLAG_NAMES.update({path: flag for flag, path in FLAGS.items()})
+
+EPILOG = (
+    "Every setting can also come from --config FILE.yaml (nested keys, e.g. optim: {lr: 2e-5}) or from an "
+    "ACCT_SECTION__FIELD environment variable (e.g. ACCT_OPTIM__LR=2e-5). Precedence: defaults < preset < "
+    "YAML < environment < flags. The resolved settings are written to RUN_DIR/config.json."
+)
+
+
+def _opt(flag: str, **kw: Any) -> Any:
+    return typer.Option(None, flag, help=field_help(FLAGS[flag]), show_default=False, **kw)
+
+
+@handles_errors
+def train_command(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (see below).", show_default=False),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="tiny: offline CPU run on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."
+    ),
+    strategy: Optional[str] = _opt("--strategy"),
+    model: Optional[str] = _opt("--model"),
+    tokenizer: Optional[str] = _opt("--tokenizer"),
+    data_source: Optional[str] = _opt("--data-source"),
+    data_dir: Optional[Path] = _opt("--data-dir"),
+    protocol: Optional[str] = _opt("--protocol"),
+    output_dir: Optional[Path] = _opt("--output-dir"),
+    max_steps: Optional[int] = _opt("--max-steps"),
+    epochs: Optional[float] = _opt("--epochs"),
+    lr: Optional[float] = _opt("--lr"),
+    batch_size: Optional[int] = _opt("--batch-size"),
+    tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
+    examples_per_task: Optional[int] = _opt("--examples-per-task"),
+    lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
+    seed: Optional[int] = _opt("--seed"),
+    device: Optional[str] = _opt("--device"),
+    precision: Optional[str] = _opt("--precision"),
+    eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
+    save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output directory."),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue the run in this directory from its 'last' checkpoint.", show_default=False
+    ),
+) -> None:
+    """Train one configuration and save its checkpoints to the run directory."""
+    values = locals()
+    flat = {path: values[flag[2:].replace("-", "_")] for flag, path in FLAGS.items()}
+    if overwrite:
+        flat["overwrite"] = True
+    if resume is not None:
+        flat["resume"] = True
+        flat["output_dir"] = resume
+    settings = resolve_train(nest(flat), preset=preset, config_file=config)
+    run(settings)
+
+
+def run(settings: TrainSettings) -> None:
+    """Run the engine with a progress bar; SIGINT/SIGTERM finish the step, save and exit 130."""
+    from acct import engine
+
+    stop = {"requested": False}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop["requested"] = True
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        finished = render(engine.train(settings, should_stop=lambda: stop["requested"]))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if finished is not None and finished.reason == "interrupted":
+        err.print(f"[yellow]interrupted at step {finished.step}; saved {finished.run_dir}/checkpoints/last.[/] "
+                  f"Continue with: acct train --resume {finished.run_dir}")
+        raise typer.Exit(130)
+
+
+def render(events) -> Any:
+    """Draw the engine's events: notices, a progress bar, validation tables, the final summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from acct import engine
+
+    finished = None
+    progress = Progress(
+        TextColumn("[bold]train[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    bar = None
+    with progress:
+        for ev in events:
+            if isinstance(ev, engine.RunStarted):
+                for note in ev.notices:
+                    style = "bold yellow" if "RANDOM" in note else "dim"
+                    progress.console.print(f"[{style}]{note}[/]", highlight=False)
+                progress.console.print(
+                    f"run [bold]{ev.run_dir}[/]: {len(ev.tasks)} tasks, {ev.num_train} train / {ev.num_val} val questions, "
+                    f"{ev.total_steps} steps ({ev.steps_per_epoch}/epoch) on {ev.device} ({ev.precision})",
+                    highlight=False,
+                )
+                bar = progress.add_task("train", total=ev.total_steps, completed=ev.start_step, stats="")
+            elif isinstance(ev, engine.StepLogged):
+                stats = (
+                    f"loss {ev.loss:.4f} acc {pct(ev.accuracy)} lr {ev.lr:.2e} "
+                    f"{ev.questions_per_s:.0f} q/s"
+                )
+                if ev.skipped_steps:
+                    stats += f" [yellow]skipped {ev.skipped_steps}[/]"
+                progress.update(bar, completed=ev.step, stats=stats)
+            elif isinstance(ev, engine.CurriculumUpdated):
+                top = sorted(ev.weights.items(), key=lambda kv: -kv[1])[:3]
+                progress.console.print(
+                    f"[dim]step {ev.step} curriculum: " + ", ".join(f"{t} {w:.3f}" for t, w in top) + " …[/]",
+                    highlight=False,
+                )
+            elif isinstance(ev, engine.Validated):
+                mark = "[green]new best[/]" if ev.improved else f"best {pct(ev.best_accuracy)}"
+                for table in eval_tables(ev.result, title=f"validation at step {ev.step} (epoch {ev.epoch:.2f}) — {mark}", limit=5):
+                    progress.console.print(table)
+            elif isinstance(ev, engine.CheckpointSaved):
+                progress.console.print(f"[dim]saved {', '.join(ev.tags)} -> {ev.path}[/]", highlight=False)
+            elif isinstance(ev, engine.Finished):
+                finished = ev
+    if finished is not None and finished.reason != "interrupted":
+        err.print(
+            f"[bold green]done[/] ({finished.reason.replace('_', ' ')}) at step {finished.step}: "
+            f"best val accuracy {pct(finished.best_accuracy)} at step {finished.best_step}. "
+            f"Next: acct evaluate {finished.run_dir} --split test",
+            highlight=False,
+        )
+    return finished

@@ -1,0 +1,300 @@
+"""Settings for every command: one strict pydantic model per command, and how values resolve.
+
+Precedence, lowest first: field defaults < preset < YAML file < ``ACCT_*`` environment
+variables (nested with ``__``, e.g. ``ACCT_OPTIM__LR``) < command-line flags.
+This module must stay free of torch so that ``acct --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+from acct.errors import UsageError
+
+STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")
+Strategy = Literal["uniform", "difficulty", "uncertainty_gradient"]
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+CheckpointName = Literal["best", "last"]
+EvalSplit = Literal["val", "test"]
+
+TINY = "tiny"  # model / tokenizer value meaning "build the small offline one"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyArchitecture(_Section):
+    """Sizes of the built-in random-init DebertaV2 used when the model is ``tiny``."""
+
+    hidden_size: int = Field(64, gt=0, description="Hidden size of the tiny encoder.")
+    num_hidden_layers: int = Field(2, gt=0, description="Transformer layers of the tiny encoder.")
+    num_attention_heads: int = Field(2, gt=0, description="Attention heads of the tiny encoder.")
+    intermediate_size: int = Field(128, gt=0, description="Feed-forward size of the tiny encoder.")
+    position_buckets: int = Field(32, gt=0, description="Relative-position buckets (DeBERTa-v3 style).")
+    vocab_size: int = Field(
+        2000, ge=100, description="Vocabulary size of the tokenizer trained offline when the tokenizer is 'tiny'."
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> TinyArchitecture:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        return self
+
+
+class ModelSettings(_Section):
+    name_or_path: str = Field(
+        "microsoft/deberta-v3-base",
+        description="Encoder: a hub id, a local directory with weights, a local directory holding only "
+        "config.json (random init), or 'tiny' (small random-init DebertaV2 built offline).",
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="Tokenizer: a hub id or local directory; 'tiny' trains a small WordPiece tokenizer on the "
+        "training text offline; empty means the same as the model.",
+    )
+    max_length: int = Field(256, ge=8, description="Token budget of one (question, choice) pair; the question is truncated, the choice never.")
+    pooling: Literal["cls", "mean"] = Field("cls", description="How a (question, choice) sequence is pooled to one vector.")
+    projection_dim: int = Field(256, gt=0, description="Size of the contrastive question embedding.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Override the encoder's dropout; empty keeps the encoder's own.")
+    trust_remote_code: bool = Field(False, description="Allow models and tokenizers that run code from the hub.")
+    tiny: TinyArchitecture = Field(default_factory=TinyArchitecture, description="Sizes used when the model is 'tiny'.")
+
+
+class DataSettings(_Section):
+    source: Literal["hub", "csv", "synthetic"] = Field("hub", description="Where examples come from.")
+    data_dir: Path | None = Field(None, description="Directory of the original MMLU CSV layout (for source 'csv').")
+    hub_dataset: str = Field("cais/mmlu", description="Hub dataset id (for source 'hub').")
+    protocol: Literal["subject-split", "standard"] = Field(
+        "subject-split", description="subject-split: pool dev+val+test per subject and split by fractions; "
+        "standard: auxiliary_train+dev / val / test."
+    )
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="Train/val/test fractions of each subject under the subject-split protocol."
+    )
+    synthetic_examples_per_task: int = Field(250, ge=3, description="Questions per task of the synthetic suite.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSettings:
+        if self.source == "csv" and self.data_dir is None:
+            raise ValueError("data source 'csv' needs a data directory (--data-dir)")
+        fr = self.split_fractions
+        if min(fr) < 0 or fr[0] <= 0 or abs(sum(fr) - 1.0) > 1e-6:
+            raise ValueError("split_fractions must be three non-negative numbers summing to 1 with train > 0")
+        return self
+
+
+class BatchSettings(_Section):
+    tasks_per_batch: int = Field(4, gt=0, description="Task slots drawn per batch.")
+    examples_per_task: int = Field(4, gt=0, description="Questions drawn per task slot.")
+    batch_size: int | None = Field(
+        None, gt=0, description="Questions per batch; if given it must equal tasks_per_batch x examples_per_task."
+    )
+    grad_accum_steps: int = Field(1, gt=0, description="Batches accumulated per optimizer step.")
+    eval_batch_size: int = Field(64, gt=0, description="Questions per batch at evaluation.")
+
+    @model_validator(mode="after")
+    def _product(self) -> BatchSettings:
+        product = self.tasks_per_batch * self.examples_per_task
+        if self.batch_size is not None and self.batch_size != product:
+            raise ValueError(
+                f"batch_size {self.batch_size} must equal tasks_per_batch x examples_per_task "
+                f"= {self.tasks_per_batch} x {self.examples_per_task} = {product}"
+            )
+        return self
+
+    @property
+    def questions_per_batch(self) -> int:
+        return self.tasks_per_batch * self.examples_per_task
+
+
+class CurriculumSettings(_Section):
+    strategy: Strategy = Field("uncertainty_gradient", description="Task sampling: uniform, difficulty or uncertainty_gradient.")
+    temperature: float = Field(2.0, gt=0, description="Softmax temperature over the z-scored task statistic.")
+    update_every_n_steps: int = Field(100, gt=0, description="Optimizer steps between curriculum updates.")
+    warmup_epochs: float = Field(2.0, ge=0, description="Epochs of uniform sampling before the curriculum acts.")
+    floor: float = Field(0.1, ge=0, le=1, description="Share of uniform probability mixed in so no task starves.")
+    ema_decay: float = Field(0.9, ge=0, lt=1, description="Decay of the moving averages of confusion and error.")
+
+
+class LossSettings(_Section):
+    lambda_cls: float = Field(0.7, ge=0, le=1, description="Weight of the choice cross-entropy.")
+    lambda_contrastive: float = Field(0.3, ge=0, le=1, description="Weight of the uncertainty-weighted InfoNCE loss.")
+    tau: float = Field(0.07, gt=0, description="InfoNCE temperature.")
+
+
+class OptimSettings(_Section):
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and norms).")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of linear warm-up before the cosine decay to 0.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    epochs: float = Field(10, gt=0, description="Training length in epochs (one epoch = training questions / batch size).")
+    max_steps: int | None = Field(None, gt=0, description="Training length in optimizer steps; overrides epochs.")
+
+
+class TrainSettings(BaseSettings):
+    """Everything `acct train` needs; written to RUN_DIR/config.json."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    model: ModelSettings = Field(default_factory=ModelSettings, description="Encoder and heads.")
+    data: DataSettings = Field(default_factory=DataSettings, description="Data source and protocol.")
+    batch: BatchSettings = Field(default_factory=BatchSettings, description="Batch shape.")
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings, description="Task curriculum.")
+    loss: LossSettings = Field(default_factory=LossSettings, description="Loss weights.")
+    optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimizer and schedule.")
+    output_dir: Path | None = Field(None, description="Run directory; empty means runs/<strategy>-seed<seed>.")
+    seed: int = Field(0, ge=0, description="Seed of data split, sampling, initialisation and dropout.")
+    device: Device = Field("auto", description="auto picks CUDA when available.")
+    precision: Precision = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU.")
+    eval_every_n_steps: int | None = Field(None, gt=0, description="Validate every N steps; empty means once per epoch.")
+    patience: int = Field(3, ge=1, description="Validations without improvement before early stopping.")
+    save_every_n_steps: int | None = Field(None, gt=0, description="Also save 'last' every N steps.")
+    log_every_n_steps: int = Field(10, gt=0, description="Steps between progress events (the only host syncs).")
+    max_nonfinite_steps: int = Field(10, ge=1, description="Consecutive non-finite steps after which training stops.")
+    overwrite: bool = Field(False, description="Replace an existing run in the output directory.")
+    resume: bool = Field(False, description="Continue the run in the output directory from its 'last' checkpoint.")
+
+    def run_dir(self) -> Path:
+        return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"
+
+
+class EvaluateSettings(BaseSettings):
+    """Everything `acct evaluate` needs."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid")
+
+    run_dir: Path = Field(description="Run directory written by `acct train`.")
+    split: EvalSplit = Field("test", description="Held-out split of the run's manifest to score.")
+    checkpoint: CheckpointName = Field("best", description="Which checkpoint to load.")
+    batch_size: int = Field(64, gt=0, description="Questions per evaluation batch.")
+    device: Device = Field("auto", description="auto picks CUDA when available.")
+    precision: Precision = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU.")
+    data_dir: Path | None = Field(None, description="Read the CSV data from here instead of the path saved with the run.")
+
+
+def tiny_preset() -> dict[str, Any]:
+    """Offline, CPU-sized: a random-init tiny DebertaV2 learning the synthetic suite in about a minute."""
+    return {
+        "model": {"name_or_path": TINY, "tokenizer": TINY, "max_length": 64, "projection_dim": 64},
+        "data": {"source": "synthetic"},
+        "curriculum": {"update_every_n_steps": 20, "warmup_epochs": 1.0},
+        "optim": {"lr": 2e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "epochs": 6},
+        "batch": {"eval_batch_size": 128},
+        "patience": 4,
+    }
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},  # the field defaults are the real job: DeBERTa-v3-base on cais/mmlu
+    "tiny": tiny_preset(),
+}
+
+
+def deep_merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Merge nested dicts; later layers win key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a settings file with the safe loader; one clear error for every way it can be wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+FLAG_NAMES: dict[str, str] = {}  # dotted field path -> flag, filled in by the CLI for error messages
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the field path, the flag or variable that sets it, the message."""
+    parts = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "settings"
+        env = "ACCT_" + path.upper().replace(".", "__")
+        flag = FLAG_NAMES.get(path)
+        where = f"{flag} / {env}" if flag else env
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        parts.append(f"{path} ({where}): {msg}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict[str, Any]] = ()) -> Any:
+    """Build `cls` from lower layers (preset, YAML), the environment and the flags, in that order."""
+    base = deep_merge(*layers)
+
+    def sources(_cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, base))
+
+    layered = type(cls.__name__, (cls,), {"settings_customise_sources": classmethod(sources)})
+    try:
+        resolved = layered(**flags)
+        # Re-validating as the plain class does not read the environment again.
+        return cls.model_validate(resolved.model_dump())
+    except ValidationError as exc:
+        raise UsageError(format_validation_error(exc)) from None
+
+
+def resolve_train(
+    flags: dict[str, Any], *, preset: str | None = None, config_file: Path | None = None
+) -> TrainSettings:
+    layers: list[dict[str, Any]] = []
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        layers.append(PRESETS[preset])
+    if config_file is not None:
+        layers.append(read_yaml(config_file))
+    return resolve(TrainSettings, flags, layers=layers)
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn {'optim.lr': 1e-3} into {'optim': {'lr': 1e-3}}, dropping unset (None) values."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("ACCT_DEBUG", "") not in ("", "0", "false", "False")

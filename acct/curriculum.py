@@ -1,0 +1,528 @@
+"""The task curriculum of acct: tracking inter-task confusion and per-task statistics, turning
+them into task-sampling probabilities (the strategies), and drawing task-grouped batches.
+
+Owns every piece of curriculum state that a checkpoint must carry for a bit-exact resume:
+the confusion matrix and task statistics (with their not-yet-folded windows), the current task
+weights, and the sampler's per-task cursors. See DESIGN.md section 5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from acct.errors import CheckpointError, UsageError
+
+STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")
+
+# A statistic whose spread is below this is treated as constant: z-scoring it would only
+# amplify rounding noise into a preference between tasks.
+_MIN_STD = 1e-12
+
+
+def _accumulator_dtype(device: torch.device) -> torch.dtype:
+    # Windows can sum many thousands of pair values; fp64 keeps the sums exact enough, except
+    # on backends without fp64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _check_decay(decay: float) -> None:
+    if not 0.0 <= decay < 1.0:
+        raise UsageError(f"decay must be in [0, 1), got {decay}")
+
+
+def _check_num_tasks(num_tasks: int) -> None:
+    if num_tasks < 1:
+        raise UsageError(f"num_tasks must be at least 1, got {num_tasks}")
+
+
+def _load_tensor(state: dict[str, Any], key: str, like: Tensor, owner: str) -> Tensor:
+    if key not in state:
+        raise CheckpointError(f"{owner} state is missing '{key}'")
+    value = torch.as_tensor(state[key])
+    if tuple(value.shape) != tuple(like.shape):
+        raise CheckpointError(
+            f"{owner} state '{key}' has shape {tuple(value.shape)}, "
+            f"expected {tuple(like.shape)} (different number of tasks?)"
+        )
+    return value.to(device=like.device, dtype=like.dtype).clone()
+
+
+class ConfusionTracker:
+    """Exponential moving average of how alike the embeddings of different tasks look.
+
+    For every cross-task pair of items in a batch the value max(0, cos) * (u_i + u_j) / 2 is
+    accumulated per task pair into `pending_sum` / `pending_count` (public so a distributed
+    trainer can all-reduce them); `fold()` turns the window's per-pair means into the EMA.
+    """
+
+    def __init__(self, num_tasks: int, decay: float = 0.9) -> None:
+        _check_num_tasks(num_tasks)
+        _check_decay(decay)
+        self.num_tasks = num_tasks
+        self.decay = decay
+        device = torch.device("cpu")
+        acc = _accumulator_dtype(device)
+        self.matrix = torch.zeros(num_tasks, num_tasks, dtype=torch.float32)
+        self.seen = torch.zeros(num_tasks, num_tasks, dtype=torch.bool)
+        self.pending_sum = torch.zeros(num_tasks, num_tasks, dtype=acc)
+        self.pending_count = torch.zeros(num_tasks, num_tasks, dtype=acc)
+
+    @property
+    def device(self) -> torch.device:
+        return self.matrix.device
+
+    def to(self, device: torch.device | str) -> ConfusionTracker:
+        """Move all state to `device` (observe does this on its own)."""
+        device = torch.device(device)
+        acc = _accumulator_dtype(device)
+        self.matrix = self.matrix.to(device)
+        self.seen = self.seen.to(device)
+        self.pending_sum = self.pending_sum.to(device=device, dtype=acc)
+        self.pending_count = self.pending_count.to(device=device, dtype=acc)
+        return self
+
+    def pending_tensors(self) -> list[Tensor]:
+        """The window accumulators, to be summed across ranks before `fold()`."""
+        return [self.pending_sum, self.pending_count]
+
+    def observe(self, z: Tensor, task_ids: Tensor, uncertainty: Tensor) -> None:
+        """Accumulate the cross-task pairs of one batch; no host synchronisation."""
+        if z.dim() != 2 or task_ids.shape != (z.shape[0],) or uncertainty.shape != (z.shape[0],):
+            raise UsageError(
+                f"observe expects z [B, D], task_ids [B], uncertainty [B]; got "
+                f"{tuple(z.shape)}, {tuple(task_ids.shape)}, {tuple(uncertainty.shape)}"
+            )
+        if z.device != self.device:
+            self.to(z.device)
+        acc = self.pending_sum.dtype
+        z = torch.nn.functional.normalize(z.detach().to(acc), dim=-1)
+        u = uncertainty.detach().to(device=z.device, dtype=acc)
+        tasks = task_ids.detach().to(device=z.device, dtype=torch.long)
+
+        cross = (tasks[:, None] != tasks[None, :]).to(acc)
+        values = z.matmul(z.T).clamp(min=0.0) * (u[:, None] + u[None, :]) * 0.5 * cross
+        # One-hot rows let two matmuls sum item pairs into task pairs; both (i, j) and (j, i)
+        # are in `values`, so the result is symmetric.
+        onehot = torch.zeros(tasks.shape[0], self.num_tasks, dtype=acc, device=z.device)
+        onehot.scatter_(1, tasks[:, None], 1.0)
+        self.pending_sum += onehot.T.matmul(values).matmul(onehot)
+        self.pending_count += onehot.T.matmul(cross).matmul(onehot)
+
+    def fold(self) -> None:
+        """Fold the window's per-pair means into the EMA and clear the window."""
+        has = self.pending_count > 0
+        mean = (self.pending_sum / self.pending_count.clamp(min=1.0)).to(torch.float32)
+        blended = self.decay * self.matrix + (1.0 - self.decay) * mean
+        # A pair's first observation starts its EMA instead of being pulled toward zero.
+        updated = torch.where(self.seen, blended, mean)
+        self.matrix = torch.where(has, updated, self.matrix)
+        self.seen = self.seen | has
+        self.pending_sum.zero_()
+        self.pending_count.zero_()
+
+    def task_scores(self) -> Tensor:
+        """c_t: mean confusion of task t with the other tasks, over the pairs seen so far.
+
+        Pairs never observed are left out rather than counted as zero, so a task that has
+        simply met fewer partners yet is not ranked as less confused. A task with no observed
+        pair scores 0; `task_seen()` tells which those are.
+        """
+        seen = self.seen.to(self.matrix.dtype)
+        total = (self.matrix * seen).sum(dim=1)
+        return total / seen.sum(dim=1).clamp(min=1.0)
+
+    def task_seen(self) -> Tensor:
+        """[T] bool: whether task t has been observed against at least one other task."""
+        return self.seen.any(dim=1)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "matrix": self.matrix.detach().cpu().clone(),
+            "seen": self.seen.cpu().clone(),
+            "pending_sum": self.pending_sum.cpu().clone(),
+            "pending_count": self.pending_count.cpu().clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        name = "confusion tracker"
+        self.matrix = _load_tensor(state, "matrix", self.matrix, name)
+        self.seen = _load_tensor(state, "seen", self.seen, name)
+        self.pending_sum = _load_tensor(state, "pending_sum", self.pending_sum, name)
+        self.pending_count = _load_tensor(state, "pending_count", self.pending_count, name)
+
+
+class TaskStats:
+    """Exponential moving averages of each task's error rate and mean uncertainty.
+
+    Per-task sums and counts of a window are accumulated in the public `pending_*` tensors
+    (all-reducible) and folded by `fold()`.
+    """
+
+    _STATE_KEYS = (
+        "error_rate",
+        "uncertainty",
+        "seen",
+        "pending_errors",
+        "pending_uncertainty",
+        "pending_count",
+    )
+
+    def __init__(self, num_tasks: int, decay: float = 0.9) -> None:
+        _check_num_tasks(num_tasks)
+        _check_decay(decay)
+        self.num_tasks = num_tasks
+        self.decay = decay
+        acc = _accumulator_dtype(torch.device("cpu"))
+        self.error_rate = torch.zeros(num_tasks, dtype=torch.float32)
+        self.uncertainty = torch.zeros(num_tasks, dtype=torch.float32)
+        self.seen = torch.zeros(num_tasks, dtype=torch.bool)
+        self.pending_errors = torch.zeros(num_tasks, dtype=acc)
+        self.pending_uncertainty = torch.zeros(num_tasks, dtype=acc)
+        self.pending_count = torch.zeros(num_tasks, dtype=acc)
+
+    @property
+    def device(self) -> torch.device:
+        return self.error_rate.device
+
+    def to(self, device: torch.device | str) -> TaskStats:
+        """Move all state to `device` (observe does this on its own)."""
+        device = torch.device(device)
+        acc = _accumulator_dtype(device)
+        self.error_rate = self.error_rate.to(device)
+        self.uncertainty = self.uncertainty.to(device)
+        self.seen = self.seen.to(device)
+        self.pending_errors = self.pending_errors.to(device=device, dtype=acc)
+        self.pending_uncertainty = self.pending_uncertainty.to(device=device, dtype=acc)
+        self.pending_count = self.pending_count.to(device=device, dtype=acc)
+        return self
+
+    def pending_tensors(self) -> list[Tensor]:
+        """The window accumulators, to be summed across ranks before `fold()`."""
+        return [self.pending_errors, self.pending_uncertainty, self.pending_count]
+
+    def observe(self, task_ids: Tensor, correct: Tensor, uncertainty: Tensor) -> None:
+        """Accumulate one batch's per-question outcomes; no host synchronisation."""
+        shape = task_ids.shape
+        if task_ids.dim() != 1 or correct.shape != shape or uncertainty.shape != shape:
+            raise UsageError(
+                f"observe expects task_ids, correct, uncertainty all [B]; got "
+                f"{tuple(task_ids.shape)}, {tuple(correct.shape)}, {tuple(uncertainty.shape)}"
+            )
+        if task_ids.device != self.device:
+            self.to(task_ids.device)
+        acc = self.pending_count.dtype
+        tasks = task_ids.detach().to(torch.long)
+        wrong = (~correct.detach().to(device=tasks.device, dtype=torch.bool)).to(acc)
+        u = uncertainty.detach().to(device=tasks.device, dtype=acc)
+        self.pending_errors.index_add_(0, tasks, wrong)
+        self.pending_uncertainty.index_add_(0, tasks, u)
+        self.pending_count.index_add_(0, tasks, torch.ones_like(u))
+
+    def fold(self) -> None:
+        """Fold the window's per-task means into the EMAs and clear the window."""
+        has = self.pending_count > 0
+        count = self.pending_count.clamp(min=1.0)
+        pairs = (("error_rate", self.pending_errors), ("uncertainty", self.pending_uncertainty))
+        for name, pending in pairs:
+            current: Tensor = getattr(self, name)
+            mean = (pending / count).to(current.dtype)
+            blended = self.decay * current + (1.0 - self.decay) * mean
+            # A task's first window starts its EMA instead of being pulled toward zero.
+            updated = torch.where(self.seen, blended, mean)
+            setattr(self, name, torch.where(has, updated, current))
+        self.seen = self.seen | has
+        for pending in self.pending_tensors():
+            pending.zero_()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {key: getattr(self, key).cpu().clone() for key in self._STATE_KEYS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in self._STATE_KEYS:
+            setattr(self, key, _load_tensor(state, key, getattr(self, key), "task stats"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies: pure functions from tracked statistics to task probabilities (float64, CPU).
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise UsageError(f"curriculum temperature must be positive, got {temperature}")
+
+
+def _zscore(x: Tensor) -> Tensor:
+    x = x.detach().to(device="cpu", dtype=torch.float64)
+    if x.numel() == 0 or not bool(torch.isfinite(x).all()):
+        return torch.zeros_like(x)
+    std = x.std(correction=0)
+    if not bool(torch.isfinite(std)) or float(std) < _MIN_STD:
+        return torch.zeros_like(x)
+    return (x - x.mean()) / std
+
+
+def uniform_weights(num_tasks: int) -> Tensor:
+    """Equal probability for every task."""
+    _check_num_tasks(num_tasks)
+    return torch.full((num_tasks,), 1.0 / num_tasks, dtype=torch.float64)
+
+
+def difficulty_weights(error_rate: Tensor, temperature: float = 2.0) -> Tensor:
+    """softmax(zscore(error_rate) / temperature): tasks the model gets wrong more often."""
+    _check_temperature(temperature)
+    return torch.softmax(_zscore(error_rate) / temperature, dim=0)
+
+
+def uncertainty_gradient_weights(confusion_scores: Tensor, temperature: float = 2.0) -> Tensor:
+    """softmax(zscore(c) / temperature): tasks whose embeddings are most confused with others.
+
+    Without the z-score the confusion scores (all small) would give near-uniform weights.
+    """
+    _check_temperature(temperature)
+    return torch.softmax(_zscore(confusion_scores) / temperature, dim=0)
+
+
+def mix_with_floor(weights: Tensor, floor: float) -> Tensor:
+    """(1 - floor) * w + floor / T, so no task's probability drops below floor / T."""
+    if not 0.0 <= floor <= 1.0:
+        raise UsageError(f"curriculum floor must be in [0, 1], got {floor}")
+    w = weights.detach().to(device="cpu", dtype=torch.float64)
+    return (1.0 - floor) * w + floor / w.numel()
+
+
+def _impute_unseen(values: Tensor, seen: Tensor) -> Tensor:
+    # A task without observations yet sits at the mean of the observed ones (z-score 0)
+    # instead of looking like the easiest / least confused task.
+    values = values.detach().to(device="cpu", dtype=torch.float64)
+    seen = seen.detach().cpu()
+    if not bool(seen.any()):
+        return torch.zeros_like(values)
+    return torch.where(seen, values, values[seen].mean())
+
+
+class Curriculum:
+    """Task-sampling weights driven by one of `STRATEGIES`, with the trackers that feed them.
+
+    Call `observe(...)` after each forward pass and `step(step)` after each optimizer step.
+    Weights stay uniform until `warmup_steps`; from then on every `update_every_n_steps` they
+    are recomputed from the strategy and mixed with uniform by `floor`.
+    """
+
+    def __init__(
+        self,
+        strategy: str,
+        num_tasks: int,
+        *,
+        temperature: float = 2.0,
+        floor: float = 0.1,
+        warmup_steps: int,
+        update_every_n_steps: int,
+        decay: float = 0.9,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise UsageError(
+                f"unknown curriculum strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}"
+            )
+        _check_num_tasks(num_tasks)
+        _check_temperature(temperature)
+        if not 0.0 <= floor <= 1.0:
+            raise UsageError(f"curriculum floor must be in [0, 1], got {floor}")
+        if warmup_steps < 0:
+            raise UsageError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if update_every_n_steps < 1:
+            raise UsageError(f"update_every_n_steps must be >= 1, got {update_every_n_steps}")
+        self.strategy = strategy
+        self.num_tasks = num_tasks
+        self.temperature = temperature
+        self.floor = floor
+        self.warmup_steps = warmup_steps
+        self.update_every_n_steps = update_every_n_steps
+        self.confusion = ConfusionTracker(num_tasks, decay)
+        self.task_stats = TaskStats(num_tasks, decay)
+        self.weights = uniform_weights(num_tasks)
+
+    def observe(self, z: Tensor, task_ids: Tensor, uncertainty: Tensor, correct: Tensor) -> None:
+        """Record one batch: embeddings for confusion, outcomes for error rates."""
+        self.confusion.observe(z, task_ids, uncertainty)
+        self.task_stats.observe(task_ids, correct, uncertainty)
+
+    def pending_tensors(self) -> list[Tensor]:
+        return self.confusion.pending_tensors() + self.task_stats.pending_tensors()
+
+    def compute_weights(self) -> Tensor:
+        """The strategy's weights from the current (folded) statistics, floor applied."""
+        if self.strategy == "uniform":
+            return uniform_weights(self.num_tasks)
+        if self.strategy == "difficulty":
+            stat = _impute_unseen(self.task_stats.error_rate, self.task_stats.seen)
+            raw = difficulty_weights(stat, self.temperature)
+        else:
+            stat = _impute_unseen(self.confusion.task_scores(), self.confusion.task_seen())
+            raw = uncertainty_gradient_weights(stat, self.temperature)
+        return mix_with_floor(raw, self.floor)
+
+    def step(self, step: int, all_reduce: Callable[[Tensor], None] | None = None) -> Tensor | None:
+        """Hook after optimizer step `step` (1-based).
+
+        On update steps: all-reduce the pending windows (in place) if `all_reduce` is given,
+        fold them, recompute the weights once past warm-up, and return a copy of the current
+        weights (uniform ones during warm-up too, for logging). Otherwise return None.
+        """
+        if step % self.update_every_n_steps != 0:
+            return None
+        if all_reduce is not None:
+            for pending in self.pending_tensors():
+                all_reduce(pending)
+        self.confusion.fold()
+        self.task_stats.fold()
+        if step >= self.warmup_steps and self.strategy != "uniform":
+            self.weights = self.compute_weights()
+        return self.weights.clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "weights": self.weights.clone(),
+            "confusion": self.confusion.state_dict(),
+            "task_stats": self.task_stats.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("weights", "confusion", "task_stats"):
+            if key not in state:
+                raise CheckpointError(f"curriculum state is missing '{key}'")
+        self.weights = _load_tensor(state, "weights", self.weights, "curriculum")
+        self.confusion.load_state_dict(state["confusion"])
+        self.task_stats.load_state_dict(state["task_stats"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling.
+
+
+def _derive_seed(*parts: int | str) -> int:
+    # A hash rather than arithmetic on the seed, so nearby (seed, step) pairs give unrelated
+    # streams and the value is the same on every platform and process.
+    digest = hashlib.blake2b(",".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class TaskBatchSampler:
+    """Draws task-grouped batches: `tasks_per_batch` task slots x `examples_per_task` examples.
+
+    Slot tasks are drawn i.i.d. with replacement from the weights with a generator seeded from
+    (seed, step) alone, so every rank agrees and the draw does not depend on history. Each task
+    walks its own stream of epoch-wise permutations (permutation k seeded from (seed, task, k));
+    its cursor is the only state.
+    """
+
+    def __init__(
+        self,
+        example_tasks: Sequence[int],
+        num_tasks: int,
+        tasks_per_batch: int,
+        examples_per_task: int,
+        seed: int,
+    ) -> None:
+        if num_tasks < 1:
+            raise UsageError(f"num_tasks must be at least 1, got {num_tasks}")
+        if tasks_per_batch < 1:
+            raise UsageError(f"tasks_per_batch must be at least 1, got {tasks_per_batch}")
+        if examples_per_task < 1:
+            raise UsageError(f"examples_per_task must be at least 1, got {examples_per_task}")
+        tasks = torch.as_tensor(list(example_tasks), dtype=torch.long)
+        if tasks.numel() == 0:
+            raise UsageError("the sampler needs at least one example")
+        if int(tasks.min()) < 0 or int(tasks.max()) >= num_tasks:
+            raise UsageError(
+                f"example task ids must lie in [0, {num_tasks}); got range "
+                f"[{int(tasks.min())}, {int(tasks.max())}]"
+            )
+        self.num_tasks = num_tasks
+        self.tasks_per_batch = tasks_per_batch
+        self.examples_per_task = examples_per_task
+        self.seed = seed
+        counts = torch.bincount(tasks, minlength=num_tasks)
+        order = torch.argsort(tasks, stable=True)
+        self._examples: list[Tensor] = list(torch.split(order, counts.tolist()))
+        self.task_sizes: list[int] = counts.tolist()
+        self.has_examples = counts > 0
+        self._cursors = [0] * num_tasks
+        # Permutations are a pure function of (seed, task, k), so this cache is not state.
+        self._perm_cache: dict[int, tuple[int, Tensor]] = {}
+
+    @property
+    def batch_size(self) -> int:
+        return self.tasks_per_batch * self.examples_per_task
+
+    def _probabilities(self, weights: Tensor) -> Tensor:
+        w = torch.as_tensor(weights).detach().to(device="cpu", dtype=torch.float64)
+        if w.shape != (self.num_tasks,):
+            raise UsageError(f"expected {self.num_tasks} task weights, got shape {tuple(w.shape)}")
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+            raise UsageError("task weights must be finite and non-negative")
+        # Tasks without examples cannot fill a slot; the rest share their probability.
+        w = torch.where(self.has_examples, w, torch.zeros_like(w))
+        if not float(w.sum()) > 0:
+            raise UsageError("task weights put no probability on any task that has examples")
+        return w
+
+    def slot_tasks(self, step: int, weights: Tensor) -> list[int]:
+        """The task of each of the `tasks_per_batch` slots of batch `step`."""
+        w = self._probabilities(weights)
+        generator = torch.Generator().manual_seed(_derive_seed("slots", self.seed, step))
+        draws = torch.rand(self.tasks_per_batch, generator=generator, dtype=torch.float64)
+        cumulative = torch.cumsum(w, dim=0)
+        # Dividing by the last element makes the final cdf value exactly 1, so every draw in
+        # [0, 1) lands on a task, and zero-weight tasks (flat cdf steps) are never picked.
+        cdf = cumulative / cumulative[-1]
+        return torch.searchsorted(cdf, draws, right=True).tolist()
+
+    def _permutation(self, task: int, k: int) -> Tensor:
+        cached = self._perm_cache.get(task)
+        if cached is not None and cached[0] == k:
+            return cached[1]
+        generator = torch.Generator().manual_seed(_derive_seed("perm", self.seed, task, k))
+        perm = torch.randperm(self.task_sizes[task], generator=generator)
+        self._perm_cache[task] = (k, perm)
+        return perm
+
+    def _take(self, task: int, count: int) -> list[int]:
+        size = self.task_sizes[task]
+        position = self._cursors[task]
+        taken: list[int] = []
+        while len(taken) < count:
+            k, offset = divmod(position, size)
+            n = min(count - len(taken), size - offset)
+            perm = self._permutation(task, k)
+            taken.extend(self._examples[task][perm[offset : offset + n]].tolist())
+            position += n
+        self._cursors[task] = position
+        return taken
+
+    def batch(self, step: int, weights: Tensor) -> list[int]:
+        """Example indices of batch `step`, slot by slot, advancing the drawn tasks' cursors."""
+        indices: list[int] = []
+        for task in self.slot_tasks(step, weights):
+            indices.extend(self._take(task, self.examples_per_task))
+        return indices
+
+    def state_dict(self) -> dict[str, list[int]]:
+        return {"cursors": list(self._cursors)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        cursors = state.get("cursors")
+        if cursors is None or len(cursors) != self.num_tasks:
+            raise CheckpointError(
+                f"sampler state must hold {self.num_tasks} task cursors, "
+                f"got {None if cursors is None else len(cursors)}"
+            )
+        values = [int(c) for c in cursors]
+        if any(c < 0 for c in values):
+            raise CheckpointError("sampler cursors must be non-negative")
+        self._cursors = values

@@ -1,0 +1,484 @@
+"""Multiple-choice records, the sources that produce them, and the protocols that split them.
+
+This module owns the `Example` record every other part of acct consumes, the MMLU
+subject -> category map, the two MMLU loaders (the original CSV release layout and the
+Hugging Face hub copy), the two evaluation protocols (`subject-split` and `standard`) and
+the split manifest a run writes so that later commands score exactly the run's held-out
+examples.
+
+A *source* is a `dict[str, list[Example]]` keyed by source split name ("dev", "val",
+"test" and, when present, "auxiliary_train"); every loader returns one, and every
+protocol takes one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from acct.errors import DataError, UsageError
+
+EVAL_SPLITS: tuple[str, ...] = ("dev", "val", "test")
+AUX_SPLIT = "auxiliary_train"
+ANSWER_LETTERS = "ABCD"
+_CSV_FIELDS = 1 + len(ANSWER_LETTERS) + 1
+_MANIFEST_SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One multiple-choice question.
+
+    Construction does not validate (it runs once per row of large files); loaders
+    check K >= 2 and 0 <= answer < K before building one.
+    """
+
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    task: str
+    uid: str
+
+
+# The original release (hendrycks/test, categories.py) maps each subject to a
+# subcategory and each subcategory to one of four categories; this is that composition,
+# written out so a reader can check a subject without following two tables.
+MMLU_CATEGORIES: dict[str, str] = {
+    # STEM: physics, chemistry, biology, computer science, math, engineering
+    "abstract_algebra": "STEM",
+    "astronomy": "STEM",
+    "college_biology": "STEM",
+    "college_chemistry": "STEM",
+    "college_computer_science": "STEM",
+    "college_mathematics": "STEM",
+    "college_physics": "STEM",
+    "computer_security": "STEM",
+    "conceptual_physics": "STEM",
+    "electrical_engineering": "STEM",
+    "elementary_mathematics": "STEM",
+    "high_school_biology": "STEM",
+    "high_school_chemistry": "STEM",
+    "high_school_computer_science": "STEM",
+    "high_school_mathematics": "STEM",
+    "high_school_physics": "STEM",
+    "high_school_statistics": "STEM",
+    "machine_learning": "STEM",
+    # humanities: history, philosophy, law
+    "formal_logic": "humanities",
+    "high_school_european_history": "humanities",
+    "high_school_us_history": "humanities",
+    "high_school_world_history": "humanities",
+    "international_law": "humanities",
+    "jurisprudence": "humanities",
+    "logical_fallacies": "humanities",
+    "moral_disputes": "humanities",
+    "moral_scenarios": "humanities",
+    "philosophy": "humanities",
+    "prehistory": "humanities",
+    "professional_law": "humanities",
+    "world_religions": "humanities",
+    # social sciences: politics, culture, economics, geography, psychology
+    "econometrics": "social sciences",
+    "high_school_geography": "social sciences",
+    "high_school_government_and_politics": "social sciences",
+    "high_school_macroeconomics": "social sciences",
+    "high_school_microeconomics": "social sciences",
+    "high_school_psychology": "social sciences",
+    "human_sexuality": "social sciences",
+    "professional_psychology": "social sciences",
+    "public_relations": "social sciences",
+    "security_studies": "social sciences",
+    "sociology": "social sciences",
+    "us_foreign_policy": "social sciences",
+    # other: business, health, misc.
+    "anatomy": "other",
+    "business_ethics": "other",
+    "clinical_knowledge": "other",
+    "college_medicine": "other",
+    "global_facts": "other",
+    "human_aging": "other",
+    "management": "other",
+    "marketing": "other",
+    "medical_genetics": "other",
+    "miscellaneous": "other",
+    "nutrition": "other",
+    "professional_accounting": "other",
+    "professional_medicine": "other",
+    "virology": "other",
+}
+
+
+def category_of(task: str, extra: Mapping[str, str] | None = None) -> str:
+    """The category of `task`: `extra` first (e.g. the synthetic suite's), then MMLU, else "other"."""
+    if extra is not None and task in extra:
+        return extra[task]
+    return MMLU_CATEGORIES.get(task, "other")
+
+
+# --------------------------------------------------------------------------- CSV source
+
+
+def load_csv_source(data_dir: Path) -> dict[str, list[Example]]:
+    """Load the original MMLU release layout `DIR/{dev,val,test,auxiliary_train}/*.csv`."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise DataError(f"{data_dir}: data directory does not exist")
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: not a directory")
+
+    present = [split for split in EVAL_SPLITS if (data_dir / split).is_dir()]
+    if not present:
+        raise DataError(
+            f"{data_dir}: none of dev/, val/, test/ found; expected the original MMLU layout "
+            "DIR/{dev,val,test}/NAME_{split}.csv"
+        )
+
+    files = {split: _subject_files(data_dir / split, split) for split in present}
+    _check_same_subjects(data_dir, files)
+
+    source: dict[str, list[Example]] = {}
+    for split in present:
+        source[split] = [
+            example
+            for subject, path in sorted(files[split].items())
+            for example in _read_csv_file(path, task=subject, split=split)
+        ]
+
+    aux_dir = data_dir / AUX_SPLIT
+    if aux_dir.is_dir():
+        aux_files = _subject_files(aux_dir, AUX_SPLIT)
+        if not aux_files:
+            raise DataError(f"{aux_dir}: no .csv files")
+        # Auxiliary data has no MMLU subject; each of its files (arc_easy, race, ...) is
+        # a task of its own so the curriculum can still tell its sources apart.
+        source[AUX_SPLIT] = [
+            example
+            for task, path in sorted(aux_files.items())
+            for example in _read_csv_file(path, task=task, split=AUX_SPLIT)
+        ]
+    return source
+
+
+def _subject_files(split_dir: Path, split: str) -> dict[str, Path]:
+    """Map subject name -> CSV file in one split directory (`NAME_{split}.csv` -> NAME)."""
+    suffix = f"_{split}"
+    files: dict[str, Path] = {}
+    for path in sorted(split_dir.glob("*.csv")):
+        stem = path.stem
+        subject = stem[: -len(suffix)] if stem.endswith(suffix) and stem != suffix else stem
+        if subject in files:
+            raise DataError(f"{path}: subject {subject!r} already read from {files[subject]}")
+        files[subject] = path
+    return files
+
+
+def _check_same_subjects(data_dir: Path, files: Mapping[str, Mapping[str, Path]]) -> None:
+    """Every subject must appear in every present split, or the protocols would mix tasks."""
+    every = set().union(*(set(found) for found in files.values()))
+    if not every:
+        raise DataError(f"{data_dir}: no .csv files in {', '.join(f'{s}/' for s in files)}")
+    gaps = [
+        f"{split}/ lacks {_shorten(sorted(every - set(found)))}"
+        for split, found in files.items()
+        if every - set(found)
+    ]
+    if gaps:
+        raise DataError(f"{data_dir}: subjects missing from some splits: {'; '.join(gaps)}")
+
+
+def _shorten(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _read_csv_file(path: Path, task: str, split: str) -> list[Example]:
+    """Read header-less `question,A,B,C,D,letter` rows; errors name the record's first line."""
+    examples: list[Example] = []
+    try:
+        # utf-8-sig: a file re-saved by a spreadsheet gains a BOM that would otherwise end
+        # up inside the first question.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for line, row in _csv_records(path, handle):
+                uid = f"{task}/{split}/{len(examples)}"
+                examples.append(_example_from_row(path, line, row, task, uid))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not examples:
+        raise DataError(f"{path}: no rows")
+    return examples
+
+
+def _csv_records(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (physical line where the record starts, fields), skipping blank lines."""
+    reader = csv.reader(handle)
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"{path} line {line}: malformed CSV ({exc})") from exc
+        if row:
+            yield line, row
+
+
+def _example_from_row(path: Path, line: int, row: list[str], task: str, uid: str) -> Example:
+    if len(row) != _CSV_FIELDS:
+        raise DataError(
+            f"{path} line {line}: expected {_CSV_FIELDS} fields "
+            f"(question, {', '.join(ANSWER_LETTERS)}, answer letter), got {len(row)}"
+        )
+    question, *choices, letter = row
+    if not question.strip():
+        raise DataError(f"{path} line {line}: empty question")
+    key = letter.strip().upper()
+    if len(key) != 1 or key not in ANSWER_LETTERS:
+        raise DataError(
+            f"{path} line {line}: answer must be one of {', '.join(ANSWER_LETTERS)}, got {letter!r}"
+        )
+    answer = ANSWER_LETTERS.index(key)
+    # Choices are kept verbatim: some MMLU choices are legitimately empty or numeric text.
+    return Example(question=question, choices=tuple(choices), answer=answer, task=task, uid=uid)
+
+
+# --------------------------------------------------------------------------- hub source
+
+_HUB_SPLITS: dict[str, str] = {
+    "dev": "dev",
+    "validation": "val",
+    "test": "test",
+    "auxiliary_train": AUX_SPLIT,
+}
+
+
+def load_hub_source(dataset: str = "cais/mmlu") -> dict[str, list[Example]]:
+    """Load MMLU from the Hugging Face hub (config "all"), renaming "validation" to "val"."""
+    try:
+        import datasets  # heavy: imported only when the hub source is actually used
+    except ImportError as exc:
+        raise DataError("the hub data source needs the `datasets` package (pip install datasets)") from exc
+    try:
+        loaded = datasets.load_dataset(dataset, "all")
+    except Exception as exc:  # any hub, network or cache failure means the same to a user
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(
+            f"could not load dataset {dataset!r} from the Hugging Face hub (no network?): "
+            f"{type(exc).__name__}: {reason}; use --data-source csv --data-dir DIR with a local "
+            "copy of the MMLU release, or --preset tiny to run offline"
+        ) from exc
+
+    source: dict[str, list[Example]] = {}
+    for hub_split, split in _HUB_SPLITS.items():
+        if hub_split in loaded:
+            source[split] = _hub_examples(dataset, hub_split, split, loaded[hub_split])
+    if not any(split in source for split in EVAL_SPLITS):
+        raise DataError(
+            f"dataset {dataset!r} has none of the splits dev, validation, test "
+            f"(found: {', '.join(sorted(loaded)) or 'none'})"
+        )
+    return source
+
+
+def _hub_examples(dataset: str, hub_split: str, split: str, table: Any) -> list[Example]:
+    counters: dict[str, int] = {}
+    examples: list[Example] = []
+    for row_index, row in enumerate(_hub_rows(table)):
+        where = f"{dataset} {hub_split} row {row_index}"
+        try:
+            question, subject = str(row["question"]), str(row["subject"] or "")
+            choices, answer = tuple(str(c) for c in row["choices"]), int(row["answer"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{where}: expected question, subject, choices, answer ({exc})") from exc
+        if not question.strip():
+            raise DataError(f"{where}: empty question")
+        if len(choices) < 2 or not 0 <= answer < len(choices):
+            raise DataError(f"{where}: answer {answer} does not index {len(choices)} choices")
+        task = subject or AUX_SPLIT
+        index = counters.get(task, 0)
+        counters[task] = index + 1
+        examples.append(Example(question, choices, answer, task, f"{task}/{split}/{index}"))
+    return examples
+
+
+def _hub_rows(table: Any) -> Iterator[Mapping[str, Any]]:
+    """Rows as dicts, read column-wise because row iteration of a Dataset is slow."""
+    columns = table.to_dict()
+    if "question" not in columns and "train" in columns:
+        # Some revisions of cais/mmlu nest auxiliary_train rows under a "train" struct.
+        yield from columns["train"]
+        return
+    names = list(columns)
+    for values in zip(*(columns[name] for name in names)):
+        yield dict(zip(names, values))
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@dataclass
+class DataSplit:
+    """The train / val / test examples a run uses."""
+
+    train: list[Example]
+    val: list[Example]
+    test: list[Example]
+
+    def tasks(self) -> list[str]:
+        """Sorted task names over all three parts (the task-id order of a new run)."""
+        return sorted({ex.task for part in (self.train, self.val, self.test) for ex in part})
+
+
+def subject_split(
+    source: Mapping[str, list[Example]],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> DataSplit:
+    """Pool every split but auxiliary_train and cut each task into train/val/test by `fractions`."""
+    fractions = _check_fractions(fractions)
+    pool = [ex for name, part in source.items() if name != AUX_SPLIT for ex in part]
+    if not pool:
+        raise DataError("no examples to split: the source has no dev, val or test examples")
+    _check_unique_uids(pool)
+
+    groups: dict[str, list[Example]] = {}
+    for ex in pool:
+        groups.setdefault(ex.task, []).append(ex)
+
+    split = DataSplit(train=[], val=[], test=[])
+    for task in sorted(groups):
+        # Sorting first makes the result independent of file and dict order; seeding per
+        # task keeps one subject's split unchanged when another subject is added.
+        group = sorted(groups[task], key=lambda ex: ex.uid)
+        random.Random(f"{seed}/{task}").shuffle(group)
+        n_train, n_val, _ = split_counts(len(group), fractions)
+        split.train.extend(group[:n_train])
+        split.val.extend(group[n_train : n_train + n_val])
+        split.test.extend(group[n_train + n_val :])
+    return split
+
+
+def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """How many of `n` examples go to train, val and test.
+
+    Rounds half up, gives val and test at least one example each when n >= 3 and their
+    fraction is non-zero (a subject with no held-out example would vanish from the
+    per-task report), and never leaves train empty.
+    """
+    _, f_val, f_test = fractions
+    n_val = math.floor(n * f_val + 0.5)
+    n_test = math.floor(n * f_test + 0.5)
+    if n >= 3:
+        n_val = max(n_val, 1 if f_val > 0 else 0)
+        n_test = max(n_test, 1 if f_test > 0 else 0)
+    while n > 0 and n_val + n_test > n - 1:
+        if n_val >= n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(f) for f in fractions)
+    if len(values) != 3:
+        raise UsageError(f"split fractions need three values (train, val, test), got {len(values)}")
+    if any(not math.isfinite(f) or f < 0 for f in values):
+        raise UsageError(f"split fractions must be non-negative numbers, got {values}")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise UsageError(f"split fractions must sum to 1, got {values} (sum {sum(values):g})")
+    if values[0] <= 0:
+        raise UsageError(f"the train fraction must be positive, got {values[0]:g}")
+    return values[0], values[1], values[2]
+
+
+def _check_unique_uids(examples: Iterable[Example]) -> None:
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.uid in seen:
+            raise DataError(f"two examples share the uid {ex.uid!r}; uids must be unique")
+        seen.add(ex.uid)
+
+
+def standard_split(source: Mapping[str, list[Example]]) -> DataSplit:
+    """The MMLU paper's protocol: train on auxiliary_train + dev, validate on val, test on test."""
+    if AUX_SPLIT not in source:
+        raise DataError(
+            "the standard protocol needs auxiliary_train data, which this source lacks; "
+            "use --protocol subject-split"
+        )
+    missing = [name for name in ("val", "test") if name not in source]
+    if missing:
+        raise DataError(
+            f"the standard protocol needs the {' and '.join(missing)} split(s), which this source lacks"
+        )
+    train = list(source[AUX_SPLIT]) + list(source.get("dev", []))
+    return DataSplit(train=train, val=list(source["val"]), test=list(source["test"]))
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def build_manifest(split: DataSplit) -> dict[str, Any]:
+    """A JSON-ready record of which uids a run used, with fingerprints of their content."""
+    manifest: dict[str, Any] = {name: [ex.uid for ex in getattr(split, name)] for name in _MANIFEST_SPLITS}
+    manifest["fingerprints"] = {name: fingerprint(getattr(split, name)) for name in _MANIFEST_SPLITS}
+    return manifest
+
+
+def fingerprint(examples: Iterable[Example]) -> str:
+    """sha256 over the examples' content, in order."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        # JSON keeps field boundaries unambiguous even when text contains separators.
+        record = [ex.question, list(ex.choices), ex.answer, ex.task, ex.uid]
+        digest.update(json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def apply_manifest(source: Mapping[str, list[Example]], manifest: Mapping[str, Any]) -> DataSplit:
+    """Rebuild a run's split from freshly loaded data, refusing data that has changed since."""
+    _check_manifest_shape(manifest)
+    by_uid: dict[str, Example] = {}
+    for part in source.values():
+        for ex in part:
+            by_uid[ex.uid] = ex
+
+    parts: dict[str, list[Example]] = {}
+    for name in _MANIFEST_SPLITS:
+        uids: list[str] = manifest[name]
+        missing = [uid for uid in uids if uid not in by_uid]
+        if missing:
+            raise DataError(
+                "the data no longer matches the run's split manifest: "
+                f"{len(missing)} {name} example(s) are missing from the source (first: {missing[0]!r})"
+            )
+        parts[name] = [by_uid[uid] for uid in uids]
+        if fingerprint(parts[name]) != manifest["fingerprints"][name]:
+            raise DataError(
+                "the data no longer matches the run's split manifest: "
+                f"the content of the {name} examples changed since the run was made"
+            )
+    return DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
+
+
+def _check_manifest_shape(manifest: Mapping[str, Any]) -> None:
+    if not isinstance(manifest, Mapping):
+        raise DataError("the split manifest is malformed: expected a JSON object")
+    for name in _MANIFEST_SPLITS:
+        uids = manifest.get(name)
+        if not isinstance(uids, list) or not all(isinstance(uid, str) for uid in uids):
+            raise DataError(f"the split manifest is malformed: {name!r} must be a list of uids")
+    prints = manifest.get("fingerprints")
+    if not isinstance(prints, Mapping) or not all(isinstance(prints.get(n), str) for n in _MANIFEST_SPLITS):
+        raise DataError("the split manifest is malformed: 'fingerprints' must map train/val/test to hashes")

@@ -1,0 +1,171 @@
+"""The multiple-choice model: a pretrained encoder, a task embedding at its input, and two heads.
+
+Each (question, choice) pair is encoded on its own and pooled to h_k. The task embedding
+e_t is added to the encoder's input embeddings: a task vector that only joined the score
+head would add the same constant to every choice of a question, and the softmax over
+choices would erase it. The score head maps h_k to one logit; the projection head maps the
+mean of a question's h_k to the unit-norm embedding z used by InfoNCE and the confusion
+matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from acct.config import TINY, ModelSettings
+from acct.errors import UsageError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Everything besides the encoder config needed to rebuild the model from a checkpoint."""
+
+    num_tasks: int
+    projection_dim: int
+    pooling: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ModelOutput(NamedTuple):
+    scores: torch.Tensor  # [B, K_max], -inf at padded choices
+    embeddings: torch.Tensor  # [B, P], unit norm
+
+
+def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
+
+
+class MultipleChoiceModel(nn.Module):
+    def __init__(self, encoder: nn.Module, head: HeadConfig):
+        super().__init__()
+        if head.pooling not in ("cls", "mean"):
+            raise UsageError(f"unknown pooling {head.pooling!r}")
+        self.encoder = encoder
+        self.head = head
+        hidden = encoder.config.hidden_size
+        embed_dim = encoder.get_input_embeddings().embedding_dim
+        self.task_embedding = nn.Embedding(head.num_tasks, embed_dim)
+        nn.init.normal_(self.task_embedding.weight, std=getattr(encoder.config, "initializer_range", 0.02))
+        self.scorer = _mlp(hidden, hidden, 1)
+        self.projector = _mlp(hidden, hidden, head.projection_dim)
+
+    def task_vectors(self, task_ids: torch.Tensor) -> torch.Tensor:
+        """Rows of the task embedding; id -1 means "no task given" and uses the mean task embedding."""
+        table = self.task_embedding.weight
+        known = table[task_ids.clamp(min=0)]
+        return torch.where((task_ids < 0)[:, None], table.mean(0, keepdim=True), known)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sequence_task_ids: torch.Tensor,
+        choice_mask: torch.Tensor,
+    ) -> ModelOutput:
+        embeds = self.encoder.get_input_embeddings()(input_ids)
+        embeds = embeds + self.task_vectors(sequence_task_ids)[:, None, :].to(embeds.dtype)
+        hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        if self.head.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            m = attention_mask[..., None].to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        logits = self.scorer(pooled).squeeze(-1)
+        b, k = choice_mask.shape
+        scores = logits.new_full((b, k), float("-inf"))
+        scores = scores.masked_scatter(choice_mask, logits)
+        per_choice = pooled.new_zeros((b, k, pooled.shape[-1])).masked_scatter(choice_mask[..., None], pooled)
+        mean_h = per_choice.sum(1) / choice_mask.sum(1, keepdim=True).to(pooled.dtype)
+        z = F.normalize(self.projector(mean_h).float(), dim=-1)
+        return ModelOutput(scores=scores, embeddings=z)
+
+
+def tiny_encoder_config(settings: ModelSettings, vocab_size: int):
+    """A small DebertaV2 with DeBERTa-v3's relative attention (no absolute positions)."""
+    from transformers import DebertaV2Config
+
+    t = settings.tiny
+    return DebertaV2Config(
+        vocab_size=vocab_size,
+        hidden_size=t.hidden_size,
+        num_hidden_layers=t.num_hidden_layers,
+        num_attention_heads=t.num_attention_heads,
+        intermediate_size=t.intermediate_size,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=t.position_buckets,
+        max_relative_positions=-1,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        share_att_key=True,
+        norm_rel_ebd="layer_norm",
+        type_vocab_size=0,
+        layer_norm_eps=1e-7,
+        hidden_dropout_prob=0.1 if settings.dropout is None else settings.dropout,
+        attention_probs_dropout_prob=0.1 if settings.dropout is None else settings.dropout,
+    )
+
+
+def _dropout_overrides(settings: ModelSettings) -> dict:
+    if settings.dropout is None:
+        return {}
+    return {"hidden_dropout_prob": settings.dropout, "attention_probs_dropout_prob": settings.dropout}
+
+
+def is_config_only_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and not any((path / f).exists() for f in WEIGHT_FILES)
+
+
+def build_encoder(settings: ModelSettings, vocab_size: int) -> tuple[nn.Module, list[str]]:
+    """Create the encoder named by the settings; returns it with notices the user must see."""
+    from transformers import AutoConfig, AutoModel
+
+    notices: list[str] = []
+    name = settings.name_or_path
+    local = Path(name)
+    if name == TINY:
+        encoder = AutoModel.from_config(tiny_encoder_config(settings, vocab_size))
+        notices.append("model: tiny DebertaV2 with RANDOM weights (offline preset)")
+    elif local.exists() and not local.is_dir():
+        raise UsageError(f"model path {name} is a file; give the directory that holds config.json")
+    elif is_config_only_dir(local):
+        config = AutoConfig.from_pretrained(name, trust_remote_code=settings.trust_remote_code, **_dropout_overrides(settings))
+        encoder = AutoModel.from_config(config, trust_remote_code=settings.trust_remote_code)
+        notices.append(f"model: {name} holds only config.json: the encoder has RANDOM weights, not pretrained ones")
+    elif local.is_dir() and not (local / "config.json").is_file():
+        raise UsageError(f"model directory {name} has no config.json")
+    else:
+        try:
+            encoder = AutoModel.from_pretrained(
+                name, trust_remote_code=settings.trust_remote_code, **_dropout_overrides(settings)
+            )
+        except Exception as exc:  # hub, network and format errors all arrive as different types
+            if local.is_dir():
+                raise UsageError(f"cannot load the model in {name}: {str(exc).splitlines()[0]}") from None
+            raise UsageError(
+                f"cannot download model {name!r} (no network, or no such repository); "
+                "use --preset tiny, or --model with a local directory"
+            ) from None
+    current = encoder.get_input_embeddings().num_embeddings
+    if vocab_size > current:
+        encoder.resize_token_embeddings(vocab_size)
+        notices.append(f"model: token embeddings resized from {current} to {vocab_size} to fit the tokenizer")
+    return encoder, notices
+
+
+def encoder_from_config_dir(config_dir: Path, *, trust_remote_code: bool = False) -> nn.Module:
+    """An encoder with the saved architecture and uninitialised weights, to be filled from a checkpoint."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(str(config_dir), trust_remote_code=trust_remote_code)
+    return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
