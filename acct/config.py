@@ -190,7 +190,7 @@ def tiny_preset() -> dict[str, Any]:
         "model": {"name_or_path": TINY, "tokenizer": TINY, "max_length": 64, "projection_dim": 64},
         "data": {"source": "synthetic"},
         "curriculum": {"update_every_n_steps": 20, "warmup_epochs": 1.0},
-        "optim": {"lr": 2e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "epochs": 6},
+        "optim": {"lr": 3e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "epochs": 6},
         "batch": {"eval_batch_size": 128},
         "patience": 4,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -31,6 +32,9 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not debug_enabled():
+            # The hub client logs every failed retry; our own error line says what matters.
+            logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:

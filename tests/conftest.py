@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny seeded settings and one tiny trained run per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub: everything is built from configs, trained offline, or generated.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def tiny_settings(output_dir: Path, **flags):
+    """The tiny preset with test-sized budgets; keyword flags are nested settings (dotted keys allowed)."""
+    from acct.config import nest, resolve_train
+
+    base = {"output_dir": output_dir, "optim.max_steps": 160, "eval_every_n_steps": 80, "device": "cpu"}
+    base.update(flags)
+    return resolve_train(nest(base), preset="tiny")
+
+
+def run_to_end(settings):
+    """Consume the engine's events; return them as a list."""
+    from acct.engine import train
+
+    return list(train(settings))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A tiny run trained once per session (full configuration: contrastive + uncertainty_gradient)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    run_to_end(tiny_settings(run_dir))
+    return run_dir

@@ -1,0 +1,59 @@
+"""Settings resolution: defaults < preset < YAML < environment < flags, and strict validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from acct.config import TrainSettings, resolve_train
+from acct.errors import UsageError
+
+
+def test_precedence(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("optim:\n  lr: 0.5\n  epochs: 7\nseed: 4\ncurriculum:\n  floor: 0.2\n")
+    monkeypatch.setenv("ACCT_OPTIM__EPOCHS", "9")
+    monkeypatch.setenv("ACCT_SEED", "5")
+    s = resolve_train({"seed": 6}, preset="tiny", config_file=cfg)
+    assert s.model.name_or_path == "tiny"  # preset over default
+    assert s.optim.lr == 0.5 and s.curriculum.floor == 0.2  # YAML over preset / default
+    assert s.optim.epochs == 9  # environment over YAML
+    assert s.seed == 6  # flag over environment
+    assert s.optim.weight_decay == 0.01 and s.curriculum.temperature == 2.0
+
+
+def test_default_settings_are_the_design_hyper_parameters():
+    s = TrainSettings()
+    assert s.model.name_or_path == "microsoft/deberta-v3-base" and s.data.source == "hub"
+    assert (s.optim.lr, s.optim.epochs, s.optim.warmup_ratio, s.optim.weight_decay, s.optim.max_grad_norm) == (2e-5, 10, 0.1, 0.01, 1.0)
+    assert (s.loss.lambda_cls, s.loss.lambda_contrastive, s.loss.tau) == (0.7, 0.3, 0.07)
+    assert (s.curriculum.temperature, s.curriculum.update_every_n_steps, s.curriculum.warmup_epochs, s.curriculum.floor) == (2.0, 100, 2.0, 0.1)
+    assert s.batch.questions_per_batch == 16 and s.model.max_length == 256 and s.data.protocol == "subject-split"
+
+
+@pytest.mark.parametrize(
+    ("flags", "yaml_text", "env", "message"),
+    [
+        ({"optim": {"lr": -1}}, None, {}, "optim.lr (--lr / ACCT_OPTIM__LR)"),
+        ({"curriculum": {"strategy": "random"}}, None, {}, "curriculum.strategy"),
+        ({"batch": {"batch_size": 10}}, None, {}, "must equal tasks_per_batch x examples_per_task"),
+        ({"loss": {"lambda_contrastive": 1.5}}, None, {}, "loss.lambda_contrastive"),
+        ({"curriculum": {"temperature": 0}}, None, {}, "curriculum.temperature"),
+        ({}, "optim:\n  learning_rate: 1\n", {}, "optim.learning_rate (ACCT_OPTIM__LEARNING_RATE): unknown setting"),
+        ({}, "optim: [1, 2\n", {}, "malformed YAML"),
+        ({}, None, {"ACCT_OPTIM__LR": "fast"}, "optim.lr"),
+        ({"data": {"source": "csv"}}, None, {}, "--data-dir"),
+    ],
+)
+def test_invalid_settings_are_one_clear_error(tmp_path, monkeypatch, flags, yaml_text, env, message):
+    import acct.cli.train  # noqa: F401  (registers flag names used in messages)
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = None
+    if yaml_text is not None:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml_text)
+    with pytest.raises(UsageError) as info:
+        resolve_train(flags, preset="tiny", config_file=cfg)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,103 @@
+"""The training loop and evaluation, driven without the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from acct import engine
+from acct.config import EvaluateSettings
+from acct.errors import UsageError
+from tests.conftest import run_to_end, tiny_settings
+
+
+def test_tiny_run_learns_and_writes_a_complete_run_dir(tiny_run):
+    for name in ("config.json", "split.json", "metrics.jsonl"):
+        assert (tiny_run / name).is_file(), name
+    for tag in ("best", "last"):
+        ckpt = tiny_run / "checkpoints" / tag
+        for name in ("acct.json", "model.safetensors", "encoder/config.json", "state.json", "state.safetensors", "optimizer.pt"):
+            assert (ckpt / name).exists(), f"{tag}/{name}"
+        assert list((ckpt / "tokenizer").iterdir())
+    assert not list(tiny_run.rglob("*.bin")) and not list(tiny_run.rglob("*.pkl"))
+    meta = json.loads((tiny_run / "checkpoints" / "last" / "acct.json").read_text())
+    assert meta["tasks"] == sorted(meta["tasks"]) and len(meta["tasks"]) == 8
+    assert len(meta["confusion"]) == 8 and all(len(row) == 8 for row in meta["confusion"])
+    assert abs(sum(meta["curriculum_weights"]) - 1) < 1e-6
+
+    result = engine.evaluate(EvaluateSettings(run_dir=tiny_run, split="test", device="cpu"))
+    assert result.n == 200 and result.chance == pytest.approx(0.25)
+    # Every synthetic pair shares its question text: above 0.85 is only reachable if the task
+    # embedding reaches the encoder and separates e.g. "even" from "odd".
+    assert result.accuracy > 0.85, result
+    for pair in (("even_number", "odd_number"), ("animal_word", "fruit_word")):
+        for task in pair:
+            assert result.tasks[task]["accuracy"] > 0.75, (task, result.tasks[task])
+    assert set(result.categories) == {"numbers", "words"}
+    assert json.loads((tiny_run / "eval-test.json").read_text())["accuracy"] == result.accuracy
+
+
+def test_curriculum_updates_are_logged_and_leave_uniform_after_warmup(tiny_run):
+    lines = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    updates = [e for e in lines if e["event"] == "curriculum"]
+    # tiny preset: 100 steps per epoch, 1 warm-up epoch, update every 20 steps.
+    assert [u["step"] for u in updates] == list(range(20, 161, 20))
+    for u in updates:
+        assert abs(sum(u["weights"].values()) - 1) < 1e-9
+        spread = max(u["weights"].values()) - min(u["weights"].values())
+        assert (spread < 1e-12) == (u["step"] < 100), u
+    assert any(e["event"] == "validation" for e in lines)
+
+
+def test_evaluate_never_scores_a_training_example(tiny_run):
+    manifest = json.loads((tiny_run / "split.json").read_text())
+    train, val, test = (set(manifest[k]) for k in ("train", "val", "test"))
+    assert train and val and test
+    assert not (train & val) and not (train & test) and not (val & test)
+
+
+def test_same_seed_same_numbers(tmp_path):
+    def metrics(name):
+        run_to_end(tiny_settings(tmp_path / name, **{"optim.max_steps": 30, "eval_every_n_steps": 30}))
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    a, b = metrics("a"), metrics("b")
+    assert a == b
+    from safetensors.torch import load_file
+
+    wa = load_file(str(tmp_path / "a" / "checkpoints" / "last" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "checkpoints" / "last" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_existing_run_is_refused_without_overwrite(tmp_path):
+    settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 2, "eval_every_n_steps": 2})
+    run_to_end(settings)
+    with pytest.raises(UsageError, match="already holds a run"):
+        run_to_end(settings)
+    events = run_to_end(settings.model_copy(update={"overwrite": True}))
+    assert isinstance(events[-1], engine.Finished)
+
+
+def test_baseline_configuration_skips_the_contrastive_loss(tmp_path):
+    settings = tiny_settings(tmp_path / "b", **{"optim.max_steps": 10, "eval_every_n_steps": 10, "loss.lambda_contrastive": 0.0,
+                                                 "curriculum.strategy": "uniform", "log_every_n_steps": 5})
+    logged = [e for e in run_to_end(settings) if isinstance(e, engine.StepLogged)]
+    assert logged and all(e.contrastive_loss == 0.0 for e in logged)
+    assert all(e.loss == pytest.approx(0.7 * e.cls_loss, rel=1e-5) for e in logged)
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    f = engine.lr_lambda(total_steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    opt = engine.build_optimizer(model, 1e-3, 0.1, torch.device("cpu"))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight)}

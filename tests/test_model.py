@@ -1,0 +1,44 @@
+"""The multiple-choice model: per-choice scoring and where the task embedding enters."""
+
+from __future__ import annotations
+
+import torch
+
+from acct.config import ModelSettings
+from acct.model import HeadConfig, MultipleChoiceModel, build_encoder
+
+
+def tiny_model(num_tasks=2, seed=0):
+    torch.manual_seed(seed)
+    encoder, notices = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=50)
+    assert any("RANDOM" in n for n in notices)
+    return MultipleChoiceModel(encoder, HeadConfig(num_tasks=num_tasks, projection_dim=16, pooling="cls")).eval()
+
+
+def test_scores_are_masked_per_question_and_embeddings_unit_norm():
+    model = tiny_model()
+    ids = torch.randint(5, 50, (5, 7))
+    choice_mask = torch.tensor([[True, True, True], [True, True, False]])
+    out = model(ids, torch.ones_like(ids), torch.tensor([0, 0, 0, 1, 1]), choice_mask)
+    assert out.scores.shape == (2, 3)
+    assert torch.isinf(out.scores[1, 2]) and torch.isfinite(out.scores[choice_mask]).all()
+    assert torch.allclose(out.embeddings.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_task_embedding_changes_the_relative_scores_of_choices():
+    # Injected at the input, the task vector changes how the choices compare; a vector added
+    # only to the score head would shift every choice equally and vanish in the softmax.
+    model = tiny_model()
+    ids = torch.randint(5, 50, (4, 6))
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    with torch.no_grad():
+        p0 = model(ids, torch.ones_like(ids), torch.zeros(4, dtype=torch.long), mask).scores.softmax(-1)
+        p1 = model(ids, torch.ones_like(ids), torch.ones(4, dtype=torch.long), mask).scores.softmax(-1)
+    assert (p0 - p1).abs().max() > 1e-4
+
+
+def test_unknown_task_uses_the_mean_task_embedding():
+    model = tiny_model(num_tasks=3)
+    v = model.task_vectors(torch.tensor([-1, 2]))
+    assert torch.allclose(v[0], model.task_embedding.weight.mean(0))
+    assert torch.equal(v[1], model.task_embedding.weight[2])
