@@ -309,8 +309,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     """Train one configuration, yielding events; `should_stop` lets a signal end it cleanly."""
     run_dir = prepare_run_dir(settings)
     if settings.resume:
-        resumed = load_run_settings(run_dir)
-        settings = resumed.model_copy(update={"resume": True, "output_dir": run_dir})
+        # A resumed run continues with the settings it was started with, whatever the caller built.
+        settings = load_run_settings(run_dir).model_copy(update={"resume": True, "output_dir": run_dir})
     device, precision = resolve_device(settings.device, settings.precision)
     seed_everything(settings.seed)
     notices: list[str] = []
@@ -385,6 +385,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
 
     log = MetricsLog(run_dir / "metrics.jsonl")
     step = 0
+    restored_window: tuple = ()
     best_acc: float | None = None
     best_step: int | None = None
     bad_evals = 0
@@ -400,6 +401,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"], device)
         log.truncate(trainer["metrics_bytes"])
+        window = trainer["window"]
+        restored_window = (window["sums"], window["skipped"], window["streak"], window["questions"], window["tokens"])
         notices.append(f"resumed from step {step} ({resume_ckpt.name})")
     else:
         ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
@@ -427,6 +430,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 "scheduler": {"last_epoch": scheduler.last_epoch, "_step_count": scheduler._step_count},
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "metrics_bytes": log.size(),
+                "window": {"sums": sums, "skipped": skipped, "streak": streak,
+                           "questions": window_questions, "tokens": window_tokens},
             },
             "curriculum": curriculum.state_dict(),
             "sampler": sampler.state_dict(),
@@ -452,9 +457,12 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     majority = majority_answer(split.train)
     params = [p for p in model.parameters() if p.requires_grad]
     sums = torch.zeros(4, device=device)  # loss, cls, contrastive, correct; read only at log time
-    skipped = torch.zeros((), device=device)
-    streak = torch.zeros((), device=device)
+    skipped = torch.zeros((), device=device)  # non-finite steps skipped so far
+    streak = torch.zeros((), device=device)  # consecutive non-finite steps
     window_questions = window_tokens = 0
+    if resume_ckpt is not None:
+        sums, skipped, streak = (t.to(device) for t in restored_window[:3])
+        window_questions, window_tokens = restored_window[3:]
     window_start = time.perf_counter()
     reason = "completed"
 

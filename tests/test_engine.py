@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from acct import engine
 from acct.config import EvaluateSettings
-from acct.errors import UsageError
+from acct.errors import AcctError, UsageError
 from tests.conftest import run_to_end, tiny_settings
 
 
@@ -101,3 +102,37 @@ def test_no_weight_decay_on_biases_and_norms():
     opt = engine.build_optimizer(model, 1e-3, 0.1, torch.device("cpu"))
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight)}
+
+
+def _poison(monkeypatch, bad_steps):
+    """Make the loss NaN on the given (0-based) forward calls."""
+    original = engine.forward_losses
+    calls = {"n": 0}
+
+    def forward(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if calls["n"] in bad_steps:
+            out.loss = out.loss * float("nan")
+        calls["n"] += 1
+        return out
+
+    monkeypatch.setattr(engine, "forward_losses", forward)
+
+
+def test_a_non_finite_step_is_skipped_and_counted(tmp_path, monkeypatch):
+    _poison(monkeypatch, {3})
+    settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 10, "eval_every_n_steps": 10, "log_every_n_steps": 5})
+    events = run_to_end(settings)
+    logged = [e for e in events if isinstance(e, engine.StepLogged)]
+    assert [e.skipped_steps for e in logged] == [1, 1]
+    assert all(math.isfinite(e.loss) for e in logged[1:])
+    assert isinstance(events[-1], engine.Finished)
+    run = engine.load_run(tmp_path / "r", "last")
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+
+def test_consecutive_non_finite_steps_stop_training(tmp_path, monkeypatch):
+    _poison(monkeypatch, set(range(2, 100)))
+    settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 50, "log_every_n_steps": 1, "max_nonfinite_steps": 3})
+    with pytest.raises(AcctError, match=r"3 consecutive steps up to step 5 .*fp32 or a lower learning rate"):
+        run_to_end(settings)

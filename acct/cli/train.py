@@ -10,6 +10,7 @@ import typer
 
 from acct.cli._common import err, eval_tables, handles_errors, pct
 from acct.config import FLAG_NAMES, TrainSettings, nest, resolve_train
+from acct.errors import UsageError
 
 
 def field_help(path: str) -> str:
@@ -81,20 +82,39 @@ def train_command(
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
     save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output directory."),
-    resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue the run in this directory from its 'last' checkpoint.", show_default=False
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run (RUN_DIR or --output-dir) from its 'last' checkpoint, with its saved settings."
+    ),
+    run_dir: Optional[Path] = typer.Argument(
+        None, help="Run directory to resume: `acct train --resume RUN_DIR`.", show_default=False
     ),
 ) -> None:
     """Train one configuration and save its checkpoints to the run directory."""
     values = locals()
     flat = {path: values[flag[2:].replace("-", "_")] for flag, path in FLAGS.items()}
-    if overwrite:
-        flat["overwrite"] = True
-    if resume is not None:
-        flat["resume"] = True
-        flat["output_dir"] = resume
-    settings = resolve_train(nest(flat), preset=preset, config_file=config)
+    if run_dir is not None and not resume:
+        raise UsageError(f"unexpected argument {run_dir}: give the run directory with --output-dir (or add --resume)")
+    if resume:
+        target = run_dir or output_dir
+        if target is None:
+            raise UsageError("--resume needs the run directory: acct train --resume RUN_DIR")
+        given = [flag for flag, path in FLAGS.items() if flat[path] is not None and path != "output_dir"]
+        given += [name for name, v in (("--config", config), ("--preset", preset), ("--overwrite", overwrite)) if v]
+        if given:
+            raise UsageError(f"--resume continues with the run's saved settings; remove {', '.join(given)}")
+        from acct.engine import load_run_settings
+
+        settings = load_run_settings(target).model_copy(update={"resume": True, "output_dir": target, "overwrite": False})
+    else:
+        if trust_remote_code:
+            flat["model.trust_remote_code"] = True
+        if overwrite:
+            flat["overwrite"] = True
+        settings = resolve_train(nest(flat), preset=preset, config_file=config)
     run(settings)
 
 
