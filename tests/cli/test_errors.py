@@ -1,0 +1,121 @@
+"""Bad input of every kind: one red line, the right exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from acct.cli import app
+
+runner = CliRunner()
+
+VALID_ROW = '"What is 1+1?",1,2,3,4,B\n'
+
+
+def mmlu_dir(root: Path, *, subjects=("alpha", "beta"), rows=None, drop=None) -> Path:
+    """A small original-layout MMLU folder; `rows` replaces one file's rows, `drop` removes one file."""
+    for split in ("dev", "val", "test"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for subject in subjects:
+            path = root / split / f"{subject}_{split}.csv"
+            path.write_text(VALID_ROW * 5)
+    if rows is not None:
+        (root / "test" / f"{subjects[0]}_test.csv").write_text(rows)
+    if drop is not None:
+        (root / drop).unlink()
+    return root
+
+
+def damaged_run(tiny_run: Path, tmp_path: Path, damage) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir, symlinks=True)
+    damage(run_dir / "checkpoints" / "best")
+    return run_dir
+
+
+def truncate_weights(ckpt: Path) -> None:
+    f = ckpt / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:1000])
+
+
+def drop_task(ckpt: Path) -> None:
+    meta = json.loads((ckpt / "acct.json").read_text())
+    meta["tasks"] = meta["tasks"][1:]
+    (ckpt / "acct.json").write_text(json.dumps(meta))
+
+
+def widen_encoder(ckpt: Path) -> None:
+    cfg = json.loads((ckpt / "encoder" / "config.json").read_text())
+    cfg["intermediate_size"] *= 2
+    (ckpt / "encoder" / "config.json").write_text(json.dumps(cfg))
+
+
+TRAIN = ["train", "--preset", "tiny", "--max-steps", "1"]
+
+# (id, argv builder(tmp_path, tiny_run) -> argv, env, exit code, message fragment)
+CASES = [
+    ("negative-lr", lambda t, r: [*TRAIN, "--lr", "-1"], {}, 2, "optim.lr (--lr / ACCT_OPTIM__LR): Input should be greater than 0"),
+    ("zero-lr-env", lambda t, r: TRAIN, {"ACCT_OPTIM__LR": "0"}, 2, "optim.lr"),
+    ("unknown-strategy", lambda t, r: [*TRAIN, "--strategy", "random"], {}, 2, "curriculum.strategy (--strategy"),
+    ("batch-product", lambda t, r: [*TRAIN, "--batch-size", "10"], {}, 2, "must equal tasks_per_batch x examples_per_task"),
+    ("lambda-range", lambda t, r: [*TRAIN, "--lambda-contrastive", "1.5"], {}, 2, "loss.lambda_contrastive"),
+    ("temperature", lambda t, r: TRAIN, {"ACCT_CURRICULUM__TEMPERATURE": "0"}, 2, "curriculum.temperature"),
+    ("wrong-env-type", lambda t, r: TRAIN, {"ACCT_SEED": "many"}, 2, "seed (--seed / ACCT_SEED)"),
+    ("unknown-yaml-key", lambda t, r: [*TRAIN, "--config", str(_yaml(t, "optim:\n  momentum: 0.9\n"))], {}, 2, "optim.momentum"),
+    ("malformed-yaml", lambda t, r: [*TRAIN, "--config", str(_yaml(t, "optim: {lr: 1\n"))], {}, 2, "malformed YAML"),
+    ("missing-yaml", lambda t, r: [*TRAIN, "--config", str(t / "none.yaml")], {}, 2, "config file not found"),
+    ("unknown-preset", lambda t, r: ["train", "--preset", "huge"], {}, 2, "unknown preset"),
+    ("missing-data-dir", lambda t, r: [*TRAIN, "--data-source", "csv", "--data-dir", str(t / "nowhere")], {}, 2, "nowhere"),
+    ("missing-subject", lambda t, r: [*TRAIN, "--data-source", "csv", "--data-dir", str(mmlu_dir(t / "d", drop="val/beta_val.csv"))],
+     {}, 2, "beta"),
+    ("csv-field-count", lambda t, r: [*TRAIN, "--data-source", "csv", "--data-dir",
+                                      str(mmlu_dir(t / "d", rows=VALID_ROW * 2 + '"Q",1,2,3,B\n'))], {}, 2, "alpha_test.csv line 3"),
+    ("csv-answer-letter", lambda t, r: [*TRAIN, "--data-source", "csv", "--data-dir",
+                                        str(mmlu_dir(t / "d", rows=VALID_ROW + '"Q",1,2,3,4,E\n'))], {}, 2, "alpha_test.csv line 2"),
+    ("standard-without-aux", lambda t, r: [*TRAIN, "--data-source", "csv", "--protocol", "standard", "--data-dir",
+                                           str(mmlu_dir(t / "d"))], {}, 2, "auxiliary_train"),
+    ("model-is-a-file", lambda t, r: [*TRAIN, "--model", str(_yaml(t, "x: 1\n"))], {}, 2, "is a file"),
+    ("run-exists", lambda t, r: [*TRAIN, "--output-dir", str(r)], {}, 2, "already holds a run; pass --overwrite"),
+    ("resume-not-a-run", lambda t, r: ["train", "--resume", str(t)], {}, 2, "is not an acct run directory"),
+    ("resume-with-flags", lambda t, r: ["train", "--resume", str(r), "--lr", "1"], {}, 2, "remove --lr"),
+    ("fp16-on-cpu", lambda t, r: [*TRAIN, "--device", "cpu", "--precision", "fp16", "--output-dir", str(t / "o")], {}, 2, "fp16 needs CUDA"),
+    ("eval-missing-run", lambda t, r: ["evaluate", str(t / "nope")], {}, 2, "run directory not found"),
+    ("eval-not-a-run", lambda t, r: ["evaluate", str(t)], {}, 2, "not an acct run directory"),
+    ("eval-bad-split", lambda t, r: ["evaluate", str(r), "--split", "train"], {}, 2, "split (ACCT_SPLIT)"),
+    ("eval-bad-checkpoint", lambda t, r: ["evaluate", str(r), "--checkpoint", "first"], {}, 2, "checkpoint"),
+    ("eval-truncated-weights", lambda t, r: ["evaluate", str(damaged_run(r, t, truncate_weights))], {}, 1, "truncated or corrupted"),
+    ("eval-task-list-mismatch", lambda t, r: ["evaluate", str(damaged_run(r, t, drop_task))], {}, 1, "tasks"),
+    ("eval-architecture-mismatch", lambda t, r: ["evaluate", str(damaged_run(r, t, widen_encoder))], {}, 1,
+     "do not match the model architecture"),
+]
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("argv", "env", "code", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_line(tmp_path, tiny_run, monkeypatch, argv, env, code, message):
+    monkeypatch.chdir(tmp_path)  # runs that would start write under ./runs here
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ACCT_DEBUG", raising=False)
+    result = runner.invoke(app, argv(tmp_path, tiny_run))
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert message in errors[0], result.output
+
+
+def test_acct_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCT_DEBUG", "1")
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "Traceback" in result.output
