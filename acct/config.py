@@ -130,6 +130,12 @@ class LossSettings(_Section):
     lambda_cls: float = Field(0.7, ge=0, le=1, description="Weight of the choice cross-entropy.")
     lambda_contrastive: float = Field(0.3, ge=0, le=1, description="Weight of the uncertainty-weighted InfoNCE loss.")
     tau: float = Field(0.07, gt=0, description="InfoNCE temperature.")
+    gather_negatives: bool = Field(
+        False,
+        description="Under torchrun: all-gather the contrastive embeddings so that InfoNCE contrasts every "
+        "question with the whole global batch, as a single process would, instead of with its own process's "
+        "share only. No effect in a single process.",
+    )
 
 
 class OptimSettings(_Section):

@@ -3,11 +3,21 @@
 `train` is a generator of events; the CLI renders them, tests read them. Everything a later
 command needs (settings, split manifest, task list, confusion matrix, curriculum state) is
 written into the run directory as training goes.
+
+Under torchrun (see acct/distributed.py and docs/scaling.md) the same loop runs on every rank:
+all ranks draw the same global batch and each keeps the rows `rank::world_size`; the model is
+wrapped in DistributedDataParallel; the curriculum observes the gathered global batch and its
+windows are all-reduced before every update, so the task weights are identical on every rank;
+rank 0 alone writes the run directory while the others wait for it. Checkpoints carry every
+rank's RNG state and unlogged metrics window (gathered to rank 0), so a resume with the same
+number of processes is exact; with another number, ranks > 0 are re-seeded from (seed, rank, step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -22,6 +32,7 @@ from typing import Any
 import torch
 
 from acct import checkpoint as ckpt_io
+from acct import distributed
 from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
@@ -47,6 +58,7 @@ class RunStarted:
     steps_per_epoch: int
     start_step: int
     notices: list[str] = field(default_factory=list)
+    world_size: int = 1  # processes sharing each global batch (torchrun)
 
 
 @dataclass
@@ -219,12 +231,18 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
 
 
 class MetricsLog:
-    """Append-only JSONL of run events; truncated back to the last checkpoint on resume."""
+    """Append-only JSONL of run events; truncated back to the last checkpoint on resume.
 
-    def __init__(self, path: Path):
+    Under torchrun only rank 0's log writes (`enabled=False` elsewhere).
+    """
+
+    def __init__(self, path: Path, enabled: bool = True):
         self.path = path
+        self.enabled = enabled
 
     def write(self, kind: str, **fields: Any) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"event": kind, **fields}) + "\n")
 
@@ -232,7 +250,7 @@ class MetricsLog:
         return self.path.stat().st_size if self.path.exists() else 0
 
     def truncate(self, size: int) -> None:
-        if self.path.exists():
+        if self.enabled and self.path.exists():
             with open(self.path, "r+b") as f:
                 f.truncate(size)
 
@@ -273,21 +291,66 @@ class StepOutput:
     correct: torch.Tensor  # [B] bool
     uncertainty: torch.Tensor  # [B]
     embeddings: torch.Tensor  # [B, P]
+    # What the curriculum observes: (embeddings, task ids, uncertainty, correct) of the whole
+    # global batch -- this rank's batch in a single process, the gathered one under torchrun.
+    observed: tuple[torch.Tensor, ...] | None = None
 
 
-def forward_losses(model, batch, settings: TrainSettings, device: torch.device, precision: str) -> StepOutput:
+def _gather_global_batch(
+    dist: distributed.Distributed, z: torch.Tensor, task_ids: torch.Tensor, u: torch.Tensor, correct: torch.Tensor,
+    *, grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z, task ids, u, correct) of the global batch, rows in the sampler's order, from every rank's share.
+
+    Rank r holds the global rows r, r + W, r + 2W, ...; one all-gather of one packed tensor
+    brings them together. With `grad`, this rank's embeddings stay attached to the graph with
+    their gradient multiplied by W: each rank back-propagates the *global* InfoNCE into its own
+    embeddings only, and DDP then divides the summed gradients by W, so the product is exactly
+    the single-process gradient. (The cross-entropy needs no such factor: each rank's is a mean
+    over its B / W questions, and the average of those means is the global mean.)
+    """
+    w = dist.world_size
+    zf = z.float()
+    if grad:
+        # Value unchanged (the second term is exactly zero), gradient scaled by W.
+        zf = zf.detach() + (zf - zf.detach()) * w
+    else:
+        zf = zf.detach()
+    extra = torch.stack([u.detach().float(), task_ids.float(), correct.float()], dim=1)
+    rows = dist.all_gather_rows(torch.cat([zf, extra], dim=1))
+    b = z.shape[0]
+    position = torch.arange(b * w, device=rows.device)
+    rows = rows.index_select(0, (position % w) * b + position // w)  # rank-major -> global order
+    p = z.shape[1]
+    return rows[:, :p], rows[:, p + 1].long(), rows[:, p], rows[:, p + 2].bool()
+
+
+def forward_losses(
+    model, batch, settings: TrainSettings, device: torch.device, precision: str,
+    dist: distributed.Distributed = distributed.SINGLE,
+) -> StepOutput:
     with autocast(device, precision):
         out = model(batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask)
     scores = out.scores.float()
     cls = classification_loss(scores, batch.choice_mask, batch.labels)
     u = normalized_entropy(scores.detach(), batch.choice_mask)
-    if settings.loss.lambda_contrastive > 0:
+    correct = scores.detach().argmax(-1) == batch.labels
+    contrast = settings.loss.lambda_contrastive > 0
+    if dist.enabled:
+        gather_grad = contrast and settings.loss.gather_negatives and torch.is_grad_enabled()
+        observed = _gather_global_batch(dist, out.embeddings, batch.task_ids, u, correct, grad=gather_grad)
+    else:
+        observed = (out.embeddings.detach(), batch.task_ids, u, correct)
+    if contrast and dist.enabled and settings.loss.gather_negatives:
+        z, tasks, weights, _ = observed
+        con = weighted_info_nce(z, tasks, weights, tau=settings.loss.tau)
+        observed = (z.detach(), *observed[1:])
+    elif contrast:
         con = weighted_info_nce(out.embeddings, batch.task_ids, u, tau=settings.loss.tau)
     else:
         con = torch.zeros((), device=scores.device)
     loss = settings.loss.lambda_cls * cls + settings.loss.lambda_contrastive * con
-    correct = scores.detach().argmax(-1) == batch.labels
-    return StepOutput(loss, cls.detach(), con.detach(), correct, u, out.embeddings.detach())
+    return StepOutput(loss, cls.detach(), con.detach(), correct, u, out.embeddings.detach(), observed)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -305,13 +368,50 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _shard(encoded: EncodedExamples, rank: int, world_size: int) -> EncodedExamples:
+    """Examples rank::world_size: this rank's share of an evaluation, without padding or overlap."""
+    if world_size == 1:
+        return encoded
+    return EncodedExamples(
+        sequences=encoded.sequences[rank::world_size],
+        answers=encoded.answers[rank::world_size],
+        task_ids=encoded.task_ids[rank::world_size],
+    )
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
-    """Train one configuration, yielding events; `should_stop` lets a signal end it cleanly."""
-    run_dir = prepare_run_dir(settings)
+    """Train one configuration, yielding events; `should_stop` lets a signal end it cleanly.
+
+    Under torchrun every rank runs this generator; it joins the process group on first use
+    (the caller tears it down: see `distributed.session`). Every rank yields the same events,
+    only rank 0 writes files, and `should_stop` on any rank stops all of them at the same step.
+    """
+    run_dir = settings.run_dir()
     if settings.resume:
+        prepare_run_dir(settings)  # read-only when resuming: there must be a 'last' checkpoint
         # A resumed run continues with the settings it was started with, whatever the caller built.
         settings = load_run_settings(run_dir).model_copy(update={"resume": True, "output_dir": run_dir})
     device, precision = resolve_device(settings.device, settings.precision)
+    _, world_size, _ = distributed.launched()
+    questions_per_batch = settings.batch.questions_per_batch
+    if questions_per_batch % world_size:
+        raise UsageError(
+            f"the global batch of {questions_per_batch} questions (tasks_per_batch {settings.batch.tasks_per_batch} x "
+            f"examples_per_task {settings.batch.examples_per_task}) does not split evenly over {world_size} processes; "
+            f"make it a multiple of {world_size} (e.g. --examples-per-task) or change --nproc_per_node"
+        )
+    dist = distributed.init(device)
+    if dist.enabled:
+        device = dist.device
+    trace = distributed.RankTrace(dist.rank)
+    trace.write("started", pid=os.getpid(), world_size=dist.world_size)
+    if not settings.resume:
+        # Rank 0 clears or creates the directory; the others learn its outcome (or its error).
+        run_dir = dist.on_main(lambda: prepare_run_dir(settings))
     seed_everything(settings.seed)
     notices: list[str] = []
 
@@ -344,6 +444,12 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         tokenizer = load_tokenizer(
             settings.model.tokenizer or settings.model.name_or_path, trust_remote_code=settings.model.trust_remote_code
         )
+    # Every rank built its own split and tokenizer; a rank that read other data would silently
+    # train a different problem, so compare fingerprints once.
+    manifest = build_manifest(split) if dist.enabled or resume_ckpt is None else None
+    if dist.enabled:
+        vocab = sorted(tokenizer.get_vocab().items())
+        dist.check_same((_fingerprint(manifest), _fingerprint(vocab)), "the data split and tokenizer")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_enc = encode_examples(tokenizer, split.train, task_index, settings.model.max_length)
     val_enc = encode_examples(tokenizer, split.val, task_index, settings.model.max_length)
@@ -359,8 +465,34 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         ckpt_io.load_model_weights(model, resume_ckpt)
     model.to(device)
     model.train()
+    # `model` is what is evaluated and saved (keys unchanged); `train_model` is what is trained.
+    train_model: torch.nn.Module = model
+    ddp: torch.nn.parallel.DistributedDataParallel | None = None
+    if dist.enabled:
+        ddp_class = torch.nn.parallel.DistributedDataParallel
+        # No buffer changes during training (no batch norm); syncing them would add a collective
+        # to every forward. (The argument was renamed in recent torch.)
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(ddp_class.__init__).parameters
+            else {"broadcast_buffers": False}
+        )
+        ddp = ddp_class(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            **no_buffer_sync,
+            # Without the contrastive loss the projection head gets no gradient. (DDP then notes
+            # once that it "did not find any unused parameters": it looks from the outputs, where
+            # the head is used, not from the loss; without the flag the second step fails.)
+            find_unused_parameters=settings.loss.lambda_contrastive == 0,
+        )
+        train_model = ddp
+        if resume_ckpt is None and dist.rank > 0:
+            # Identical initialisation above (same seed; DDP broadcasts rank 0's weights anyway),
+            # then a dropout stream of this rank's own.
+            seed_everything(distributed.rank_seed(settings.seed, dist.rank))
 
-    questions_per_step = settings.batch.questions_per_batch * settings.batch.grad_accum_steps
+    questions_per_step = questions_per_batch * settings.batch.grad_accum_steps
     steps_per_epoch = max(1, math.ceil(len(split.train) / questions_per_step))
     total_steps = settings.optim.max_steps or max(1, math.ceil(settings.optim.epochs * steps_per_epoch))
     eval_every = settings.eval_every_n_steps or steps_per_epoch
@@ -379,13 +511,18 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         update_every_n_steps=settings.curriculum.update_every_n_steps,
         decay=settings.curriculum.ema_decay,
     )
+    if dist.enabled:
+        # Only rank 0 observes (the gathered global batch), but every rank all-reduces the
+        # windows, so they must live on the training device everywhere (NCCL needs it).
+        curriculum.confusion.to(device)
+        curriculum.task_stats.to(device)
     sampler = TaskBatchSampler(
         train_enc.task_ids, len(tasks), settings.batch.tasks_per_batch, settings.batch.examples_per_task, settings.seed
     )
 
-    log = MetricsLog(run_dir / "metrics.jsonl")
+    log = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main)
     step = 0
-    restored_window: tuple = ()
+    restored_window: dict[str, Any] | None = None
     best_acc: float | None = None
     best_step: int | None = None
     bad_evals = 0
@@ -398,48 +535,98 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         if trainer.get("scaler"):
             scaler.load_state_dict(trainer["scaler"])
         curriculum.load_state_dict(state["curriculum"])
+        if not dist.is_main:
+            # The saved windows are rank 0's, the only rank that observes; the others contribute
+            # zeros to the all-reduce, so loading rank 0's windows here would count them twice.
+            for pending in curriculum.pending_tensors():
+                pending.zero_()
         sampler.load_state_dict(state["sampler"])
-        _set_rng_state(state["rng"], device)
+        # Rank-local state (RNG streams, the unlogged metrics window) is saved for every rank.
+        ranks = [{"rng": state["rng"], "window": trainer["window"]}, *state.get("ranks", [])]
+        saved_world = int(state.get("world_size", 1))
+        if saved_world == dist.world_size:
+            _set_rng_state(ranks[dist.rank]["rng"], device)
+            restored_window = ranks[dist.rank]["window"]
+        else:
+            # Rank 0 keeps its stream; the others cannot have theirs. The half-filled metrics
+            # window is shared out as its mean, so the next logged averages stay right.
+            if dist.rank == 0:
+                _set_rng_state(state["rng"], device)
+            else:
+                seed_everything(distributed.rank_seed(settings.seed, dist.rank, step))
+            restored_window = {
+                **trainer["window"],
+                "sums": torch.stack([r["window"]["sums"] for r in ranks]).mean(0),
+                "questions": 0,
+                "tokens": 0,
+            }
+            notices.append(
+                f"checkpoint written by {saved_world} process(es), resumed by {dist.world_size}: training continues "
+                "with the same global batch, but dropout draws differ from an uninterrupted run"
+            )
         log.truncate(trainer["metrics_bytes"])
-        window = trainer["window"]
-        restored_window = (window["sums"], window["skipped"], window["streak"], window["questions"], window["tokens"])
         notices.append(f"resumed from step {step} ({resume_ckpt.name})")
     else:
-        ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
-        ckpt_io.write_json(run_dir / "split.json", build_manifest(split))
+        def write_run_files() -> None:
+            ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
+            ckpt_io.write_json(run_dir / "split.json", manifest)
+
+        dist.on_main(write_run_files)
 
     def save(tags: list[str], val_acc: float | None) -> Event:
-        meta = {
-            "step": step,
-            "epoch": step / steps_per_epoch,
-            "tasks": tasks,
-            "task_categories": categories,
-            "head": head.to_dict(),
-            "val_accuracy": val_acc,
-            "best_accuracy": best_acc,
-            "strategy": settings.curriculum.strategy,
-            "curriculum_weights": curriculum.weights.tolist(),
-            "confusion": curriculum.confusion.matrix.tolist(),
-        }
-        state = {
-            "trainer": {
-                "step": step,
-                "best_accuracy": best_acc,
-                "best_step": best_step,
-                "bad_evals": bad_evals,
-                "scheduler": {"last_epoch": scheduler.last_epoch, "_step_count": scheduler._step_count},
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "metrics_bytes": log.size(),
-                "window": {"sums": sums, "skipped": skipped, "streak": streak,
-                           "questions": window_questions, "tokens": window_tokens},
-            },
-            "curriculum": curriculum.state_dict(),
-            "sampler": sampler.state_dict(),
+        local = {
             "rng": _rng_state(device),
+            "window": {"sums": sums.cpu(), "skipped": skipped.cpu(), "streak": streak.cpu(),
+                       "questions": window_questions, "tokens": window_tokens},
         }
-        contents = ckpt_io.CheckpointContents(model, meta, tokenizer, state=state, optimizer=optimizer.state_dict())
-        path = ckpt_io.save_checkpoint(run_dir, contents, tags)
+        everyone = dist.all_gather_object(local)
+
+        def write() -> Path:
+            meta = {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "tasks": tasks,
+                "task_categories": categories,
+                "head": head.to_dict(),
+                "val_accuracy": val_acc,
+                "best_accuracy": best_acc,
+                "strategy": settings.curriculum.strategy,
+                "curriculum_weights": curriculum.weights.tolist(),
+                "confusion": curriculum.confusion.matrix.tolist(),
+            }
+            state = {
+                "trainer": {
+                    "step": step,
+                    "best_accuracy": best_acc,
+                    "best_step": best_step,
+                    "bad_evals": bad_evals,
+                    "scheduler": {"last_epoch": scheduler.last_epoch, "_step_count": scheduler._step_count},
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "metrics_bytes": log.size(),
+                    "window": everyone[0]["window"],
+                },
+                "curriculum": curriculum.state_dict(),
+                "sampler": sampler.state_dict(),
+                "rng": everyone[0]["rng"],
+                "world_size": dist.world_size,
+                "ranks": everyone[1:],  # ranks 1.. of a torchrun job: their RNG streams and windows
+            }
+            contents = ckpt_io.CheckpointContents(model, meta, tokenizer, state=state, optimizer=optimizer.state_dict())
+            return ckpt_io.save_checkpoint(run_dir, contents, tags)
+
+        # Rank 0 writes; the others wait for it (and share its error, if any).
+        path = dist.on_main(write)
         return CheckpointSaved(step, path, tags)
+
+    def validate() -> EvalResult:
+        # Each rank scores examples rank::W with the plain module (DDP's hooks are for training),
+        # then the shards are put back in order: no padding, so no example counts twice.
+        local_preds, _ = predict_encoded(
+            model, _shard(val_enc, dist.rank, dist.world_size), device=device, precision=precision,
+            batch_size=settings.batch.eval_batch_size, pad_id=pad_id,
+        )
+        preds = dist.gather_strided(local_preds, len(val_enc))
+        return summarize("val", split.val, preds, task_categories=categories, majority=majority)
 
     yield RunStarted(
         run_dir=run_dir,
@@ -452,6 +639,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         steps_per_epoch=steps_per_epoch,
         start_step=step,
         notices=notices,
+        world_size=dist.world_size,
     )
 
     majority = majority_answer(split.train)
@@ -460,23 +648,31 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     skipped = torch.zeros((), device=device)  # non-finite steps skipped so far
     streak = torch.zeros((), device=device)  # consecutive non-finite steps
     window_questions = window_tokens = 0
-    if resume_ckpt is not None:
-        sums, skipped, streak = (t.to(device) for t in restored_window[:3])
-        window_questions, window_tokens = restored_window[3:]
+    if restored_window is not None:
+        sums, skipped, streak = (restored_window[k].to(device) for k in ("sums", "skipped", "streak"))
+        window_questions, window_tokens = int(restored_window["questions"]), int(restored_window["tokens"])
     window_start = time.perf_counter()
     reason = "completed"
+    all_reduce = dist.all_reduce_sum if dist.enabled else None
 
     while step < total_steps:
         micro_steps = settings.batch.grad_accum_steps
         for micro in range(micro_steps):
-            indices = sampler.batch(step * micro_steps + micro, curriculum.weights)
+            # Every rank draws the same global batch (same weights, same (seed, step) draw, same
+            # cursors) and keeps its own rows of it.
+            indices = sampler.batch(step * micro_steps + micro, curriculum.weights)[dist.rank :: dist.world_size]
             batch = collate(train_enc, indices, pad_id)
             window_questions += batch.num_questions
             window_tokens += batch.num_tokens
             batch = batch.to(device)
-            out = forward_losses(model, batch, settings, device, precision)
-            scaler.scale(out.loss / micro_steps).backward()
-            curriculum.observe(out.embeddings, batch.task_ids, out.uncertainty, out.correct)
+            # Gradients are all-reduced once per optimizer step, on the last micro-batch.
+            sync = ddp.no_sync() if ddp is not None and micro < micro_steps - 1 else contextlib.nullcontext()
+            with sync:
+                out = forward_losses(train_model, batch, settings, device, precision, dist)
+                scaler.scale(out.loss / micro_steps).backward()
+            if dist.is_main:  # rank 0 observes the whole global batch; the others add zeros
+                observed = out.observed or (out.embeddings, batch.task_ids, out.uncertainty, out.correct)
+                curriculum.observe(*observed)
             sums += torch.stack(
                 [out.loss.detach(), out.cls_loss, out.contrastive_loss, out.correct.float().mean()]
             ) / micro_steps
@@ -495,15 +691,25 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         streak = (streak + 1) * found_inf
         step += 1
 
-        weights = curriculum.step(step)
+        weights = curriculum.step(step, all_reduce=all_reduce)
         if weights is not None:
+            trace.write("curriculum", step=step, weights=weights.tolist())
             named = {t: float(w) for t, w in zip(tasks, weights.tolist())}
             log.write("curriculum", step=step, weights=named)
             yield CurriculumUpdated(step, named)
 
         if step % settings.log_every_n_steps == 0 or step == total_steps:
             n = settings.log_every_n_steps if step % settings.log_every_n_steps == 0 else step % settings.log_every_n_steps
-            values = (sums / n).tolist()
+            if dist.enabled:
+                # The only cross-rank averaging of metrics, at log time: mean over ranks of each
+                # rank's mean (equal shares), and throughput summed over ranks.
+                totals = dist.all_reduce_(sums.clone())
+                values = (totals / (n * dist.world_size)).tolist()
+                counts = dist.all_gather_object((window_questions, window_tokens))
+                questions, tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
+            else:
+                values = (sums / n).tolist()
+                questions, tokens = window_questions, window_tokens
             elapsed = max(time.perf_counter() - window_start, 1e-9)
             event = StepLogged(
                 step=step,
@@ -514,12 +720,13 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 contrastive_loss=values[2],
                 accuracy=values[3],
                 lr=scheduler.get_last_lr()[0],
-                questions_per_s=window_questions / elapsed,
-                tokens_per_s=window_tokens / elapsed,
+                questions_per_s=questions / elapsed,
+                tokens_per_s=tokens / elapsed,
                 skipped_steps=int(skipped.item()),
             )
             log.write("train", **{k: v for k, v in event.__dict__.items() if k not in ("questions_per_s", "tokens_per_s")})
             yield event
+            # Gradients are all-reduced, so every rank skipped the same steps and stops together.
             if int(streak.item()) >= settings.max_nonfinite_steps:
                 raise AcctError(
                     f"{int(streak.item())} consecutive steps up to step {step} had a non-finite loss or gradient; "
@@ -529,12 +736,11 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             window_questions = window_tokens = 0
             window_start = time.perf_counter()
 
-        stop_now = should_stop()
+        # A signal may reach one rank only (or reach them a step apart): agree, so that all ranks
+        # save the same step and none is left waiting in a collective.
+        stop_now = dist.any(should_stop()) if dist.enabled else should_stop()
         if step % eval_every == 0 or step == total_steps:
-            preds, _ = predict_encoded(
-                model, val_enc, device=device, precision=precision, batch_size=settings.batch.eval_batch_size, pad_id=pad_id
-            )
-            result = summarize("val", split.val, preds, task_categories=categories, majority=majority)
+            result = validate()
             improved = best_acc is None or result.accuracy > best_acc
             if improved:
                 best_acc, best_step, bad_evals = result.accuracy, step, 0
@@ -543,6 +749,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             log.write("validation", step=step, **result.to_dict())
             yield Validated(step, step / steps_per_epoch, result, improved, best_acc)
             yield save(["last", "best"] if improved else ["last"], result.accuracy)
+            # Every rank saw the same predictions, so every rank takes the same decision.
             if bad_evals >= settings.patience:
                 reason = "early_stopping"
                 break
@@ -552,6 +759,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             reason = "interrupted"
             break
 
+    if trace.enabled:
+        rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+        trace.write("finished", step=step, reason=reason, parameters=distributed.parameter_digest(model), rng=rng)
     yield Finished(step=step, reason=reason, best_accuracy=best_acc, best_step=best_step, run_dir=run_dir)
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import typer
 
 from acct import __version__
+from acct.cli import ablate as _ablate
 from acct.cli import evaluate as _evaluate
+from acct.cli import inspect_confusion as _inspect_confusion
+from acct.cli import predict as _predict
 from acct.cli import train as _train
 
 app = typer.Typer(
@@ -37,6 +40,9 @@ def _root(
 
 app.command("train")(_train.train_command)
 app.command("evaluate")(_evaluate.evaluate_command)
+app.command("predict", epilog=_predict.EPILOG)(_predict.predict_command)
+app.command("ablate", epilog=_ablate.EPILOG)(_ablate.ablate_command)
+app.command("inspect-confusion")(_inspect_confusion.inspect_confusion_command)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ FLAGS = {
     "--tasks-per-batch": "batch.tasks_per_batch",
     "--examples-per-task": "batch.examples_per_task",
     "--lambda-contrastive": "loss.lambda_contrastive",
+    "--gather-negatives": "loss.gather_negatives",
     "--seed": "seed",
     "--device": "device",
     "--precision": "precision",
@@ -77,6 +78,7 @@ def train_command(
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
     lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
+    gather_negatives: Optional[bool] = _opt("--gather-negatives"),
     seed: Optional[int] = _opt("--seed"),
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),
@@ -119,24 +121,45 @@ def train_command(
 
 
 def run(settings: TrainSettings) -> None:
-    """Run the engine with a progress bar; SIGINT/SIGTERM finish the step, save and exit 130."""
-    from acct import engine
+    """Run the engine with a progress bar; SIGINT/SIGTERM finish the step, save and exit 130.
+
+    Under torchrun every rank runs this: rank 0 draws the progress, the others consume the same
+    events silently; the process group is torn down (barrier, then destroy) when training ends.
+    """
+    from acct import distributed
 
     stop = {"requested": False}
 
     def request_stop(signum: int, frame: Any) -> None:
         stop["requested"] = True
 
+    rank = distributed.launched()[0]
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        finished = render(engine.train(settings, should_stop=lambda: stop["requested"]))
+        with distributed.session():
+            from acct import engine
+
+            events = engine.train(settings, should_stop=lambda: stop["requested"])
+            finished = render(events) if rank == 0 else drain(events)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if finished is not None and finished.reason == "interrupted":
-        err.print(f"[yellow]interrupted at step {finished.step}; saved {finished.run_dir}/checkpoints/last.[/] "
-                  f"Continue with: acct train --resume {finished.run_dir}")
+        if rank == 0:
+            err.print(f"[yellow]interrupted at step {finished.step}; saved {finished.run_dir}/checkpoints/last.[/] "
+                      f"Continue with: acct train --resume {finished.run_dir}")
         raise typer.Exit(130)
+
+
+def drain(events) -> Any:
+    """Consume the events without drawing them (torchrun ranks other than 0); return Finished."""
+    from acct import engine
+
+    finished = None
+    for ev in events:
+        if isinstance(ev, engine.Finished):
+            finished = ev
+    return finished
 
 
 def render(events) -> Any:
@@ -166,7 +189,8 @@ def render(events) -> Any:
                     progress.console.print(f"[{style}]{note}[/]", highlight=False)
                 progress.console.print(
                     f"run [bold]{ev.run_dir}[/]: {len(ev.tasks)} tasks, {ev.num_train} train / {ev.num_val} val questions, "
-                    f"{ev.total_steps} steps ({ev.steps_per_epoch}/epoch) on {ev.device} ({ev.precision})",
+                    f"{ev.total_steps} steps ({ev.steps_per_epoch}/epoch) on {ev.device} ({ev.precision})"
+                    + (f" x {ev.world_size} processes" if ev.world_size > 1 else ""),
                     highlight=False,
                 )
                 bar = progress.add_task("train", total=ev.total_steps, completed=ev.start_step, stats="")

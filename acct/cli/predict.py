@@ -1,0 +1,153 @@
+"""`acct predict`: score one question, or a file of questions, with a trained run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from acct.cli._common import err, handles_errors, out, pct, print_json
+from acct.cli_settings import PredictSettings, resolve_flags
+from acct.errors import UsageError
+
+EPILOG = (
+    "Single question: acct predict RUN_DIR --question TEXT --choices C1 C2 [C3 ...] [--task NAME]. "
+    "Everything after --choices that is not an option is a choice; put -- before choices that start with '-'. "
+    "File mode: acct predict RUN_DIR --input FILE.jsonl|FILE.csv [--output FILE.jsonl]; JSONL rows hold question, "
+    "choices, optional task and optional answer (0-based index or letter); CSV files use the original MMLU layout "
+    "question,A,B,C,D[,answer letter]. Without --task (and without a task in the row or the CSV file name) the "
+    "model uses the task-agnostic embedding: the mean of the run's task embeddings."
+)
+
+
+@handles_errors
+def predict_command(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
+    choice_args: Optional[list[str]] = typer.Argument(
+        None, metavar="CHOICES", help="The answer options, given after --choices.", show_default=False
+    ),
+    question: Optional[str] = typer.Option(None, "--question", "-q", help="The question text.", show_default=False),
+    choices_flag: bool = typer.Option(
+        False, "--choices", help="The answer options follow: --choices C1 C2 [C3 ...] (two or more)."
+    ),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="Subject name from the run's task list; without it the model is task-agnostic.", show_default=False
+    ),
+    input_path: Optional[Path] = typer.Option(
+        None, "--input", help="File mode: a .jsonl or MMLU-layout .csv file of questions.", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="File mode: write the JSON lines here instead of to stdout.", show_default=False
+    ),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions per batch in file mode (default 64)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
+) -> None:
+    """Predict the answer to a question (or a file of questions) with a trained run, offline."""
+    if choice_args and not choices_flag:
+        raise UsageError(f"unexpected arguments {' '.join(choice_args)!r}: answer options go after --choices")
+    choices = list(choice_args or []) if choices_flag else None
+    settings: PredictSettings = resolve_flags(PredictSettings, {
+        "run_dir": run_dir, "question": question, "choices": choices, "task": task, "input": input_path,
+        "output": output, "checkpoint": checkpoint, "batch_size": batch_size, "device": device, "precision": precision,
+    })
+    if settings.input is not None:
+        _file_mode(settings, as_json)
+    else:
+        _single(settings, as_json)
+
+
+def _agnostic_notice(n_tasks: int) -> str:
+    return f"scored with the task-agnostic embedding (the mean of the run's {n_tasks} task embeddings)"
+
+
+def _single(settings: PredictSettings, as_json: bool) -> None:
+    from rich.table import Table
+
+    from acct.inference import Predictor, Question, check_question, resolve_task
+
+    check_question(settings.question or "", settings.choices or [])
+    predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision)
+    resolve_task(settings.task, predictor.tasks)
+    if settings.task is None:
+        err.print(f"[dim]no --task: {_agnostic_notice(len(predictor.tasks))}; pass --task NAME for a subject[/]",
+                  highlight=False, soft_wrap=True)
+    [pred] = predictor.predict([Question(settings.question, tuple(settings.choices), settings.task)])
+    if as_json:
+        print_json(pred.to_dict())
+        return
+    table = Table(title=f"{settings.question}", caption=f"task: {settings.task or 'none (task-agnostic)'}",
+                  show_header=True, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("choice")
+    table.add_column("probability", justify="right")
+    for i, (choice, p) in enumerate(zip(settings.choices, pred.probabilities)):
+        mine = i == pred.prediction
+        table.add_row(str(i), choice, pct(p), style="bold green" if mine else None, end_section=False)
+    out.print(table)
+    out.print(f"prediction: [bold green]{pred.choice}[/] ({pct(pred.probabilities[pred.prediction])})", highlight=False, soft_wrap=True)
+
+
+def _file_mode(settings: PredictSettings, as_json: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from acct.inference import Predictor, predict_stream, read_questions, training_questions
+
+    if as_json and settings.output is None:
+        raise UsageError("--json with --input needs --output FILE: the JSON lines would otherwise share stdout with the summary")
+    predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device,
+                               precision=settings.precision, batch_size=settings.batch_size)
+    questions, notices = read_questions(settings.input, predictor.tasks, settings.task)
+    for note in notices:
+        err.print(f"[dim]{note}[/]", highlight=False, soft_wrap=True)
+
+    tmp: Path | None = None
+    if settings.output is not None:
+        target = settings.output
+        if target.is_dir():
+            raise UsageError(f"--output {target} is a directory; give a file name")
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            sink: Any = open(tmp, "w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    else:
+        sink = sys.stdout
+    progress = Progress(SpinnerColumn(), TextColumn("predict {task.completed} questions"), TimeElapsedColumn(),
+                        console=err, transient=True, disable=not err.is_terminal)
+    try:
+        with progress:
+            bar = progress.add_task("predict", total=None)
+            summary = predict_stream(predictor, questions, sink, on_batch=lambda n: progress.update(bar, completed=n),
+                                     training=training_questions(predictor.run))
+        if tmp is not None:
+            sink.close()
+            os.replace(tmp, settings.output)
+    finally:
+        if tmp is not None and tmp.exists():
+            sink.close()
+            tmp.unlink()
+
+    if summary.agnostic:
+        err.print(f"[dim]{summary.agnostic} question(s) without a task {_agnostic_notice(len(predictor.tasks))}[/]",
+                  highlight=False, soft_wrap=True)
+    report = {"input": str(settings.input), "output": None if settings.output is None else str(settings.output),
+              **summary.to_dict()}
+    if as_json:
+        print_json(report)
+        return
+    console = out if settings.output is not None else err  # stdout holds the JSON lines otherwise
+    where = f"written to {settings.output}" if settings.output is not None else "written to stdout"
+    line = f"{summary.n} question(s) {where}"
+    if summary.accuracy is not None:
+        line += f"; accuracy {pct(summary.accuracy)} on the {summary.answered} with an answer"
+    console.print(line, highlight=False, soft_wrap=True)
+    if summary.in_training:
+        held_out = "" if summary.held_out_accuracy is None else f"; accuracy without them {pct(summary.held_out_accuracy)}"
+        err.print(f"[yellow]{summary.in_training} of the {summary.n} questions are in the run's training split "
+                  f"(marked in_training in the output){held_out}[/]", highlight=False, soft_wrap=True)

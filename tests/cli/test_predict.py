@@ -1,0 +1,95 @@
+"""`acct predict` through Typer's CliRunner on the session's tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from acct.cli import app
+
+runner = CliRunner()
+QUESTION = "Which of these numbers fits?"
+
+
+def predict(*args):
+    return runner.invoke(app, ["predict", *map(str, args), "--device", "cpu"])
+
+
+def test_single_question_json(tiny_run):
+    result = predict(tiny_run, "--question", QUESTION, "--choices", "3", "8", "11", "15", "--task", "even_number", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out) == {"prediction", "choice", "probabilities", "task"}
+    assert out["task"] == "even_number" and out["prediction"] == 1 and out["choice"] == "8"
+    assert len(out["probabilities"]) == 4 and sum(out["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_single_question_table_and_task_agnostic_notice(tiny_run):
+    result = predict(tiny_run, "--question", QUESTION, "--choices", "3", "8", "11", "15", "20")
+    assert result.exit_code == 0, result.output
+    assert "task-agnostic" in result.stderr and "mean of the run's 8 task embeddings" in result.stderr
+    for word in ("choice", "probability", "prediction:", "20"):
+        assert word in result.stdout
+    result = predict(tiny_run, "--question", QUESTION, "--choices", "3", "8", "--json")
+    assert json.loads(result.stdout)["task"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--question", QUESTION, "--choices", "3", "--task", "even_number"], "at least 2 choices, got 1"),
+        (["--question", "  ", "--choices", "3", "8"], "the question is empty"),
+        (["--question", QUESTION, "--choices", "3", "8", "--task", "even"], "unknown task 'even'; closest: even_number"),
+        (["--question", QUESTION, "3", "8"], "answer options go after --choices"),
+        (["--question", QUESTION], "needs both --question and --choices"),
+        (["--question", QUESTION, "--choices", "3", "8", "--input", "q.jsonl"], "either --question/--choices or --input"),
+        (["--question", QUESTION, "--choices", "3", "8", "--checkpoint", "first"], "checkpoint"),
+    ],
+)
+def test_usage_errors(tiny_run, args, message):
+    result = predict(tiny_run, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) <= 2  # one error line (rich may wrap it)
+
+
+def test_missing_run_dir(tmp_path):
+    result = predict(tmp_path / "nope", "--question", QUESTION, "--choices", "3", "8")
+    assert result.exit_code == 2 and "run directory not found" in result.stderr
+
+
+def test_file_mode(tiny_run, tmp_path):
+    rows = [{"question": QUESTION, "choices": ["3", "8", "11", "15"], "task": "even_number", "answer": 1},
+            {"question": "Pick the word that belongs.", "choices": ["dog", "apple", "pear"], "task": "animal_word", "answer": "A"},
+            {"question": "Pick the word that belongs.", "choices": ["dog", "apple"]}]
+    src = tmp_path / "q.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    result = predict(tiny_run, "--input", src, "--batch-size", "2")  # JSON lines on stdout, summary on stderr
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["index"] for r in lines] == [0, 1, 2] and lines[0]["correct"] is True
+    assert "accuracy 100.00% on the 2 with an answer" in result.stderr
+
+    dst = tmp_path / "out.jsonl"
+    result = predict(tiny_run, "--input", src, "--output", dst, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert {"n", "answered", "correct", "accuracy", "output"} <= set(summary)
+    assert (summary["n"], summary["answered"], summary["accuracy"]) == (3, 2, 1.0)
+    assert [json.loads(line) for line in dst.read_text().splitlines()] == lines
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    result = predict(tiny_run, "--input", src, "--json")
+    assert result.exit_code == 2 and "needs --output" in result.stderr
+
+
+def test_file_mode_errors_leave_no_output(tiny_run, tmp_path):
+    src = tmp_path / "q.jsonl"
+    src.write_text(json.dumps({"question": QUESTION, "choices": ["3", "8"]}) + "\n" + json.dumps({"question": "q", "choices": ["x"]}) + "\n")
+    dst = tmp_path / "out.jsonl"
+    result = predict(tiny_run, "--input", src, "--output", dst)
+    assert result.exit_code == 2 and "line 2: a question needs at least 2 choices" in result.stderr
+    assert not dst.exists() and not list(tmp_path.glob(".*.tmp"))

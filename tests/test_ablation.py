@@ -1,0 +1,144 @@
+"""The ablation's configurations, plan and reports, without training (the study itself runs in
+tests/cli/test_ablate.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acct.ablation import (
+    DONE_MARKER,
+    AblationReport,
+    config_settings,
+    markdown,
+    plan,
+    settings_differences,
+    settings_digest,
+    top_task_deltas,
+)
+from acct.cli_settings import AblateSettings
+from acct.errors import UsageError
+from tests.conftest import tiny_settings
+
+
+def test_configurations_differ_only_in_what_the_study_varies(tmp_path):
+    base = tiny_settings(tmp_path / "ignored", seed=4)
+    runs = {name: config_settings(base, name, 4, tmp_path / name) for name in ("baseline", "contrastive", "full")}
+    assert (runs["baseline"].loss.lambda_contrastive, runs["baseline"].curriculum.strategy) == (0.0, "uniform")
+    assert (runs["contrastive"].loss.lambda_contrastive, runs["contrastive"].curriculum.strategy) == (0.3, "uniform")
+    assert (runs["full"].loss.lambda_contrastive, runs["full"].curriculum.strategy) == (0.3, "uncertainty_gradient")
+    for name, s in runs.items():
+        assert s.output_dir == tmp_path / name and s.seed == 4 and not s.resume and not s.overwrite
+        same = s.model_dump(exclude={"loss", "curriculum", "output_dir"})
+        assert same == base.model_dump(exclude={"loss", "curriculum", "output_dir"})
+        assert s.optim.max_steps == 160 and s.loss.lambda_cls == 0.7
+    assert settings_digest(runs["contrastive"]) != settings_digest(runs["full"])
+
+
+def test_contrastive_configurations_need_a_positive_lambda(tmp_path):
+    base = tiny_settings(tmp_path, **{"loss.lambda_contrastive": 0.0})
+    assert config_settings(base, "baseline", 0, tmp_path / "b").loss.lambda_contrastive == 0.0
+    with pytest.raises(UsageError, match="lambda_contrastive > 0"):
+        config_settings(base, "full", 0, tmp_path / "f")
+    base = tiny_settings(tmp_path, **{"loss.lambda_contrastive": 0.5})
+    assert config_settings(base, "contrastive", 0, tmp_path / "c").loss.lambda_contrastive == 0.5
+
+
+def test_ablate_settings():
+    s = AblateSettings(configs=["full"])
+    assert s.configs == ["baseline", "full"]
+    assert AblateSettings(configs=["full", "contrastive", "baseline"]).configs == ["baseline", "contrastive", "full"]
+    with pytest.raises(Exception, match="extra"):
+        AblateSettings(unknown=1)
+    for name, field in AblateSettings.model_fields.items():
+        assert field.description, name
+
+
+def fake_run(run_dir, settings, *, last=True, marker=None):
+    """A run directory with the files plan() reads (no weights: plan never loads them)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(settings.model_dump_json())
+    if last:
+        (run_dir / "checkpoints" / "step-1").mkdir(parents=True)
+        (run_dir / "checkpoints" / "last").symlink_to("step-1")
+    if marker is not None:
+        (run_dir / DONE_MARKER).write_text(json.dumps(marker))
+
+
+def test_plan_reuses_resumes_trains_and_refuses(tmp_path):
+    base = tiny_settings(tmp_path / "x")
+    study = AblateSettings(output_dir=tmp_path / "study")
+    want = {n: config_settings(base, n, 0, tmp_path / "study" / f"{n}-seed0") for n in ("baseline", "contrastive", "full")}
+    fake_run(want["baseline"].output_dir, want["baseline"],
+             marker={"status": "finished", "step": 160, "settings_sha256": settings_digest(want["baseline"])})
+    fake_run(want["contrastive"].output_dir, want["contrastive"])  # interrupted: a last checkpoint, no marker
+    fake_run(want["full"].output_dir, want["full"], last=False, marker={"status": "finished"})  # no checkpoint
+    actions = {r.config: r.action for r in plan(study, base)}
+    assert actions == {"baseline": "reuse", "contrastive": "resume", "full": "train"}
+    assert {r.action for r in plan(study.model_copy(update={"overwrite": True}), base)} == {"train"}
+
+    changed = tiny_settings(tmp_path / "x", **{"optim.max_steps": 7})
+    with pytest.raises(UsageError, match=r"trained with other settings \(optim.max_steps\).*--overwrite"):
+        plan(study, changed)
+    # Where the run is written and which device it ran on are not what it trained.
+    assert settings_differences(json.loads(want["full"].model_dump_json()),
+                                want["full"].model_copy(update={"device": "auto", "output_dir": tmp_path})) == []
+
+
+def test_plan_names_runs_by_config_and_seed(tmp_path):
+    base = tiny_settings(tmp_path / "x", seed=3)
+    runs = plan(AblateSettings(output_dir=tmp_path / "s", seeds=2), base)
+    assert [r.run_dir.name for r in runs] == [
+        "baseline-seed3", "contrastive-seed3", "full-seed3", "baseline-seed4", "contrastive-seed4", "full-seed4",
+    ]
+    assert [r.settings.seed for r in runs] == [3, 3, 3, 4, 4, 4]
+
+
+def test_markdown_and_task_deltas():
+    delta = {"accuracy": 0.05, "ci_low": -0.01, "ci_high": 0.11, "mcnemar_p": 0.2, "sd": None,
+             "tasks": {"a": 0.2, "b": -0.1, "c": 0.0, "d": 0.1}}
+    assert top_task_deltas(delta, 1) == ([("a", 0.2)], [("b", -0.1)])
+    assert top_task_deltas(delta, 5) == ([("a", 0.2), ("d", 0.1)], [("b", -0.1)])
+    config = {"description": "x", "accuracy": 0.5, "macro_accuracy": 0.5, "categories": {"numbers": 0.5},
+              "tasks": {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}, "seeds": [], "sd": None}
+    report = AblationReport(split="test", checkpoint="best", seeds=[0], n_per_seed={0: 40},
+                            configs={"baseline": config, "full": config}, deltas={"full": delta}, runs=[])
+    text = markdown(report)
+    assert "| full (x) | 50.00 | 50.00 | 50.00 | +5.00 [-1.00, +11.00] | 0.2 |" in text
+    assert "| a | +20.00 |" in text and "| b | -10.00 |" in text
+
+
+def test_aggregate_over_two_seeds(tmp_path):
+    """Means, sds and paired statistics over seeds, on numbers small enough to check by hand."""
+    from acct.ablation import PlannedRun, aggregate
+    from acct.data import Example
+    from acct.metrics import summarize
+
+    base = tiny_settings(tmp_path)
+    study = AblateSettings(output_dir=tmp_path, seeds=2, configs=["full"], bootstrap_resamples=2000)
+    examples = [Example("q", ("a", "b"), 0, task, f"{task}/{i}") for i, task in enumerate(["even_number"] * 2 + ["animal_word"] * 2)]
+    # seed 0: baseline 2/4, full 4/4 (full alone right twice); seed 1: baseline 3/4, full 3/4 (one each way).
+    flags = {("baseline", 0): [True, True, False, False], ("full", 0): [True, True, True, True],
+             ("baseline", 1): [True, True, True, False], ("full", 1): [True, True, False, True]}
+    runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", config_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
+            for s in (0, 1) for c in ("baseline", "full")]
+    results = {key: summarize("test", examples, [0 if ok else 1 for ok in f]) for key, f in flags.items()}
+    report = aggregate(study, runs, flags, results)
+
+    full, baseline = report.configs["full"], report.configs["baseline"]
+    assert full["accuracy"] == pytest.approx((1.0 + 0.75) / 2) and baseline["accuracy"] == pytest.approx((0.5 + 0.75) / 2)
+    assert full["sd"]["accuracy"] == pytest.approx(0.25 / 2 ** 0.5)  # sample sd of {1.0, 0.75}
+    assert full["tasks"] == {"animal_word": pytest.approx(0.75), "even_number": pytest.approx(1.0)}
+    d = report.deltas["full"]
+    assert d["accuracy"] == pytest.approx(0.25)  # mean of the per-seed deltas 0.5 and 0.0
+    assert d["sd"] == pytest.approx(0.5 / 2 ** 0.5)
+    assert d["discordant"] == {"baseline_only": 1, "full_only": 3}
+    assert d["mcnemar_p"] == pytest.approx(2 * (1 + 4) / 16)  # 2 * P[X <= 1], X ~ Bin(4, 1/2), capped at 1
+    assert [p["accuracy"] for p in d["per_seed"]] == pytest.approx([0.5, 0.0])
+    # Seed 0's resampled delta lies in [0, 1], seed 1's in [-0.5, 0.5]: their mean in [-0.25, 0.75].
+    assert -0.25 <= d["ci_low"] <= 0.25 <= d["ci_high"] <= 0.75
+    assert report.n_per_seed == {0: 4, 1: 4}
+    assert "mean over 2 seeds" in " ".join(report.notes)
+    text = markdown(report)
+    assert "Mean ± sd over seeds." in text and "± 17.68" in text
