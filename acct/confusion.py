@@ -191,7 +191,10 @@ def recompute_confusion(
         for step in range(n_batches):
             batch = collate(encoded, sampler.batch(step, weights), run.pad_id).to(dev)
             with autocast(dev, prec):
-                out = run.model(batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask)
+                out = run.model(
+                    batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask,
+                    batch.question_ids, batch.question_mask,
+                )
             u = normalized_entropy(out.scores.float(), batch.choice_mask)
             tracker.observe(out.embeddings.float(), batch.task_ids, u)
     # One fold of a fresh tracker: each entry becomes the window mean, not an EMA.

@@ -330,7 +330,12 @@ def forward_losses(
     dist: distributed.Distributed = distributed.SINGLE,
 ) -> StepOutput:
     with autocast(device, precision):
-        out = model(batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask)
+        out = model(
+            batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask,
+            batch.question_ids, batch.question_mask,
+        )
+    if out.embeddings is None:
+        raise UsageError("the batch has no question-only sequences: encode the examples with encode_examples")
     scores = out.scores.float()
     cls = classification_loss(scores, batch.choice_mask, batch.labels)
     u = normalized_entropy(scores.detach(), batch.choice_mask)
@@ -376,6 +381,7 @@ def _shard(encoded: EncodedExamples, rank: int, world_size: int) -> EncodedExamp
         sequences=encoded.sequences[rank::world_size],
         answers=encoded.answers[rank::world_size],
         task_ids=encoded.task_ids[rank::world_size],
+        questions=None if encoded.questions is None else encoded.questions[rank::world_size],
     )
 
 

@@ -3,9 +3,15 @@
 Each (question, choice) pair is encoded on its own and pooled to h_k. The task embedding
 e_t is added to the encoder's input embeddings: a task vector that only joined the score
 head would add the same constant to every choice of a question, and the softmax over
-choices would erase it. The score head maps h_k to one logit; the projection head maps the
-mean of a question's h_k to the unit-norm embedding z used by InfoNCE and the confusion
-matrix.
+choices would erase it. The score head maps h_k to one logit.
+
+The unit-norm embedding z used by InfoNCE and the confusion matrix is computed from a
+question-only sequence encoded WITHOUT the task vector: z = normalize(proj(h_q)). It is the
+text-only view of a question, the one the curriculum must judge: an embedding of the
+task-conditioned pairs would carry the task vector in every token, so InfoNCE would separate
+tasks by their id alone and the confusion matrix would measure the task embeddings rather
+than how alike the tasks' questions are. Tasks whose questions cannot be told apart by their
+text stay close in this view, which is what "confusable" means.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ class HeadConfig:
 
 class ModelOutput(NamedTuple):
     scores: torch.Tensor  # [B, K_max], -inf at padded choices
-    embeddings: torch.Tensor  # [B, P], unit norm
+    embeddings: torch.Tensor | None  # [B, P], unit norm; None when no question-only sequences were given
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
@@ -65,28 +71,42 @@ class MultipleChoiceModel(nn.Module):
         known = table[task_ids.clamp(min=0)]
         return torch.where((task_ids < 0)[:, None], table.mean(0, keepdim=True), known)
 
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.head.pooling == "cls":
+            return hidden[:, 0]
+        m = attention_mask[..., None].to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+    def _pool_z(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Mean pooling always: a sentence embedding of the question text (a pretrained
+        # DeBERTa's [CLS] is not trained to summarise a sentence; a random one barely varies).
+        m = mask[..., None].to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        return F.normalize(self.projector(pooled).float(), dim=-1)
+
+    def embed_questions(self, question_ids: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
+        """[B, P] unit-norm z of question-only sequences, encoded without any task vector."""
+        hidden = self.encoder(input_ids=question_ids, attention_mask=question_mask).last_hidden_state
+        return self._pool_z(hidden, question_mask)
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         sequence_task_ids: torch.Tensor,
         choice_mask: torch.Tensor,
+        question_ids: torch.Tensor | None = None,
+        question_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
+        """Choice scores from the task-conditioned pairs; z from the question-only sequences when given."""
         embeds = self.encoder.get_input_embeddings()(input_ids)
         embeds = embeds + self.task_vectors(sequence_task_ids)[:, None, :].to(embeds.dtype)
         hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        if self.head.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            m = attention_mask[..., None].to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        logits = self.scorer(pooled).squeeze(-1)
+        logits = self.scorer(self._pool(hidden, attention_mask)).squeeze(-1)
         b, k = choice_mask.shape
         scores = logits.new_full((b, k), float("-inf"))
         scores = scores.masked_scatter(choice_mask, logits)
-        per_choice = pooled.new_zeros((b, k, pooled.shape[-1])).masked_scatter(choice_mask[..., None], pooled)
-        mean_h = per_choice.sum(1) / choice_mask.sum(1, keepdim=True).to(pooled.dtype)
-        z = F.normalize(self.projector(mean_h).float(), dim=-1)
+        z = None if question_ids is None else self.embed_questions(question_ids, question_mask)
         return ModelOutput(scores=scores, embeddings=z)
 
 

@@ -19,10 +19,31 @@ def test_scores_are_masked_per_question_and_embeddings_unit_norm():
     model = tiny_model()
     ids = torch.randint(5, 50, (5, 7))
     choice_mask = torch.tensor([[True, True, True], [True, True, False]])
-    out = model(ids, torch.ones_like(ids), torch.tensor([0, 0, 0, 1, 1]), choice_mask)
+    questions = torch.randint(5, 50, (2, 4))
+    q_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    out = model(ids, torch.ones_like(ids), torch.tensor([0, 0, 0, 1, 1]), choice_mask, questions, q_mask)
     assert out.scores.shape == (2, 3)
     assert torch.isinf(out.scores[1, 2]) and torch.isfinite(out.scores[choice_mask]).all()
     assert torch.allclose(out.embeddings.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert model(ids, torch.ones_like(ids), torch.tensor([0, 0, 0, 1, 1]), choice_mask).embeddings is None
+
+
+def test_the_contrastive_embedding_sees_the_question_text_only():
+    # z comes from the question-only sequence without a task vector: the same question text
+    # gets the same z whatever the tasks of its choices, and padding does not change it.
+    model = tiny_model()
+    ids = torch.randint(5, 50, (4, 6))
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    q = torch.randint(5, 50, (1, 5))
+    # Row 1: the first four tokens of q, right-padded to width 5.
+    questions = torch.cat([q, torch.cat([q[:, :4], torch.zeros(1, 1, dtype=torch.long)], 1)])
+    q_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    with torch.no_grad():
+        a = model(ids, torch.ones_like(ids), torch.tensor([0, 0, 1, 1]), mask, q.expand(2, -1), torch.ones(2, 5, dtype=torch.long))
+        b = model(ids, torch.ones_like(ids), torch.tensor([1, 1, 0, 0]), mask, questions, q_mask)
+    assert torch.allclose(a.embeddings[0], a.embeddings[1], atol=1e-6)
+    assert torch.allclose(a.embeddings[0], b.embeddings[0], atol=1e-6)
+    assert torch.allclose(b.embeddings[1], model.embed_questions(q[:, :4], torch.ones(1, 4, dtype=torch.long))[0], atol=1e-5)
 
 
 def test_task_embedding_changes_the_relative_scores_of_choices():
