@@ -151,7 +151,7 @@ def plan(settings: AblateSettings, base: TrainSettings) -> list[PlannedRun]:
 def train_run(run: PlannedRun, *, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Any]:
     """Train or resume one planned run, yielding the engine's events; mark it done when it finishes."""
     from acct import checkpoint as ckpt_io
-    from acct import engine
+    from acct import distributed, engine
 
     if run.action == "reuse":
         return
@@ -172,7 +172,8 @@ def train_run(run: PlannedRun, *, should_stop: Callable[[], bool] = lambda: Fals
                 "best_step": event.best_step,
                 "settings_sha256": settings_digest(run.settings),
             }
-            ckpt_io.write_json(run.run_dir / DONE_MARKER, run.finished)
+            if distributed.launched()[0] == 0:  # under torchrun, rank 0 owns the run directory
+                ckpt_io.write_json(run.run_dir / DONE_MARKER, run.finished)
         yield event
 
 

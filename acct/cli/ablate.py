@@ -72,6 +72,8 @@ def ablate_command(
         "overwrite": True if overwrite else None,
     })
     report = run(settings, base)
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     if as_json:
         print_json(report.to_dict())
     else:
@@ -82,11 +84,16 @@ def ablate_command(
 
 
 def run(settings: AblateSettings, base: Any) -> Any:
-    """Train what is missing with the inner progress display, then compare; exit 130 when interrupted."""
-    from acct import ablation
-    from acct.cli.train import render
+    """Train what is missing with the inner progress display, then compare; exit 130 when interrupted.
+
+    Under torchrun every rank trains each run together; rank 0 draws the progress and, once the
+    process group is gone, compares the runs alone. The other ranks return None.
+    """
+    from acct import ablation, distributed
+    from acct.cli.train import drain, render
 
     runs = ablation.plan(settings, base)
+    rank = distributed.launched()[0]
     stop = {"requested": False}
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -94,21 +101,28 @@ def run(settings: AblateSettings, base: Any) -> Any:
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for i, r in enumerate(runs, start=1):
-            title = f"ablate {i}/{len(runs)}: [bold]{r.config}[/] seed {r.seed} — "
-            if r.action == "reuse":
-                step = (r.finished or {}).get("step")
-                err.rule(title + f"finished run reused (step {step})", style="dim")
-                continue
-            err.rule(title + ("resuming" if r.action == "resume" else "training"))
-            finished = render(ablation.train_run(r, should_stop=lambda: stop["requested"]))
-            if finished is None or finished.reason == "interrupted" or stop["requested"]:
-                err.print(f"[yellow]interrupted during {r.config} seed {r.seed}; finished runs are kept.[/] "
-                          "Run the same acct ablate command again to continue.")
-                raise typer.Exit(130)
+        with distributed.session():
+            for i, r in enumerate(runs, start=1):
+                title = f"ablate {i}/{len(runs)}: [bold]{r.config}[/] seed {r.seed} — "
+                if r.action == "reuse":
+                    step = (r.finished or {}).get("step")
+                    if rank == 0:
+                        err.rule(title + f"finished run reused (step {step})", style="dim")
+                    continue
+                if rank == 0:
+                    err.rule(title + ("resuming" if r.action == "resume" else "training"))
+                events = ablation.train_run(r, should_stop=lambda: stop["requested"])
+                finished = render(events, next_hint=False) if rank == 0 else drain(events)
+                if finished is None or finished.reason == "interrupted" or stop["requested"]:
+                    if rank == 0:
+                        err.print(f"[yellow]interrupted during {r.config} seed {r.seed}; finished runs are kept.[/] "
+                                  "Run the same acct ablate command again to continue.")
+                    raise typer.Exit(130)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if rank != 0:
+        return None
 
     err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
     report = ablation.compare(settings, runs, device=base.device, precision=base.precision,

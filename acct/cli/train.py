@@ -162,7 +162,7 @@ def drain(events) -> Any:
     return finished
 
 
-def render(events) -> Any:
+def render(events, *, next_hint: bool = True) -> Any:
     """Draw the engine's events: notices, a progress bar, validation tables, the final summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -219,8 +219,8 @@ def render(events) -> Any:
     if finished is not None and finished.reason != "interrupted":
         err.print(
             f"[bold green]done[/] ({finished.reason.replace('_', ' ')}) at step {finished.step}: "
-            f"best val accuracy {pct(finished.best_accuracy)} at step {finished.best_step}. "
-            f"Next: acct evaluate {finished.run_dir} --split test",
+            f"best val accuracy {pct(finished.best_accuracy)} at step {finished.best_step}."
+            + (f" Next: acct evaluate {finished.run_dir} --split test" if next_hint else ""),
             highlight=False,
         )
     return finished
