@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from acct.errors import UsageError
@@ -82,6 +82,12 @@ class DataSettings(_Section):
         (0.8, 0.1, 0.1), description="Train/val/test fractions of each subject under the subject-split protocol."
     )
     synthetic_examples_per_task: int = Field(250, ge=3, description="Questions per task of the synthetic suite.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Saved with the run: evaluate and predict may run from another working directory.
+        return None if value is None else Path(os.path.abspath(value.expanduser()))
 
     @model_validator(mode="after")
     def _check(self) -> DataSettings:
