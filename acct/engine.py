@@ -41,7 +41,15 @@ from acct.losses import classification_loss, normalized_entropy, weighted_info_n
 from acct.metrics import EvalResult, majority_answer, summarize
 from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
 from acct.synthetic import SYNTHETIC_CATEGORIES, generate_suite
-from acct.tokenize import EncodedExamples, collate, encode_examples, example_texts, load_tokenizer, train_tiny_tokenizer
+from acct.tokenize import (
+    EncodedExamples,
+    collate,
+    default_cache_dir,
+    encode_examples_cached,
+    example_texts,
+    load_tokenizer,
+    train_tiny_tokenizer,
+)
 
 # -- events ---------------------------------------------------------------------------------------
 
@@ -457,8 +465,11 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         vocab = sorted(tokenizer.get_vocab().items())
         dist.check_same((_fingerprint(manifest), _fingerprint(vocab)), "the data split and tokenizer")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train_enc = encode_examples(tokenizer, split.train, task_index, settings.model.max_length)
-    val_enc = encode_examples(tokenizer, split.val, task_index, settings.model.max_length)
+    # Tokenised once per (tokenizer, text, max_length) and cached on disk: a rerun, a resume or
+    # the next run of an ablation starts without re-tokenising.
+    cache = default_cache_dir()
+    train_enc = encode_examples_cached(tokenizer, split.train, task_index, settings.model.max_length, cache)
+    val_enc = encode_examples_cached(tokenizer, split.val, task_index, settings.model.max_length, cache)
 
     head = HeadConfig(num_tasks=len(tasks), projection_dim=settings.model.projection_dim, pooling=settings.model.pooling)
     if resume_ckpt is not None:
@@ -845,7 +856,7 @@ def evaluate(settings: EvaluateSettings) -> EvalResult:
     if unknown:
         raise CheckpointError(f"the checkpoint's task list lacks {unknown[:3]}")
     task_index = {t: i for i, t in enumerate(run.tasks)}
-    encoded = encode_examples(run.tokenizer, examples, task_index, run.settings.model.max_length)
+    encoded = encode_examples_cached(run.tokenizer, examples, task_index, run.settings.model.max_length, default_cache_dir())
     preds, _ = predict_encoded(
         run.model, encoded, device=device, precision=precision, batch_size=settings.batch_size, pad_id=run.pad_id
     )

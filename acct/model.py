@@ -98,16 +98,33 @@ class MultipleChoiceModel(nn.Module):
         question_ids: torch.Tensor | None = None,
         question_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """Choice scores from the task-conditioned pairs; z from the question-only sequences when given."""
-        embeds = self.encoder.get_input_embeddings()(input_ids)
-        embeds = embeds + self.task_vectors(sequence_task_ids)[:, None, :].to(embeds.dtype)
+        """Choice scores from the task-conditioned pairs; z from the question-only sequences when given.
+
+        Pairs and questions go through the encoder in one call (questions get no task vector):
+        one larger batch keeps the hardware busier than two small ones.
+        """
+        word = self.encoder.get_input_embeddings()
+        embeds = word(input_ids) + self.task_vectors(sequence_task_ids)[:, None, :].to(word.weight.dtype)
+        n_pairs = input_ids.shape[0]
+        if question_ids is not None:
+            width = max(input_ids.shape[1], question_ids.shape[1])
+            embeds = torch.cat([_pad_to(embeds, width), _pad_to(word(question_ids), width)])
+            attention_mask = torch.cat([_pad_to(attention_mask, width), _pad_to(question_mask, width)])
         hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        logits = self.scorer(self._pool(hidden, attention_mask)).squeeze(-1)
+        logits = self.scorer(self._pool(hidden[:n_pairs], attention_mask[:n_pairs])).squeeze(-1)
         b, k = choice_mask.shape
         scores = logits.new_full((b, k), float("-inf"))
         scores = scores.masked_scatter(choice_mask, logits)
-        z = None if question_ids is None else self.embed_questions(question_ids, question_mask)
+        z = None if question_ids is None else self._pool_z(hidden[n_pairs:], attention_mask[n_pairs:])
         return ModelOutput(scores=scores, embeddings=z)
+
+
+def _pad_to(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Right-pad dimension 1 with zeros (a zero embedding under a zero attention mask is inert)."""
+    missing = width - x.shape[1]
+    if missing == 0:
+        return x
+    return torch.cat([x, x.new_zeros((x.shape[0], missing, *x.shape[2:]))], dim=1)
 
 
 def tiny_encoder_config(settings: ModelSettings, vocab_size: int):

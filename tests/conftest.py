@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tokenisation caches of the test runs stay out of the user's ~/.cache.
+os.environ.setdefault("ACCT_CACHE_DIR", tempfile.mkdtemp(prefix="acct-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -20,7 +23,7 @@ def tiny_settings(output_dir: Path, **flags):
     """The tiny preset with test-sized budgets; keyword flags are nested settings (dotted keys allowed)."""
     from acct.config import nest, resolve_train
 
-    base = {"output_dir": output_dir, "optim.max_steps": 160, "eval_every_n_steps": 80, "device": "cpu"}
+    base = {"output_dir": output_dir, "optim.max_steps": 240, "eval_every_n_steps": 120, "device": "cpu"}
     base.update(flags)
     return resolve_train(nest(base), preset="tiny")
 

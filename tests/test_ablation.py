@@ -32,7 +32,7 @@ def test_configurations_differ_only_in_what_the_study_varies(tmp_path):
         assert s.output_dir == tmp_path / name and s.seed == 4 and not s.resume and not s.overwrite
         same = s.model_dump(exclude={"loss", "curriculum", "output_dir"})
         assert same == base.model_dump(exclude={"loss", "curriculum", "output_dir"})
-        assert s.optim.max_steps == 160 and s.loss.lambda_cls == 0.7
+        assert s.optim.max_steps == 240 and s.loss.lambda_cls == 0.7
     assert settings_digest(runs["contrastive"]) != settings_digest(runs["full"])
 
 
@@ -71,7 +71,7 @@ def test_plan_reuses_resumes_trains_and_refuses(tmp_path):
     study = AblateSettings(output_dir=tmp_path / "study")
     want = {n: config_settings(base, n, 0, tmp_path / "study" / f"{n}-seed0") for n in ("baseline", "contrastive", "full")}
     fake_run(want["baseline"].output_dir, want["baseline"],
-             marker={"status": "finished", "step": 160, "settings_sha256": settings_digest(want["baseline"])})
+             marker={"status": "finished", "step": 240, "settings_sha256": settings_digest(want["baseline"])})
     fake_run(want["contrastive"].output_dir, want["contrastive"])  # interrupted: a last checkpoint, no marker
     fake_run(want["full"].output_dir, want["full"], last=False, marker={"status": "finished"})  # no checkpoint
     actions = {r.config: r.action for r in plan(study, base)}

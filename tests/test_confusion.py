@@ -43,7 +43,7 @@ def test_saved_matrix_and_context(saved, tiny_run):
 def test_pairs_are_ranked_and_the_schema_holds(saved):
     pairs = saved.pairs()
     n = len(saved.tasks)
-    assert len(pairs) == n * (n - 1) // 2  # 160 steps of 4 x 4 batches meet every pair
+    assert len(pairs) == n * (n - 1) // 2  # 240 steps of 4 x 4 batches meet every pair
     scores = [p["score"] for p in pairs]
     assert scores == sorted(scores, reverse=True)
     report = saved.to_dict(top=3)

@@ -154,7 +154,9 @@ def test_loss_curve_matches_a_single_process(reference, config, tmp_path):
     for a, b in zip(one, two):
         for key in ("loss", "cls_loss", "contrastive_loss"):
             assert b[key] == pytest.approx(a[key], rel=LOSS_RTOL), (a["step"], key, a[key], b[key])
-        assert b["accuracy"] == a["accuracy"], a["step"]  # a mean of 16 booleans: exact
+        # A mean of 16 booleans: early on, a question's choice scores are nearly tied, and the
+        # float noise above may flip one of them, never more.
+        assert abs(b["accuracy"] - a["accuracy"]) <= 1 / 16 + 1e-9, a["step"]
     for a, b in zip(metrics(single, "curriculum"), metrics(run_dir, "curriculum"), strict=True):
         assert a["step"] == b["step"]
         assert a["weights"] == pytest.approx(b["weights"], abs=WEIGHTS_ATOL)

@@ -44,7 +44,7 @@ def test_curriculum_updates_are_logged_and_leave_uniform_after_warmup(tiny_run):
     lines = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     updates = [e for e in lines if e["event"] == "curriculum"]
     # tiny preset: 100 steps per epoch, 1 warm-up epoch, update every 20 steps.
-    assert [u["step"] for u in updates] == list(range(20, 161, 20))
+    assert [u["step"] for u in updates] == list(range(20, 241, 20))
     for u in updates:
         assert abs(sum(u["weights"].values()) - 1) < 1e-9
         spread = max(u["weights"].values()) - min(u["weights"].values())

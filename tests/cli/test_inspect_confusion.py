@@ -28,7 +28,7 @@ def test_json_schema(tiny_run):
 def test_tables(tiny_run):
     result = runner.invoke(app, ["inspect-confusion", str(tiny_run), "--top", "3"])
     assert result.exit_code == 0, result.output
-    for word in ("most-confused task pairs", "task A", "task B", "confusion", "weight", "val acc", "step 160"):
+    for word in ("most-confused task pairs", "task A", "task B", "confusion", "weight", "val acc", "step 240"):
         assert word in result.stdout
 
 

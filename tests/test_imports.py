@@ -1,0 +1,41 @@
+"""`acct --help` must stay fast: the CLI package may not import torch or transformers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "datasets", "tokenizers", "safetensors")
+
+
+def _loaded_after(statement: str) -> dict[str, bool]:
+    probe = (
+        "import json, sys\n"
+        f"{statement}\n"
+        f"print(json.dumps({{name: name in sys.modules for name in {list(HEAVY)!r}}}))\n"
+    )
+    # A fresh interpreter: this test process has long since imported torch.
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("statement", ["import acct.cli", "import acct", "import acct.config"])
+def test_cli_imports_no_heavy_library(statement):
+    loaded = _loaded_after(statement)
+    assert not loaded["torch"], f"`{statement}` imports torch"
+    assert not loaded["transformers"], f"`{statement}` imports transformers"
+
+
+def test_building_the_app_imports_no_heavy_library():
+    # Typer builds the command tree (every command's signature and help) only when asked;
+    # do that too, as `acct --help` does, without running a command.
+    loaded = _loaded_after(
+        "import typer.main, acct.cli\n"
+        "typer.main.get_command(acct.cli.app)"
+    )
+    assert not loaded["torch"]
+    assert not loaded["transformers"]
