@@ -205,7 +205,7 @@ def _read_csv_file(path: Path, task: str, split: str) -> list[Example]:
         # utf-8-sig: a file re-saved by a spreadsheet gains a BOM that would otherwise end
         # up inside the first question.
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            for line, row in _csv_records(path, handle):
+            for line, row in csv_records(path, handle):
                 uid = f"{task}/{split}/{len(examples)}"
                 examples.append(_example_from_row(path, line, row, task, uid))
     except UnicodeDecodeError as exc:
@@ -217,7 +217,7 @@ def _read_csv_file(path: Path, task: str, split: str) -> list[Example]:
     return examples
 
 
-def _csv_records(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+def csv_records(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """Yield (physical line where the record starts, fields), skipping blank lines."""
     reader = csv.reader(handle)
     while True:

@@ -13,7 +13,6 @@ subject" rather than from an arbitrary one.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from acct.data import ANSWER_LETTERS, Example
+from acct.data import ANSWER_LETTERS, Example, csv_records
 from acct.errors import DataError, UsageError
 
 AGNOSTIC = -1  # task id meaning "no task given": the mean task embedding
@@ -198,17 +197,7 @@ def _csv_subject(path: Path) -> str:
 def _csv_questions(path: Path, task: str | None) -> Iterator[Question]:
     n_letters = len(ANSWER_LETTERS)
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        while True:
-            line_no = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise DataError(f"{path} line {line_no}: malformed CSV ({exc})") from None
-            if not row:
-                continue
+        for line_no, row in csv_records(path, handle):
             where = f"{path} line {line_no}"
             if len(row) == 2 + n_letters:  # question, A-D, answer letter
                 question, *choices, letter = row
