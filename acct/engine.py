@@ -343,7 +343,7 @@ def forward_losses(
             batch.question_ids, batch.question_mask,
         )
     if out.embeddings is None:
-        raise UsageError("the batch has no question-only sequences: encode the examples with encode_examples")
+        raise ValueError("the batch has no question-only sequences: build it with tokenize.collate")
     scores = out.scores.float()
     cls = classification_loss(scores, batch.choice_mask, batch.labels)
     u = normalized_entropy(scores.detach(), batch.choice_mask)
