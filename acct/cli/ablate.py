@@ -10,7 +10,7 @@ import typer
 
 from acct.cli._common import err, handles_errors, out, print_json
 from acct.cli.train import FLAGS as TRAIN_FLAGS
-from acct.cli.train import field_help
+from acct.cli.train import settings_option as _opt
 from acct.cli_settings import AblateSettings, resolve_flags
 from acct.config import nest, resolve_train
 
@@ -29,10 +29,6 @@ EPILOG = (
     "Training settings come from --preset, --config FILE.yaml (the same file as for acct train), ACCT_* variables "
     "and the flags; ablation settings from ACCT_* variables (ACCT_SEEDS, ACCT_SPLIT ...) and the flags."
 )
-
-
-def _opt(flag: str, **kw: Any) -> Any:
-    return typer.Option(None, flag, help=field_help(TRAIN_FLAGS[flag]), show_default=False, **kw)
 
 
 @handles_errors

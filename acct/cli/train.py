@@ -54,8 +54,12 @@ EPILOG = (
 )
 
 
-def _opt(flag: str, **kw: Any) -> Any:
+def settings_option(flag: str, **kw: Any) -> Any:
+    """A Typer option for one of FLAGS, unset by default, with the setting's own description."""
     return typer.Option(None, flag, help=field_help(FLAGS[flag]), show_default=False, **kw)
+
+
+_opt = settings_option
 
 
 @handles_errors
