@@ -846,22 +846,29 @@ def load_run_split(run: LoadedRun, data_dir: Path | None = None) -> DataSplit:
     return apply_manifest(source, ckpt_io.read_json(run.run_dir / "split.json", "split manifest"))
 
 
+def score_examples(
+    run: LoadedRun, examples: Sequence[Example], train: Sequence[Example], split: str, *,
+    device: torch.device, precision: str, batch_size: int,
+) -> tuple[list[int], EvalResult]:
+    """Predictions and accuracy summary of `run` on examples of its own split; `train` sets the majority baseline."""
+    unknown = sorted({ex.task for ex in examples} - set(run.tasks))
+    if unknown:
+        raise CheckpointError(f"the checkpoint's task list lacks {unknown[:3]}")
+    task_index = {t: i for i, t in enumerate(run.tasks)}
+    encoded = encode_examples_cached(run.tokenizer, examples, task_index, run.settings.model.max_length, default_cache_dir())
+    preds, _ = predict_encoded(run.model, encoded, device=device, precision=precision, batch_size=batch_size, pad_id=run.pad_id)
+    result = summarize(split, examples, preds, task_categories=run.categories, majority=majority_answer(train))
+    return [int(p) for p in preds], result
+
+
 def evaluate(settings: EvaluateSettings) -> EvalResult:
     """Score a held-out split of a run's manifest; writes RUN_DIR/eval-<split>.json."""
     device, precision = resolve_device(settings.device, settings.precision)
     run = load_run(settings.run_dir, settings.checkpoint, device)
     split = load_run_split(run, settings.data_dir)
     examples = split.val if settings.split == "val" else split.test
-    unknown = sorted({ex.task for ex in examples} - set(run.tasks))
-    if unknown:
-        raise CheckpointError(f"the checkpoint's task list lacks {unknown[:3]}")
-    task_index = {t: i for i, t in enumerate(run.tasks)}
-    encoded = encode_examples_cached(run.tokenizer, examples, task_index, run.settings.model.max_length, default_cache_dir())
-    preds, _ = predict_encoded(
-        run.model, encoded, device=device, precision=precision, batch_size=settings.batch_size, pad_id=run.pad_id
-    )
-    result = summarize(
-        settings.split, examples, preds, task_categories=run.categories, majority=majority_answer(split.train)
+    _, result = score_examples(
+        run, examples, split.train, settings.split, device=device, precision=precision, batch_size=settings.batch_size
     )
     ckpt_io.write_json(run.run_dir / f"eval-{settings.split}.json", result.to_dict())
     return result

@@ -394,20 +394,12 @@ class ScoredSplit:
 def score_examples(run: Any, examples: Sequence[Example], train: Sequence[Example], split: str, *, device: Any,
                    precision: str, batch_size: int) -> ScoredSplit:
     """Score `run` on the given examples of its own split; `train` sets the majority baseline."""
-    from acct.engine import predict_encoded
-    from acct.errors import CheckpointError
-    from acct.metrics import majority_answer, summarize
-    from acct.tokenize import encode_examples
+    from acct import engine
 
-    unknown = sorted({ex.task for ex in examples} - set(run.tasks))
-    if unknown:
-        raise CheckpointError(f"the checkpoint's task list lacks {unknown[:3]}")
-    index = {t: i for i, t in enumerate(run.tasks)}
-    encoded = encode_examples(run.tokenizer, examples, index, run.settings.model.max_length)
-    preds, _ = predict_encoded(run.model, encoded, device=device, precision=precision, batch_size=batch_size,
-                               pad_id=run.pad_id)
-    result = summarize(split, examples, preds, task_categories=run.categories, majority=majority_answer(train))
-    return ScoredSplit(list(examples), [int(p) for p in preds], result)
+    preds, result = engine.score_examples(
+        run, examples, train, split, device=device, precision=precision, batch_size=batch_size
+    )
+    return ScoredSplit(list(examples), preds, result)
 
 
 def score_split(run: Any, split: str, *, device: Any, precision: str, batch_size: int,

@@ -602,25 +602,24 @@ def measure_tokenize(prep: Prepared, workdir: Path, result: dict[str, Any]) -> N
     rng = np.random.default_rng(0)
     random_batches = [rng.choice(len(plain), bs.questions_per_batch, replace=False).tolist() for _ in range(100)]
     out["padding_efficiency"] = {"acct_task_grouped": efficiency(batches), "random_batches": efficiency(random_batches)}
-    if hasattr(tokenize, "group_by_length"):
-        grouped = tokenize.group_by_length(range(len(plain)), tokenize.example_lengths(plain), bs.questions_per_batch, seed=0)
-        out["padding_efficiency"]["length_grouped"] = efficiency(grouped[:100])
-        # acct's task slots, each filled from its task's own length-grouped stream (what a
-        # length-aware TaskBatchSampler would draw)
-        lens = tokenize.example_lengths(plain)
-        streams: dict[int, Iterator[list[int]]] = {}
-        for task in sorted(set(plain.task_ids)):
-            members = [i for i, t in enumerate(plain.task_ids) if t == task]
-            groups = tokenize.group_by_length(members, lens, bs.examples_per_task, seed=task)
-            streams[task] = itertools.cycle(groups)
-        within = []
-        for b in batches:
-            slots = [b[i : i + bs.examples_per_task] for i in range(0, len(b), bs.examples_per_task)]
-            within.append([j for slot in slots for j in next(streams[plain.task_ids[slot[0]]])])
-        out["padding_efficiency"]["acct_task_grouped_length_sorted_within_task"] = efficiency(within)
-        # ... and each task slot padded on its own (one encoder call per slot)
-        slot_batches = [b[i : i + bs.examples_per_task] for b in within for i in range(0, len(b), bs.examples_per_task)]
-        out["padding_efficiency"]["length_sorted_within_task_padded_per_slot"] = efficiency(slot_batches)
+    grouped = tokenize.group_by_length(range(len(plain)), tokenize.example_lengths(plain), bs.questions_per_batch, seed=0)
+    out["padding_efficiency"]["length_grouped"] = efficiency(grouped[:100])
+    # acct's task slots, each filled from its task's own length-grouped stream (what a
+    # length-aware TaskBatchSampler would draw)
+    lens = tokenize.example_lengths(plain)
+    streams: dict[int, Iterator[list[int]]] = {}
+    for task in sorted(set(plain.task_ids)):
+        members = [i for i, t in enumerate(plain.task_ids) if t == task]
+        groups = tokenize.group_by_length(members, lens, bs.examples_per_task, seed=task)
+        streams[task] = itertools.cycle(groups)
+    within = []
+    for b in batches:
+        slots = [b[i : i + bs.examples_per_task] for i in range(0, len(b), bs.examples_per_task)]
+        within.append([j for slot in slots for j in next(streams[plain.task_ids[slot[0]]])])
+    out["padding_efficiency"]["acct_task_grouped_length_sorted_within_task"] = efficiency(within)
+    # ... and each task slot padded on its own (one encoder call per slot)
+    slot_batches = [b[i : i + bs.examples_per_task] for b in within for i in range(0, len(b), bs.examples_per_task)]
+    out["padding_efficiency"]["length_sorted_within_task_padded_per_slot"] = efficiency(slot_batches)
     result["tokenize"] = out
     log(f"== tokenisation of {len(examples)} training questions: encode {out['encode_s']:.2f} s"
         + (f", cache miss {out['cache_miss_s']:.2f} s, cache hit {out['cache_hit_s']:.3f} s"
