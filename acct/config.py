@@ -67,6 +67,11 @@ class ModelSettings(_Section):
     projection_dim: int = Field(256, gt=0, description="Size of the contrastive question embedding.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the encoder's dropout; empty keeps the encoder's own.")
     trust_remote_code: bool = Field(False, description="Allow models and tokenizers that run code from the hub.")
+    fast_attention: bool = Field(
+        True,
+        description="Run DeBERTa-v2/v3 attention with acct's equivalent, faster forward (checked against "
+        "Hugging Face's when the model is built; other encoders are left as they are).",
+    )
     tiny: TinyArchitecture = Field(default_factory=TinyArchitecture, description="Sizes used when the model is 'tiny'.")
 
 
@@ -106,6 +111,11 @@ class BatchSettings(_Section):
         None, gt=0, description="Questions per batch; if given it must equal tasks_per_batch x examples_per_task."
     )
     grad_accum_steps: int = Field(1, gt=0, description="Batches accumulated per optimizer step.")
+    group_by_length: bool = Field(
+        True,
+        description="Fill a batch's task slots with questions of similar length (less padding); every "
+        "question is still drawn once per epoch of its task.",
+    )
     eval_batch_size: int = Field(64, gt=0, description="Questions per batch at evaluation.")
 
     @model_validator(mode="after")

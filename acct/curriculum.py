@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -417,8 +418,16 @@ class TaskBatchSampler:
 
     Slot tasks are drawn i.i.d. with replacement from the weights with a generator seeded from
     (seed, step) alone, so every rank agrees and the draw does not depend on history. Each task
-    walks its own stream of epoch-wise permutations (permutation k seeded from (seed, task, k));
-    its cursor is the only state.
+    walks its own stream of epochs; epoch k orders the task's examples by a permutation seeded
+    from (seed, task, k), and every example is drawn exactly once per epoch of its task.
+
+    Without `lengths` a slot takes the next unused examples in permutation order. With
+    `lengths` (per example, the longest sequence it brings to a batch) the epoch order is
+    sorted by length (ties keep the permutation order), each batch draws one quantile q from
+    (seed, step), and every slot takes the run of unused examples at quantile q of what is
+    left of its task's epoch. The slots of a batch then hold questions of similar length, so
+    padding to the batch's longest sequence wastes little, while the examples seen over an
+    epoch are the same. The state is, per task, the epoch and the positions already used.
     """
 
     def __init__(
@@ -428,6 +437,7 @@ class TaskBatchSampler:
         tasks_per_batch: int,
         examples_per_task: int,
         seed: int,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         if num_tasks < 1:
             raise UsageError(f"num_tasks must be at least 1, got {num_tasks}")
@@ -443,22 +453,30 @@ class TaskBatchSampler:
                 f"example task ids must lie in [0, {num_tasks}); got range "
                 f"[{int(tasks.min())}, {int(tasks.max())}]"
             )
+        if lengths is not None and len(lengths) != tasks.numel():
+            raise UsageError(f"got {len(lengths)} lengths for {tasks.numel()} examples")
         self.num_tasks = num_tasks
         self.tasks_per_batch = tasks_per_batch
         self.examples_per_task = examples_per_task
         self.seed = seed
         counts = torch.bincount(tasks, minlength=num_tasks)
         order = torch.argsort(tasks, stable=True)
-        self._examples: list[Tensor] = list(torch.split(order, counts.tolist()))
+        self._examples: list[np.ndarray] = [m.numpy() for m in torch.split(order, counts.tolist())]
+        self._lengths = None if lengths is None else [np.asarray(lengths, dtype=np.int64)[m] for m in self._examples]
         self.task_sizes: list[int] = counts.tolist()
         self.has_examples = counts > 0
-        self._cursors = [0] * num_tasks
-        # Permutations are a pure function of (seed, task, k), so this cache is not state.
-        self._perm_cache: dict[int, tuple[int, Tensor]] = {}
+        self._epochs = [0] * num_tasks
+        self._used = [np.zeros(n, dtype=bool) for n in self.task_sizes]
+        # Epoch orders are a pure function of (seed, task, k), so this cache is not state.
+        self._order_cache: dict[int, tuple[int, np.ndarray]] = {}
 
     @property
     def batch_size(self) -> int:
         return self.tasks_per_batch * self.examples_per_task
+
+    @property
+    def groups_by_length(self) -> bool:
+        return self._lengths is not None
 
     def _probabilities(self, weights: Tensor) -> Tensor:
         w = torch.as_tensor(weights).detach().to(device="cpu", dtype=torch.float64)
@@ -483,46 +501,82 @@ class TaskBatchSampler:
         cdf = cumulative / cumulative[-1]
         return torch.searchsorted(cdf, draws, right=True).tolist()
 
-    def _permutation(self, task: int, k: int) -> Tensor:
-        cached = self._perm_cache.get(task)
+    def length_quantile(self, step: int) -> float:
+        """The length quantile shared by the slots of batch `step`."""
+        generator = torch.Generator().manual_seed(_derive_seed("length", self.seed, step))
+        return float(torch.rand((), generator=generator, dtype=torch.float64))
+
+    def _order(self, task: int, k: int) -> np.ndarray:
+        """Epoch k of `task`: local example positions in the order they are served."""
+        cached = self._order_cache.get(task)
         if cached is not None and cached[0] == k:
             return cached[1]
         generator = torch.Generator().manual_seed(_derive_seed("perm", self.seed, task, k))
-        perm = torch.randperm(self.task_sizes[task], generator=generator)
-        self._perm_cache[task] = (k, perm)
-        return perm
+        order = torch.randperm(self.task_sizes[task], generator=generator).numpy()
+        if self._lengths is not None:
+            order = order[np.argsort(self._lengths[task][order], kind="stable")]
+        self._order_cache[task] = (k, order)
+        return order
 
-    def _take(self, task: int, count: int) -> list[int]:
-        size = self.task_sizes[task]
-        position = self._cursors[task]
+    def _take(self, task: int, count: int, quantile: float) -> list[int]:
         taken: list[int] = []
         while len(taken) < count:
-            k, offset = divmod(position, size)
-            n = min(count - len(taken), size - offset)
-            perm = self._permutation(task, k)
-            taken.extend(self._examples[task][perm[offset : offset + n]].tolist())
-            position += n
-        self._cursors[task] = position
+            used = self._used[task]
+            free = np.flatnonzero(~used)
+            need = count - len(taken)
+            if len(free) <= need:
+                window = free
+            else:
+                start = round(quantile * (len(free) - need)) if self._lengths is not None else 0
+                window = free[start : start + need]
+            order = self._order(task, self._epochs[task])
+            taken.extend(self._examples[task][order[window]].tolist())
+            used[window] = True
+            if used.all():
+                self._epochs[task] += 1
+                used[:] = False
         return taken
 
     def batch(self, step: int, weights: Tensor) -> list[int]:
-        """Example indices of batch `step`, slot by slot, advancing the drawn tasks' cursors."""
+        """Example indices of batch `step`, slot by slot, marking the drawn examples used."""
+        quantile = self.length_quantile(step) if self._lengths is not None else 0.0
         indices: list[int] = []
         for task in self.slot_tasks(step, weights):
-            indices.extend(self._take(task, self.examples_per_task))
+            indices.extend(self._take(task, self.examples_per_task, quantile))
         return indices
 
-    def state_dict(self) -> dict[str, list[int]]:
-        return {"cursors": list(self._cursors)}
+    def state_dict(self) -> dict[str, list]:
+        return {
+            "epochs": list(self._epochs),
+            "used": [np.flatnonzero(u).tolist() for u in self._used],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        cursors = state.get("cursors")
-        if cursors is None or len(cursors) != self.num_tasks:
-            raise CheckpointError(
-                f"sampler state must hold {self.num_tasks} task cursors, "
-                f"got {None if cursors is None else len(cursors)}"
-            )
-        values = [int(c) for c in cursors]
-        if any(c < 0 for c in values):
-            raise CheckpointError("sampler cursors must be non-negative")
-        self._cursors = values
+        if "cursors" in state and "epochs" not in state:
+            state = self._from_cursors(state["cursors"])
+        epochs, used = state.get("epochs"), state.get("used")
+        if epochs is None or used is None or len(epochs) != self.num_tasks or len(used) != self.num_tasks:
+            raise CheckpointError(f"sampler state must hold epochs and used positions for {self.num_tasks} tasks")
+        masks = []
+        for task, positions in enumerate(used):
+            mask = np.zeros(self.task_sizes[task], dtype=bool)
+            positions = [int(p) for p in positions]
+            if any(not 0 <= p < len(mask) for p in positions) or (len(mask) and len(set(positions)) == len(mask)):
+                raise CheckpointError(f"sampler state of task {task} does not fit its {len(mask)} examples")
+            mask[positions] = True
+            masks.append(mask)
+        values = [int(e) for e in epochs]
+        if any(e < 0 for e in values):
+            raise CheckpointError("sampler epochs must be non-negative")
+        self._epochs, self._used = values, masks
+
+    def _from_cursors(self, cursors: Any) -> dict[str, list]:
+        """The state of a sampler saved as one cursor per task (served in permutation order)."""
+        if cursors is None or len(cursors) != self.num_tasks or any(int(c) < 0 for c in cursors):
+            raise CheckpointError(f"sampler state must hold {self.num_tasks} non-negative task cursors")
+        epochs, used = [], []
+        for c, n in zip(cursors, self.task_sizes):
+            k, offset = divmod(int(c), n) if n else (0, 0)
+            epochs.append(k)
+            used.append(list(range(offset)))
+        return {"epochs": epochs, "used": used}

@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
+from acct import attention, distributed
 from acct import checkpoint as ckpt_io
-from acct import distributed
 from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
@@ -46,6 +46,7 @@ from acct.tokenize import (
     collate,
     default_cache_dir,
     encode_examples_cached,
+    example_lengths,
     example_texts,
     load_tokenizer,
     train_tiny_tokenizer,
@@ -477,7 +478,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     else:
         encoder, encoder_notices = build_encoder(settings.model, len(tokenizer))
         notices.extend(encoder_notices)
-    model = MultipleChoiceModel(encoder, head)
+    model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention)
+    if settings.model.fast_attention and not model.fast_attention and attention.is_deberta(encoder):
+        notices.append("model: this DeBERTa's attention code differs from what acct expects; its own (slower) attention is used")
     if resume_ckpt is not None:
         ckpt_io.load_model_weights(model, resume_ckpt)
     model.to(device)
@@ -534,7 +537,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         curriculum.confusion.to(device)
         curriculum.task_stats.to(device)
     sampler = TaskBatchSampler(
-        train_enc.task_ids, len(tasks), settings.batch.tasks_per_batch, settings.batch.examples_per_task, settings.seed
+        train_enc.task_ids, len(tasks), settings.batch.tasks_per_batch, settings.batch.examples_per_task, settings.seed,
+        lengths=example_lengths(train_enc) if settings.batch.group_by_length else None,
     )
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main)
@@ -819,7 +823,7 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device | None = N
         raise CheckpointError(f"{ckpt} has no encoder/config.json")
     tokenizer = load_tokenizer(str(ckpt / "tokenizer"))
     encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=settings.model.trust_remote_code)
-    model = MultipleChoiceModel(encoder, head)
+    model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention)
     ckpt_io.load_model_weights(model, ckpt)
     if device is not None:
         model.to(device)

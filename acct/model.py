@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acct import attention
 from acct.config import TINY, ModelSettings
 from acct.errors import UsageError
 
@@ -52,11 +53,14 @@ def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
 
 
 class MultipleChoiceModel(nn.Module):
-    def __init__(self, encoder: nn.Module, head: HeadConfig):
+    def __init__(self, encoder: nn.Module, head: HeadConfig, *, fast_attention: bool = True):
         super().__init__()
         if head.pooling not in ("cls", "mean"):
             raise UsageError(f"unknown pooling {head.pooling!r}")
         self.encoder = encoder
+        # Same weights and results, less work (see acct.attention); False when the encoder is not
+        # a DeBERTa-v2/v3 whose attention matches what that module expects.
+        self.fast_attention = fast_attention and attention.install(encoder)
         self.head = head
         hidden = encoder.config.hidden_size
         embed_dim = encoder.get_input_embeddings().embedding_dim

@@ -648,7 +648,7 @@ def eval_runner(args, prep: Prepared) -> Iterator[dict[str, float]]:
     encoded = encode_examples(prep.tokenizer, examples, task_index, settings.model.max_length)
     encoder, _ = build_encoder(settings.model, len(prep.tokenizer))
     head = HeadConfig(num_tasks=len(prep.tasks), projection_dim=settings.model.projection_dim, pooling=settings.model.pooling)
-    model = MultipleChoiceModel(encoder, head).to(prep.device)
+    model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention).to(prep.device)
     pad_id = prep.tokenizer.pad_token_id if prep.tokenizer.pad_token_id is not None else 0
     tokens = sum(len(s) for choices in encoded.sequences for s in choices)
     while True:

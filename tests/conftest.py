@@ -41,3 +41,25 @@ def tiny_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_to_end(tiny_settings(run_dir))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def held_out_even(tiny_run):
+    """A held-out `even_number` question (test split of the tiny run) that the run's evaluation answers correctly.
+
+    Tests of the prediction paths use it instead of a hand-written question, so they check that
+    predict agrees with the engine's scoring rather than how well a 240-step model generalises.
+    """
+    from acct import engine
+    from acct.tokenize import encode_examples
+
+    run = engine.load_run(tiny_run)
+    task_index = {t: i for i, t in enumerate(run.tasks)}
+    candidates = [ex for ex in engine.load_run_split(run).test if ex.task == "even_number" and len(ex.choices) == 4]
+    encoded = encode_examples(run.tokenizer, candidates, task_index, run.settings.model.max_length)
+    predicted, _ = engine.predict_encoded(
+        run.model, encoded, device=engine.torch.device("cpu"), precision="fp32", batch_size=64, pad_id=run.pad_id
+    )
+    right = [ex for ex, p in zip(candidates, predicted) if p == ex.answer]
+    assert right, "the tiny run answers none of its held-out even_number questions"
+    return right[0]

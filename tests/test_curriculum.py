@@ -4,6 +4,7 @@ schedule and the task batch sampler."""
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections import Counter
 
@@ -345,20 +346,37 @@ def test_sampler_is_deterministic_in_seed_and_step() -> None:
     assert [other.slot_tasks(s, weights) for s in steps] != draws
 
 
-def test_sampler_state_round_trip() -> None:
-    example_tasks = _example_tasks()
+def _advanced_sampler(lengths=None) -> tuple[TaskBatchSampler, torch.Tensor]:
     weights = torch.tensor([0.4, 0.3, 0.2, 0.1, 0.0])
-    original = TaskBatchSampler(example_tasks, 5, 3, 4, seed=3)
+    sampler = TaskBatchSampler(_example_tasks(), 5, 3, 4, seed=3, lengths=lengths)
     for step in range(1, 8):
-        original.batch(step, weights)
-    state = original.state_dict()
-    assert all(isinstance(c, int) for c in state["cursors"])
-    expected = [original.batch(step, weights) for step in range(8, 20)]
-    resumed = TaskBatchSampler(example_tasks, 5, 3, 4, seed=3)
+        sampler.batch(step, weights)
+    return sampler, weights
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["permutation_order", "grouped_by_length"])
+def test_sampler_state_round_trip(grouped: bool) -> None:
+    lengths = _lengths(_example_tasks()) if grouped else None
+    original, weights = _advanced_sampler(lengths)
+    state = json.loads(json.dumps(original.state_dict()))  # it is saved as JSON
+    expected = [original.batch(step, weights) for step in range(8, 30)]
+    resumed = TaskBatchSampler(_example_tasks(), 5, 3, 4, seed=3, lengths=lengths)
     resumed.load_state_dict(state)
-    assert [resumed.batch(step, weights) for step in range(8, 20)] == expected
+    assert [resumed.batch(step, weights) for step in range(8, 30)] == expected
     with pytest.raises(CheckpointError):
         resumed.load_state_dict({"cursors": [0, 0]})
+    with pytest.raises(CheckpointError):
+        resumed.load_state_dict({"epochs": [0] * 5, "used": [[0], [], [], [99], []]})
+
+
+def test_sampler_state_from_per_task_cursors() -> None:
+    """A state saved as one cursor per task resumes where that cursor points."""
+    original, weights = _advanced_sampler()
+    state = original.state_dict()
+    cursors = [e * n + len(u) for e, n, u in zip(state["epochs"], original.task_sizes, state["used"])]
+    resumed = TaskBatchSampler(_example_tasks(), 5, 3, 4, seed=3)
+    resumed.load_state_dict({"cursors": cursors})
+    assert [resumed.batch(s, weights) for s in range(8, 20)] == [original.batch(s, weights) for s in range(8, 20)]
 
 
 def test_sampler_covers_each_task_once_per_permutation() -> None:
@@ -380,7 +398,47 @@ def test_sampler_covers_each_task_once_per_permutation() -> None:
     batch = wrap.batch(0, only[3])
     assert len(batch) == 5 and set(batch) == set(members)
     assert sorted(batch[:2]) == members and sorted(batch[2:4]) == members
-    assert wrap.state_dict()["cursors"][3] == 5
+    assert wrap.state_dict()["epochs"][3] == 2 and wrap.state_dict()["used"][3] == [0]
+
+
+def _lengths(example_tasks: list[int]) -> list[int]:
+    generator = torch.Generator().manual_seed(4)
+    return torch.randint(5, 60, (len(example_tasks),), generator=generator).tolist()
+
+
+def test_length_grouping_covers_each_task_once_per_epoch() -> None:
+    example_tasks = _example_tasks()
+    sampler = TaskBatchSampler(example_tasks, 5, 4, 3, seed=2, lengths=_lengths(example_tasks))
+    weights = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    members = sorted(i for i, t in enumerate(example_tasks) if t == 0)  # 10 examples, slots of 3 x 4
+    drawn = [i for step in range(10) for i in sampler.batch(step, weights)]  # 120 = 12 epochs
+    for k in range(12):
+        assert sorted(drawn[k * 10 : (k + 1) * 10]) == members
+
+
+def test_length_grouping_shrinks_padding_and_keeps_the_slot_draw() -> None:
+    example_tasks = [t for t in range(4) for _ in range(200)]
+    lengths = _lengths(example_tasks)
+    weights = torch.tensor([0.25, 0.25, 0.25, 0.25])
+    plain = TaskBatchSampler(example_tasks, 4, 4, 4, seed=0)
+    grouped = TaskBatchSampler(example_tasks, 4, 4, 4, seed=0, lengths=lengths)
+
+    def padded_share(sampler):
+        real = padded = 0
+        for step in range(100):
+            widths = [lengths[i] for i in sampler.batch(step, weights)]
+            real, padded = real + sum(widths), padded + max(widths) * len(widths)
+        return real / padded
+
+    assert padded_share(grouped) > 0.78 > 0.6 > padded_share(plain)  # measured: 0.81 vs 0.57
+    assert all(grouped.slot_tasks(s, weights) == plain.slot_tasks(s, weights) for s in range(50))
+
+
+def test_length_grouping_needs_one_length_per_example() -> None:
+    example_tasks = _example_tasks()
+    with pytest.raises(UsageError):
+        TaskBatchSampler(example_tasks, 5, 3, 4, seed=3, lengths=_lengths(example_tasks)[:-1])
+
 
 
 def test_sampler_slot_frequencies_follow_weights() -> None:

@@ -157,9 +157,10 @@ def test_read_mmlu_csv_takes_the_task_from_the_file_name(tmp_path):
         read_questions(tmp_path / "missing.jsonl", SYNTHETIC_TASKS)
 
 
-def test_predict_stream_writes_one_line_per_question_and_scores_answers(predictor, tmp_path):
-    lines = [json.dumps({"question": "Which of these numbers fits?", "choices": ["3", "8", "11", "15"],
-                         "task": "even_number", "answer": 1})] * 5
+def test_predict_stream_writes_one_line_per_question_and_scores_answers(predictor, held_out_even, tmp_path):
+    ex = held_out_even
+    lines = [json.dumps({"question": ex.question, "choices": list(ex.choices), "task": "even_number",
+                         "answer": ex.answer})] * 5
     lines.append(json.dumps({"question": "Pick the word that belongs.", "choices": ["dog", "apple"]}))
     path = write(tmp_path / "q.jsonl", "\n".join(lines))
     predictor.batch_size = 4  # two batches
@@ -173,7 +174,7 @@ def test_predict_stream_writes_one_line_per_question_and_scores_answers(predicto
     records = [json.loads(line) for line in sink.getvalue().splitlines()]
     assert seen == [4, 6]
     assert [r["index"] for r in records] == list(range(6))
-    assert all(r["correct"] is True and r["answer"] == 1 for r in records[:5])
+    assert all(r["correct"] is True and r["answer"] == ex.answer for r in records[:5])
     assert "answer" not in records[5] and records[5]["task"] is None
     assert (summary.n, summary.answered, summary.correct, summary.agnostic) == (6, 5, 5, 1)
     assert summary.to_dict()["accuracy"] == 1.0

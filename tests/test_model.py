@@ -63,3 +63,25 @@ def test_unknown_task_uses_the_mean_task_embedding():
     v = model.task_vectors(torch.tensor([-1, 2]))
     assert torch.allclose(v[0], model.task_embedding.weight.mean(0))
     assert torch.equal(v[1], model.task_embedding.weight[2])
+
+
+def test_fast_attention_is_on_by_default_and_scores_like_the_library_attention():
+    torch.manual_seed(0)
+    encoder, _ = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=50)
+    state = encoder.state_dict()
+    head = HeadConfig(num_tasks=2, projection_dim=16, pooling="mean")
+    fast = MultipleChoiceModel(encoder, head).eval()
+    torch.manual_seed(1)
+    slow_encoder, _ = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=50)
+    slow_encoder.load_state_dict(state)
+    slow = MultipleChoiceModel(slow_encoder, head, fast_attention=False).eval()
+    slow.load_state_dict(fast.state_dict())
+    assert fast.fast_attention and not slow.fast_attention
+
+    ids = torch.randint(5, 50, (4, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    choice_mask = torch.ones(2, 2, dtype=torch.bool)
+    tasks = torch.tensor([0, 0, 1, 1])
+    torch.testing.assert_close(fast(ids, mask, tasks, choice_mask).scores, slow(ids, mask, tasks, choice_mask).scores,
+                               atol=1e-5, rtol=1e-4)

@@ -17,12 +17,13 @@ def predict(*args):
     return runner.invoke(app, ["predict", *map(str, args), "--device", "cpu"])
 
 
-def test_single_question_json(tiny_run):
-    result = predict(tiny_run, "--question", QUESTION, "--choices", "3", "8", "11", "15", "--task", "even_number", "--json")
+def test_single_question_json(tiny_run, held_out_even):
+    ex = held_out_even
+    result = predict(tiny_run, "--question", ex.question, "--choices", *ex.choices, "--task", "even_number", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert set(out) == {"prediction", "choice", "probabilities", "task"}
-    assert out["task"] == "even_number" and out["prediction"] == 1 and out["choice"] == "8"
+    assert out["task"] == "even_number" and out["prediction"] == ex.answer and out["choice"] == ex.choices[ex.answer]
     assert len(out["probabilities"]) == 4 and sum(out["probabilities"]) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -60,8 +61,9 @@ def test_missing_run_dir(tmp_path):
     assert result.exit_code == 2 and "run directory not found" in result.stderr
 
 
-def test_file_mode(tiny_run, tmp_path):
-    rows = [{"question": QUESTION, "choices": ["3", "8", "11", "15"], "task": "even_number", "answer": 1},
+def test_file_mode(tiny_run, held_out_even, tmp_path):
+    ex = held_out_even
+    rows = [{"question": ex.question, "choices": list(ex.choices), "task": "even_number", "answer": ex.answer},
             {"question": "Pick the word that belongs.", "choices": ["dog", "apple", "pear"], "task": "animal_word", "answer": "A"},
             {"question": "Pick the word that belongs.", "choices": ["dog", "apple"]}]
     src = tmp_path / "q.jsonl"
@@ -79,7 +81,11 @@ def test_file_mode(tiny_run, tmp_path):
     summary = json.loads(result.stdout)
     assert {"n", "answered", "correct", "accuracy", "output"} <= set(summary)
     assert (summary["n"], summary["answered"], summary["accuracy"]) == (3, 2, 1.0)
-    assert [json.loads(line) for line in dst.read_text().splitlines()] == lines
+    written = [json.loads(line) for line in dst.read_text().splitlines()]
+    # Another batch size pads to other widths: the same answers, probabilities equal to float rounding.
+    assert [{**r, "probabilities": None} for r in written] == [{**r, "probabilities": None} for r in lines]
+    for a, b in zip(written, lines):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
     assert not list(tmp_path.glob(".*.tmp"))
 
     result = predict(tiny_run, "--input", src, "--json")

@@ -1,0 +1,101 @@
+import copy
+
+import pytest
+import torch
+
+from acct import attention
+
+
+def _encoder(**overrides):
+    from transformers import AutoModel, DebertaV2Config
+
+    config = dict(
+        vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=512, relative_attention=True, position_buckets=8, max_relative_positions=-1,
+        pos_att_type=["p2c", "c2p"], position_biased_input=False, share_att_key=True, norm_rel_ebd="layer_norm",
+        type_vocab_size=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    config.update(overrides)
+    torch.manual_seed(0)
+    return AutoModel.from_config(DebertaV2Config(**config))
+
+
+def _inputs(batch=5, length=23):
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 300, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[1, 9:] = 0
+    mask[3, 2:] = 0
+    return ids, mask
+
+
+VARIANTS = {
+    "v3": {},
+    "separate_position_projections": {"share_att_key": False},
+    "c2p_only": {"pos_att_type": ["c2p"]},
+    "p2c_only": {"pos_att_type": ["p2c"]},
+    "no_buckets": {"position_buckets": -1, "max_relative_positions": 16},
+    "sequence_longer_than_buckets": {"position_buckets": 4, "max_relative_positions": 64},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_fast_attention_matches_hugging_face_outputs_and_gradients(variant):
+    reference = _encoder(**VARIANTS[variant])
+    fast = copy.deepcopy(reference)
+    assert attention.install(fast)
+    ids, mask = _inputs()
+    real = mask.bool()
+
+    out_ref = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+    out_fast = fast(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(out_fast[real], out_ref[real], atol=2e-5, rtol=1e-4)
+
+    # Gradients through the masked real tokens, for every parameter (position projections included).
+    weights = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(2))
+    (out_ref * weights)[real].sum().backward()
+    (out_fast * weights)[real].sum().backward()
+    for (name, p_ref), (_, p_fast) in zip(reference.named_parameters(), fast.named_parameters()):
+        if p_ref.grad is None:
+            assert p_fast.grad is None, name
+            continue
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_install_keeps_parameter_names_and_can_be_repeated():
+    encoder = _encoder()
+    names = [n for n, _ in encoder.named_parameters()]
+    assert attention.install(encoder)
+    assert attention.install(encoder)  # a second install wraps the original, not the fast forward
+    assert [n for n, _ in encoder.named_parameters()] == names
+    module = next(m for m in encoder.modules() if type(m).__name__ == "DisentangledSelfAttention")
+    assert module._acct_original_forward.__func__ is type(module).forward
+
+
+def test_attention_weights_requested_fall_back_to_the_original():
+    encoder = _encoder()
+    attention.install(encoder)
+    ids, mask = _inputs()
+    out = encoder(input_ids=ids, attention_mask=mask, output_attentions=True)
+    assert out.attentions is not None and len(out.attentions) == 2
+
+
+def test_other_encoders_are_left_alone():
+    from transformers import AutoModel, BertConfig
+
+    bert = AutoModel.from_config(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                            intermediate_size=32))
+    assert not attention.is_deberta(bert)
+    assert not attention.install(bert)
+
+
+def test_an_attention_that_disagrees_keeps_its_own_forward():
+    encoder = _encoder()
+    module = next(m for m in encoder.modules() if type(m).__name__ == "DisentangledSelfAttention")
+    original = module.forward
+    # An attention whose code differs from what acct expects (here: values doubled).
+    module.forward = lambda *args: (2 * original(*args)[0], None)
+    patched = module.forward
+    assert attention.is_deberta(encoder)
+    assert not attention.install(encoder)
+    assert module.forward is patched
