@@ -685,7 +685,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             batch = collate(train_enc, indices, pad_id)
             window_questions += batch.num_questions
             window_tokens += batch.num_tokens
-            batch = batch.to(device)
+            # Pinned host memory lets the non-blocking copy overlap with the GPU's work.
+            batch = (batch.pin_memory() if device.type == "cuda" else batch).to(device)
             # Gradients are all-reduced once per optimizer step, on the last micro-batch.
             sync = ddp.no_sync() if ddp is not None and micro < micro_steps - 1 else contextlib.nullcontext()
             with sync:

@@ -37,6 +37,7 @@ FLAGS = {
     "--batch-size": "batch.batch_size",
     "--tasks-per-batch": "batch.tasks_per_batch",
     "--examples-per-task": "batch.examples_per_task",
+    "--group-by-length": "batch.group_by_length",
     "--lambda-contrastive": "loss.lambda_contrastive",
     "--gather-negatives": "loss.gather_negatives",
     "--seed": "seed",
@@ -54,9 +55,13 @@ EPILOG = (
 )
 
 
-def settings_option(flag: str, **kw: Any) -> Any:
-    """A Typer option for one of FLAGS, unset by default, with the setting's own description."""
-    return typer.Option(None, flag, help=field_help(FLAGS[flag]), show_default=False, **kw)
+def settings_option(flag: str, off: str | None = None, **kw: Any) -> Any:
+    """A Typer option for one of FLAGS, unset by default, with the setting's own description.
+
+    `off` names the flag that sets a boolean setting to False (needed where the default is True).
+    """
+    decl = flag if off is None else f"{flag}/{off}"
+    return typer.Option(None, decl, help=field_help(FLAGS[flag]), show_default=False, **kw)
 
 
 _opt = settings_option
@@ -81,6 +86,7 @@ def train_command(
     batch_size: Optional[int] = _opt("--batch-size"),
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
+    group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
     lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
     gather_negatives: Optional[bool] = _opt("--gather-negatives"),
     seed: Optional[int] = _opt("--seed"),

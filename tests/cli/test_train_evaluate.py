@@ -15,12 +15,13 @@ def test_train_then_evaluate_json(tmp_path):
     run_dir = tmp_path / "run"
     result = runner.invoke(
         app, ["train", "--preset", "tiny", "--max-steps", "40", "--eval-every-n-steps", "20", "--output-dir", str(run_dir),
-              "--device", "cpu", "--seed", "3"]
+              "--device", "cpu", "--seed", "3", "--no-group-by-length"]
     )
     assert result.exit_code == 0, result.output
     assert "RANDOM weights" in result.output and "done" in result.output
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["seed"] == 3 and saved["optim"]["max_steps"] == 40 and saved["model"]["name_or_path"] == "tiny"
+    assert saved["batch"]["group_by_length"] is False
 
     result = runner.invoke(app, ["evaluate", str(run_dir), "--split", "val", "--json"])
     assert result.exit_code == 0, result.output
@@ -52,6 +53,6 @@ def test_help_lists_every_contract_flag():
     assert result.exit_code == 0
     for flag in ("--config", "--preset", "--strategy", "--model", "--tokenizer", "--data-source", "--data-dir", "--protocol",
                  "--output-dir", "--max-steps", "--epochs", "--batch-size", "--lambda-contrastive", "--seed", "--device",
-                 "--precision", "--overwrite"):
+                 "--precision", "--overwrite", "--no-group-by-length"):
         assert flag in result.output, flag
     assert "Weight of the uncertainty-weighted InfoNCE loss" in result.output
