@@ -6,7 +6,7 @@ buckets, 256 for DeBERTa-v3-base) and first copies the projected position embedd
 sequence in the batch (`.repeat`). A batch of sequences of length L only ever looks up the
 buckets of distances -(L-1)..L-1, a contiguous slice of the table, so this forward:
 
-- projects only that slice (at most 2L-1 rows instead of 2S);
+- projects only that slice (about 2L rows instead of 2S);
 - multiplies every sequence against the one shared projection (a batched matmul over heads,
   no per-sequence copy);
 - gathers from the narrower score tensor.
@@ -38,23 +38,19 @@ def is_deberta(encoder: nn.Module) -> bool:
     return bool(_attention_modules(encoder))
 
 
-def _log_bucket(distance: int, bucket_size: int, max_position: int) -> int:
-    """The bucket of a non-negative relative distance, as DeBERTa's make_log_bucket_position computes it."""
-    mid = bucket_size // 2
-    if distance <= mid:
-        return distance
-    # float32 arithmetic, as in the tensor version, so the two agree at bucket edges.
-    ratio = torch.log(torch.tensor(distance / mid, dtype=torch.float32)) / torch.log(
-        torch.tensor((max_position - 1) / mid, dtype=torch.float32)
-    )
-    return int(math.ceil(float(ratio * (mid - 1)))) + mid
-
-
 @lru_cache(maxsize=1024)
-def _max_bucket(length: int, bucket_size: int, max_position: int) -> int:
-    """Largest |bucket| among the distances of a length-L sequence (buckets are odd-symmetric and monotone)."""
+def _reach(length: int, bucket_size: int, max_position: int) -> int:
+    """An upper bound on |bucket| over the distances of a length-L sequence.
+
+    Buckets are odd-symmetric and grow with the distance, so the largest is that of L-1. It is
+    computed by the library's own function, on the CPU; the +1 covers a last-ulp difference of
+    `log` on the device that could move a distance on a bucket edge to the next bucket.
+    """
     if bucket_size > 0 and max_position > 0:
-        return _log_bucket(length - 1, bucket_size, max_position)
+        from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
+
+        farthest = make_log_bucket_position(torch.tensor([length - 1]), bucket_size, max_position)
+        return int(farthest.abs().max()) + 1
     return length - 1
 
 
@@ -111,7 +107,7 @@ def _attend(self, hidden_states, attention_mask, relative_pos, rel_embeddings) -
             hidden_states, hidden_states, bucket_size=self.position_buckets, max_position=self.max_relative_positions
         )
     relative_pos = relative_pos.to(device=hidden_states.device, dtype=torch.long).reshape(length, length)
-    reach = min(_max_bucket(length, self.position_buckets, self.max_relative_positions), span)
+    reach = min(_reach(length, self.position_buckets, self.max_relative_positions), span)
     lo, hi = max(span - reach, 0), min(span + reach, 2 * span - 1)
     rel = self.pos_dropout(rel_embeddings)[lo : hi + 1].unsqueeze(0)
     width = hi - lo + 1
@@ -179,7 +175,8 @@ def _check(module: nn.Module, original) -> Callable[[torch.Tensor], Any] | None:
     param = module.query_proj.weight
     hidden = module.query_proj.in_features
     generator = torch.Generator().manual_seed(0)
-    length = 7
+    # Long enough to reach the log-scaled buckets, where the slice bounds matter.
+    length = 7 if module.position_buckets <= 0 else module.position_buckets // 2 + 9
     x = torch.randn(2, length, hidden, generator=generator).to(param)
     mask2d = torch.ones(2, length, dtype=torch.long, device=param.device)
     mask2d[1, 4:] = 0
