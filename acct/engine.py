@@ -367,6 +367,62 @@ def forward_losses(
     return StepOutput(loss, cls.detach(), con.detach(), correct, u, out.embeddings.detach(), observed)
 
 
+@dataclass
+class Optimization:
+    """What one optimizer step updates: the optimizer, its schedule, the fp16 loss scaler."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    params: list[torch.nn.Parameter]
+    max_grad_norm: float
+
+
+def train_step(
+    model: torch.nn.Module,
+    batches: Sequence[Any],
+    settings: TrainSettings,
+    opt: Optimization,
+    *,
+    device: torch.device,
+    precision: str,
+    dist: distributed.Distributed = distributed.SINGLE,
+    observe: Callable[..., None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over `batches` (the micro-batches of gradient accumulation).
+
+    Returns the micro-batch mean of [loss, cls loss, contrastive loss, accuracy] and `found_inf`
+    (1.0 when the gradient was not finite, in which case fused AdamW skipped the update), both
+    on the device: nothing here waits for the device. `observe` receives what the curriculum
+    observes of each micro-batch.
+    """
+    sums = torch.zeros(4, device=device)
+    n = len(batches)
+    for i, batch in enumerate(batches):
+        # Under DDP, gradients are all-reduced once per optimizer step, on the last micro-batch.
+        last = i == n - 1
+        sync = model.no_sync() if dist.enabled and not last else contextlib.nullcontext()
+        with sync:
+            out = forward_losses(model, batch, settings, device, precision, dist)
+            opt.scaler.scale(out.loss / n).backward()
+        if observe is not None:
+            observe(*(out.observed or (out.embeddings, batch.task_ids, out.uncertainty, out.correct)))
+        sums += torch.stack([out.loss.detach(), out.cls_loss, out.contrastive_loss, out.correct.float().mean()]) / n
+    opt.scaler.unscale_(opt.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(opt.params, opt.max_grad_norm, foreach=True)
+    found_inf = (~torch.isfinite(grad_norm)).float()
+    if opt.scaler.is_enabled():
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+    else:
+        # Fused AdamW reads found_inf on the device and leaves the parameters alone when it is 1.
+        opt.optimizer.found_inf = found_inf
+        opt.optimizer.step()
+    opt.optimizer.zero_grad(set_to_none=True)
+    opt.scheduler.step()
+    return sums, found_inf
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": json.dumps(random.getstate())}
     if device.type == "cuda":
@@ -487,7 +543,6 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     model.train()
     # `model` is what is evaluated and saved (keys unchanged); `train_model` is what is trained.
     train_model: torch.nn.Module = model
-    ddp: torch.nn.parallel.DistributedDataParallel | None = None
     if dist.enabled:
         ddp_class = torch.nn.parallel.DistributedDataParallel
         # No buffer changes during training (no batch norm); syncing them would add a collective
@@ -497,7 +552,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             if "forward_sync_buffers" in inspect.signature(ddp_class.__init__).parameters
             else {"broadcast_buffers": False}
         )
-        ddp = ddp_class(
+        train_model = ddp_class(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             **no_buffer_sync,
@@ -506,7 +561,6 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             # the head is used, not from the loss; without the flag the second step fails.)
             find_unused_parameters=settings.loss.lambda_contrastive == 0,
         )
-        train_model = ddp
         if resume_ckpt is None and dist.rank > 0:
             # Identical initialisation above (same seed; DDP broadcasts rank 0's weights anyway),
             # then a dropout stream of this rank's own.
@@ -664,7 +718,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     )
 
     majority = majority_answer(split.train)
-    params = [p for p in model.parameters() if p.requires_grad]
+    opt = Optimization(optimizer, scheduler, scaler, [p for p in model.parameters() if p.requires_grad],
+                       settings.optim.max_grad_norm)
     sums = torch.zeros(4, device=device)  # loss, cls, contrastive, correct; read only at log time
     skipped = torch.zeros((), device=device)  # non-finite steps skipped so far
     streak = torch.zeros((), device=device)  # consecutive non-finite steps
@@ -678,37 +733,22 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
 
     while step < total_steps:
         micro_steps = settings.batch.grad_accum_steps
+        batches = []
         for micro in range(micro_steps):
             # Every rank draws the same global batch (same weights, same (seed, step) draw, same
-            # cursors) and keeps its own rows of it.
+            # sampler state) and keeps its own rows of it.
             indices = sampler.batch(step * micro_steps + micro, curriculum.weights)[dist.rank :: dist.world_size]
             batch = collate(train_enc, indices, pad_id)
             window_questions += batch.num_questions
             window_tokens += batch.num_tokens
             # Pinned host memory lets the non-blocking copy overlap with the GPU's work.
-            batch = (batch.pin_memory() if device.type == "cuda" else batch).to(device)
-            # Gradients are all-reduced once per optimizer step, on the last micro-batch.
-            sync = ddp.no_sync() if ddp is not None and micro < micro_steps - 1 else contextlib.nullcontext()
-            with sync:
-                out = forward_losses(train_model, batch, settings, device, precision, dist)
-                scaler.scale(out.loss / micro_steps).backward()
-            if dist.is_main:  # rank 0 observes the whole global batch; the others add zeros
-                observed = out.observed or (out.embeddings, batch.task_ids, out.uncertainty, out.correct)
-                curriculum.observe(*observed)
-            sums += torch.stack(
-                [out.loss.detach(), out.cls_loss, out.contrastive_loss, out.correct.float().mean()]
-            ) / micro_steps
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.optim.max_grad_norm, foreach=True)
-        found_inf = (~torch.isfinite(grad_norm)).float()
-        if scaler.is_enabled():
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.found_inf = found_inf
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+            batches.append((batch.pin_memory() if device.type == "cuda" else batch).to(device))
+        step_sums, found_inf = train_step(
+            train_model, batches, settings, opt, device=device, precision=precision, dist=dist,
+            # Rank 0 observes the whole global batch; the others add zeros to the all-reduce.
+            observe=curriculum.observe if dist.is_main else None,
+        )
+        sums += step_sums
         skipped += found_inf
         streak = (streak + 1) * found_inf
         step += 1
