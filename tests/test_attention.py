@@ -99,3 +99,22 @@ def test_an_attention_that_disagrees_keeps_its_own_forward():
     assert attention.is_deberta(encoder)
     assert not attention.install(encoder)
     assert module.forward is patched
+
+
+def test_under_bf16_autocast_the_fast_forward_errs_like_the_library():
+    # The CUDA path runs in bf16 autocast; the CPU's autocast exercises the same dtype handling
+    # (masked fill with the bf16 minimum, softmax promoted to fp32).
+    reference = _encoder(hidden_size=64, num_attention_heads=4, position_buckets=16)
+    fast = copy.deepcopy(reference)
+    assert attention.install(fast)
+    ids, mask = _inputs(batch=4, length=40)
+    real = mask.bool()
+    with torch.no_grad():
+        exact = reference(input_ids=ids, attention_mask=mask).last_hidden_state[real]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            library = reference(input_ids=ids, attention_mask=mask).last_hidden_state.float()[real]
+            ours = fast(input_ids=ids, attention_mask=mask).last_hidden_state.float()[real]
+    library_error = (library - exact).abs().max().item()
+    our_error = (ours - exact).abs().max().item()
+    assert library_error > 0  # autocast really ran in bf16
+    assert our_error <= 2 * library_error + 1e-3, (our_error, library_error)
