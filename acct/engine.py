@@ -454,6 +454,67 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@dataclass
+class _Resumed:
+    """What a checkpoint gives back besides the states it loads in place."""
+
+    step: int
+    best_accuracy: float | None
+    best_step: int | None
+    bad_evals: int
+    window: dict[str, Any]  # this rank's unlogged metrics window
+    notices: list[str]
+
+
+def _resume(
+    ckpt: Path, opt: Optimization, curriculum: Curriculum, sampler: TaskBatchSampler, log: MetricsLog,
+    dist: distributed.Distributed, device: torch.device, seed: int,
+) -> _Resumed:
+    """Load the training state saved in `ckpt` in place: optimizer, schedule, scaler, curriculum,
+    sampler, RNG streams; cut metrics.jsonl back to the checkpoint."""
+    state = ckpt_io.load_state(ckpt, "state")
+    opt.optimizer.load_state_dict(ckpt_io.load_optimizer_state(ckpt))
+    trainer = state["trainer"]
+    opt.scheduler.load_state_dict({**opt.scheduler.state_dict(), **trainer["scheduler"]})
+    if trainer.get("scaler"):
+        opt.scaler.load_state_dict(trainer["scaler"])
+    curriculum.load_state_dict(state["curriculum"])
+    if not dist.is_main:
+        # The saved windows are rank 0's, the only rank that observes; the others contribute
+        # zeros to the all-reduce, so loading rank 0's windows here would count them twice.
+        for pending in curriculum.pending_tensors():
+            pending.zero_()
+    sampler.load_state_dict(state["sampler"])
+    step = trainer["step"]
+    notices = []
+    # Rank-local state (RNG streams, the unlogged metrics window) is saved for every rank.
+    ranks = [{"rng": state["rng"], "window": trainer["window"]}, *state.get("ranks", [])]
+    saved_world = int(state.get("world_size", 1))
+    if saved_world == dist.world_size:
+        _set_rng_state(ranks[dist.rank]["rng"], device)
+        window = ranks[dist.rank]["window"]
+    else:
+        # Rank 0 keeps its stream; the others cannot have theirs. The half-filled metrics
+        # window is shared out as its mean, so the next logged averages stay right.
+        if dist.rank == 0:
+            _set_rng_state(state["rng"], device)
+        else:
+            seed_everything(distributed.rank_seed(seed, dist.rank, step))
+        window = {
+            **trainer["window"],
+            "sums": torch.stack([r["window"]["sums"] for r in ranks]).mean(0),
+            "questions": 0,
+            "tokens": 0,
+        }
+        notices.append(
+            f"checkpoint written by {saved_world} process(es), resumed by {dist.world_size}: training continues "
+            "with the same global batch, but dropout draws differ from an uninterrupted run"
+        )
+    log.truncate(trainer["metrics_bytes"])
+    notices.append(f"resumed from step {step} ({ckpt.name})")
+    return _Resumed(step, trainer["best_accuracy"], trainer["best_step"], trainer["bad_evals"], window, notices)
+
+
 def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
     """Train one configuration, yielding events; `should_stop` lets a signal end it cleanly.
 
@@ -576,6 +637,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         optimizer, lr_lambda(total_steps, round(settings.optim.warmup_ratio * total_steps))
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    opt = Optimization(optimizer, scheduler, scaler, [p for p in model.parameters() if p.requires_grad],
+                       settings.optim.max_grad_norm)
     curriculum = Curriculum(
         settings.curriculum.strategy,
         len(tasks),
@@ -602,45 +665,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     best_step: int | None = None
     bad_evals = 0
     if resume_ckpt is not None:
-        state = ckpt_io.load_state(resume_ckpt, "state")
-        optimizer.load_state_dict(ckpt_io.load_optimizer_state(resume_ckpt))
-        trainer = state["trainer"]
-        step, best_acc, best_step, bad_evals = trainer["step"], trainer["best_accuracy"], trainer["best_step"], trainer["bad_evals"]
-        scheduler.load_state_dict({**scheduler.state_dict(), **trainer["scheduler"]})
-        if trainer.get("scaler"):
-            scaler.load_state_dict(trainer["scaler"])
-        curriculum.load_state_dict(state["curriculum"])
-        if not dist.is_main:
-            # The saved windows are rank 0's, the only rank that observes; the others contribute
-            # zeros to the all-reduce, so loading rank 0's windows here would count them twice.
-            for pending in curriculum.pending_tensors():
-                pending.zero_()
-        sampler.load_state_dict(state["sampler"])
-        # Rank-local state (RNG streams, the unlogged metrics window) is saved for every rank.
-        ranks = [{"rng": state["rng"], "window": trainer["window"]}, *state.get("ranks", [])]
-        saved_world = int(state.get("world_size", 1))
-        if saved_world == dist.world_size:
-            _set_rng_state(ranks[dist.rank]["rng"], device)
-            restored_window = ranks[dist.rank]["window"]
-        else:
-            # Rank 0 keeps its stream; the others cannot have theirs. The half-filled metrics
-            # window is shared out as its mean, so the next logged averages stay right.
-            if dist.rank == 0:
-                _set_rng_state(state["rng"], device)
-            else:
-                seed_everything(distributed.rank_seed(settings.seed, dist.rank, step))
-            restored_window = {
-                **trainer["window"],
-                "sums": torch.stack([r["window"]["sums"] for r in ranks]).mean(0),
-                "questions": 0,
-                "tokens": 0,
-            }
-            notices.append(
-                f"checkpoint written by {saved_world} process(es), resumed by {dist.world_size}: training continues "
-                "with the same global batch, but dropout draws differ from an uninterrupted run"
-            )
-        log.truncate(trainer["metrics_bytes"])
-        notices.append(f"resumed from step {step} ({resume_ckpt.name})")
+        resumed = _resume(resume_ckpt, opt, curriculum, sampler, log, dist, device, settings.seed)
+        step, best_acc, best_step, bad_evals = resumed.step, resumed.best_accuracy, resumed.best_step, resumed.bad_evals
+        restored_window = resumed.window
+        notices.extend(resumed.notices)
     else:
         def write_run_files() -> None:
             ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
@@ -718,8 +746,6 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     )
 
     majority = majority_answer(split.train)
-    opt = Optimization(optimizer, scheduler, scaler, [p for p in model.parameters() if p.requires_grad],
-                       settings.optim.max_grad_norm)
     sums = torch.zeros(4, device=device)  # loss, cls, contrastive, correct; read only at log time
     skipped = torch.zeros((), device=device)  # non-finite steps skipped so far
     streak = torch.zeros((), device=device)  # consecutive non-finite steps
