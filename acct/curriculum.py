@@ -474,10 +474,6 @@ class TaskBatchSampler:
     def batch_size(self) -> int:
         return self.tasks_per_batch * self.examples_per_task
 
-    @property
-    def groups_by_length(self) -> bool:
-        return self._lengths is not None
-
     def _probabilities(self, weights: Tensor) -> Tensor:
         w = torch.as_tensor(weights).detach().to(device="cpu", dtype=torch.float64)
         if w.shape != (self.num_tasks,):

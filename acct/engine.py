@@ -42,6 +42,7 @@ from acct.metrics import EvalResult, majority_answer, summarize
 from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
 from acct.synthetic import SYNTHETIC_CATEGORIES, generate_suite
 from acct.tokenize import (
+    Batch,
     EncodedExamples,
     collate,
     default_cache_dir,
@@ -380,7 +381,7 @@ class Optimization:
 
 def train_step(
     model: torch.nn.Module,
-    batches: Sequence[Any],
+    batches: Sequence[Batch],
     settings: TrainSettings,
     opt: Optimization,
     *,
@@ -390,6 +391,8 @@ def train_step(
     observe: Callable[..., None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over `batches` (the micro-batches of gradient accumulation).
+
+    `model` is the module being trained: the DDP wrapper under torchrun.
 
     Returns the micro-batch mean of [loss, cls loss, contrastive loss, accuracy] and `found_inf`
     (1.0 when the gradient was not finite, in which case fused AdamW skipped the update), both
