@@ -18,7 +18,7 @@ from acct.config import nest, resolve_train
 # lambda_con are what the study varies, and --output-dir names the study's directory.
 TRAIN_OVERRIDES = [
     "--model", "--tokenizer", "--data-source", "--data-dir", "--protocol", "--max-steps", "--epochs", "--lr",
-    "--batch-size", "--tasks-per-batch", "--examples-per-task", "--seed", "--device", "--precision",
+    "--batch-size", "--tasks-per-batch", "--examples-per-task", "--group-by-length", "--seed", "--device", "--precision",
     "--eval-every-n-steps",
 ]
 
@@ -53,6 +53,7 @@ def ablate_command(
     batch_size: Optional[int] = _opt("--batch-size"),
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
+    group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
     seed: Optional[int] = _opt("--seed"),
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),

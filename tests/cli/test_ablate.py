@@ -129,6 +129,8 @@ def test_changed_settings_are_refused_not_silently_reused(study):
     result = ablate(directory, config, "--max-steps", "31")
     assert result.exit_code == 2
     assert "trained with other settings (optim.max_steps)" in result.stderr and "--overwrite" in result.stderr
+    result = ablate(directory, config, "--no-group-by-length")
+    assert result.exit_code == 2 and "(batch.group_by_length)" in result.stderr
 
 
 def test_usage_errors(tmp_path):
