@@ -3,7 +3,7 @@ them into task-sampling probabilities (the strategies), and drawing task-grouped
 
 Owns every piece of curriculum state that a checkpoint must carry for a bit-exact resume:
 the confusion matrix and task statistics (with their not-yet-folded windows), the current task
-weights, and the sampler's per-task cursors. See DESIGN.md section 5.
+weights, and the sampler's per-task epochs and used examples. See DESIGN.md section 5.
 """
 
 from __future__ import annotations
