@@ -507,12 +507,15 @@ class TaskBatchSampler:
         cached = self._order_cache.get(task)
         if cached is not None and cached[0] == k:
             return cached[1]
-        generator = torch.Generator().manual_seed(_derive_seed("perm", self.seed, task, k))
-        order = torch.randperm(self.task_sizes[task], generator=generator).numpy()
+        order = self._permutation(task, k)
         if self._lengths is not None:
             order = order[np.argsort(self._lengths[task][order], kind="stable")]
         self._order_cache[task] = (k, order)
         return order
+
+    def _permutation(self, task: int, k: int) -> np.ndarray:
+        generator = torch.Generator().manual_seed(_derive_seed("perm", self.seed, task, k))
+        return torch.randperm(self.task_sizes[task], generator=generator).numpy()
 
     def _take(self, task: int, count: int, quantile: float) -> list[int]:
         taken: list[int] = []
@@ -567,12 +570,23 @@ class TaskBatchSampler:
         self._epochs, self._used = values, masks
 
     def _from_cursors(self, cursors: Any) -> dict[str, list]:
-        """The state of a sampler saved as one cursor per task (served in permutation order)."""
+        """The state of a sampler saved as one cursor per task.
+
+        Such a sampler served each epoch in permutation order, so a cursor c means that the
+        first c mod n examples of epoch c div n's permutation were used; with length grouping
+        those same examples sit elsewhere in the epoch order, and they are marked there.
+        """
         if cursors is None or len(cursors) != self.num_tasks or any(int(c) < 0 for c in cursors):
             raise CheckpointError(f"sampler state must hold {self.num_tasks} non-negative task cursors")
         epochs, used = [], []
-        for c, n in zip(cursors, self.task_sizes):
+        for task, (c, n) in enumerate(zip(cursors, self.task_sizes)):
             k, offset = divmod(int(c), n) if n else (0, 0)
             epochs.append(k)
-            used.append(list(range(offset)))
+            if self._lengths is None or offset == 0:
+                used.append(list(range(offset)))
+            else:
+                perm = self._permutation(task, k)
+                # Position p of the epoch order holds perm[sort[p]]: used when sort[p] < offset.
+                sort = np.argsort(self._lengths[task][perm], kind="stable")
+                used.append(np.flatnonzero(sort < offset).tolist())
         return {"epochs": epochs, "used": used}
