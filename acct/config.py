@@ -72,6 +72,11 @@ class ModelSettings(_Section):
         description="Run DeBERTa-v2/v3 attention with acct's equivalent, faster forward (checked against "
         "Hugging Face's when the model is built; other encoders are left as they are).",
     )
+    compile: bool = Field(
+        False,
+        description="Train through torch.compile (dynamic shapes). Off by default: slower than eager in "
+        "acct's measurements (BENCHMARKS.md), and the first steps wait for compilation.",
+    )
     tiny: TinyArchitecture = Field(default_factory=TinyArchitecture, description="Sizes used when the model is 'tiny'.")
 
 

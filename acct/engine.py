@@ -630,6 +630,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             # then a dropout stream of this rank's own.
             seed_everything(distributed.rank_seed(settings.seed, dist.rank))
 
+    if settings.model.compile:
+        # Batch widths change every step: one graph with symbolic shapes, not one per width.
+        train_model = torch.compile(train_model, dynamic=True)
+
     questions_per_step = questions_per_batch * settings.batch.grad_accum_steps
     steps_per_epoch = max(1, math.ceil(len(split.train) / questions_per_step))
     total_steps = settings.optim.max_steps or max(1, math.ceil(settings.optim.epochs * steps_per_epoch))

@@ -100,6 +100,32 @@ def test_length_grouping_pads_less_and_both_switches_can_be_turned_off(tmp_path,
     assert grouped > plain + 0.05, (grouped, plain)  # measured: 0.90 vs 0.76
 
 
+def test_compile_setting_trains_through_torch_compile(tmp_path, monkeypatch):
+    # The "eager" backend traces the model with dynamo (graph breaks, guards, dynamic shapes)
+    # without the minutes of code generation that inductor needs on a CPU.
+    compiled = []
+    real_compile = torch.compile
+
+    def compile_eagerly(module, **kwargs):
+        compiled.append(kwargs)
+        return real_compile(module, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    settings = tiny_settings(tmp_path / "c", **{"optim.max_steps": 4, "eval_every_n_steps": 4, "log_every_n_steps": 2,
+                                                 "model.compile": True})
+    events = run_to_end(settings)
+    assert compiled == [{"dynamic": True}]
+    logged = [e for e in events if isinstance(e, engine.StepLogged)]
+    assert isinstance(events[-1], engine.Finished) and len(logged) == 2
+    assert all(math.isfinite(e.loss) and e.loss > 0 for e in logged)
+    # The checkpoint holds the plain module's keys (no compile wrapper prefix) and loads as usual.
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "c" / "checkpoints" / "last" / "model.safetensors"))
+    run = engine.load_run(tmp_path / "c", "last")
+    assert set(saved) == set(run.model.state_dict()) and not any("_orig_mod" in k for k in saved)
+
+
 def test_existing_run_is_refused_without_overwrite(tmp_path):
     settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 2, "eval_every_n_steps": 2})
     run_to_end(settings)
