@@ -37,7 +37,7 @@ from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
-from acct.losses import classification_loss, normalized_entropy, weighted_info_nce
+from acct.losses import classification_loss, normalized_entropy, total_loss, weighted_info_nce
 from acct.metrics import EvalResult, majority_answer, summarize
 from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
 from acct.synthetic import SYNTHETIC_CATEGORIES, generate_suite
@@ -52,6 +52,7 @@ from acct.tokenize import (
     load_tokenizer,
     train_tiny_tokenizer,
 )
+from acct.tokenize import pad_id as tokenizer_pad_id
 
 # -- events ---------------------------------------------------------------------------------------
 
@@ -364,7 +365,7 @@ def forward_losses(
         con = weighted_info_nce(out.embeddings, batch.task_ids, u, tau=settings.loss.tau)
     else:
         con = torch.zeros((), device=scores.device)
-    loss = settings.loss.lambda_cls * cls + settings.loss.lambda_contrastive * con
+    loss = total_loss(cls, con, settings.loss.lambda_cls, settings.loss.lambda_contrastive)
     return StepOutput(loss, cls.detach(), con.detach(), correct, u, out.embeddings.detach(), observed)
 
 
@@ -585,7 +586,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     if dist.enabled:
         vocab = sorted(tokenizer.get_vocab().items())
         dist.check_same((_fingerprint(manifest), _fingerprint(vocab)), "the data split and tokenizer")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tokenizer_pad_id(tokenizer)
     # Tokenised once per (tokenizer, text, max_length) and cached on disk: a rerun, a resume or
     # the next run of an ablation starts without re-tokenising.
     cache = default_cache_dir()
@@ -878,7 +879,7 @@ class LoadedRun:
 
     @property
     def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return tokenizer_pad_id(self.tokenizer)
 
 
 def load_run(run_dir: Path, which: str = "best", device: torch.device | None = None) -> LoadedRun:

@@ -88,11 +88,6 @@ class MultipleChoiceModel(nn.Module):
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
         return F.normalize(self.projector(pooled).float(), dim=-1)
 
-    def embed_questions(self, question_ids: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
-        """[B, P] unit-norm z of question-only sequences, encoded without any task vector."""
-        hidden = self.encoder(input_ids=question_ids, attention_mask=question_mask).last_hidden_state
-        return self._pool_z(hidden, question_mask)
-
     def forward(
         self,
         input_ids: torch.Tensor,

@@ -266,6 +266,11 @@ def encode_examples(tokenizer, examples: Sequence[Example], task_index: dict[str
 CACHE_FORMAT = 2  # 2: question-only sequences stored beside the pairs
 
 
+def pad_id(tokenizer) -> int:
+    """The id batches are padded with (0 for a tokenizer without a pad token; the mask hides it)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def default_cache_dir() -> Path:
     """$ACCT_CACHE_DIR, else $XDG_CACHE_HOME/acct/tokenized, else ~/.cache/acct/tokenized."""
     explicit = os.environ.get("ACCT_CACHE_DIR")
@@ -506,7 +511,7 @@ def _pad(packed: PackedSequences, seq: np.ndarray, pad_id: int) -> tuple[np.ndar
     return input_ids, mask
 
 
-# -- length grouping ------------------------------------------------------------------------------
+# -- lengths --------------------------------------------------------------------------------------
 
 
 def example_lengths(encoded: EncodedExamples) -> np.ndarray:
@@ -518,27 +523,3 @@ def example_lengths(encoded: EncodedExamples) -> np.ndarray:
     owner = np.repeat(np.arange(len(packed.counts)), packed.counts)
     np.maximum.at(longest, owner, packed.lengths)
     return longest
-
-
-def group_by_length(
-    indices: Sequence[int], lengths: Sequence[int] | np.ndarray, batch_size: int, *, seed: int, pool_batches: int = 50
-) -> list[list[int]]:
-    """Cut `indices` into batches of similar length: shuffle, sort within pools, shuffle the batches.
-
-    Each pool of `pool_batches * batch_size` shuffled indices is sorted by length (longest
-    first) and cut into batches, so padding shrinks while the order stays random at the scale
-    of a pool; the batch order is shuffled again so long and short batches alternate.
-    Deterministic for `seed`.
-    """
-    if batch_size < 1 or pool_batches < 1:
-        raise UsageError("batch_size and pool_batches must be at least 1")
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.asarray(indices, dtype=np.int64)[rng.permutation(len(indices))]
-    pool = batch_size * pool_batches
-    batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        chunk = order[start : start + pool]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]

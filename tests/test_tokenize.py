@@ -140,29 +140,6 @@ def test_packed_form_round_trips():
     assert tokenize.example_lengths(EncodedExamples(sequences, [0, 0], [0, 0])).tolist() == [2, 3]
 
 
-# -- length grouping ----------------------------------------------------------------------------
-
-
-def test_group_by_length_partitions_and_reduces_padding():
-    rng = random.Random(0)
-    lengths = [rng.randint(1, 200) for _ in range(500)]
-    batches = tokenize.group_by_length(range(500), lengths, batch_size=16, seed=3, pool_batches=8)
-    assert sorted(i for b in batches for i in b) == list(range(500))
-    assert all(len(b) == 16 for b in batches[:-1] if len(b) != 500 % 16)
-    assert batches == tokenize.group_by_length(range(500), lengths, batch_size=16, seed=3, pool_batches=8)
-
-    def padded(bs):
-        return sum(len(b) * max(lengths[i] for i in b) for b in bs)
-
-    shuffled = list(range(500))
-    rng.shuffle(shuffled)
-    random_batches = [shuffled[i : i + 16] for i in range(0, 500, 16)]
-    assert padded(batches) < 0.8 * padded(random_batches)
-
-
-# -- the cache ----------------------------------------------------------------------------------
-
-
 def _same(a: EncodedExamples, b: EncodedExamples) -> bool:
     return (
         a.sequences == b.sequences
