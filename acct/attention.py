@@ -54,6 +54,44 @@ def _reach(length: int, bucket_size: int, max_position: int) -> int:
     return length - 1
 
 
+@lru_cache(maxsize=8)
+def _scale_in(scale: float, dtype: torch.dtype) -> float:
+    """`scale` rounded to `dtype` (a Python number: dividing by it creates no host tensor)."""
+    return float(torch.tensor(scale, dtype=torch.float32).to(dtype))
+
+
+_RELATIVE_POSITIONS: dict[tuple[int, int, int, str], torch.Tensor] = {}
+
+
+def relative_positions(length: int, bucket_size: int, max_position: int, device: torch.device) -> torch.Tensor:
+    """[1, L, L] bucketed relative positions of a length-L sequence, built once per (length, device).
+
+    The library builds them on every encoder forward from Python numbers, a host-to-device copy
+    (and so a wait for the device) per forward on a GPU. Built outside inference mode, so a
+    training step may use what an evaluation cached.
+    """
+    key = (length, bucket_size, max_position, str(device))
+    cached = _RELATIVE_POSITIONS.get(key)
+    if cached is None:
+        from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position
+
+        with torch.inference_mode(False), torch.no_grad():
+            probe = torch.empty(length, 0, device=device)
+            cached = build_relative_position(probe, probe, bucket_size=bucket_size, max_position=max_position)
+        if len(_RELATIVE_POSITIONS) > 4096:
+            _RELATIVE_POSITIONS.clear()
+        _RELATIVE_POSITIONS[key] = cached
+    return cached
+
+
+def _cached_rel_pos(self, hidden_states, query_states=None, relative_pos=None):
+    """DebertaV2Encoder.get_rel_pos through the cache (self-attention without given positions)."""
+    if self.relative_attention and relative_pos is None and query_states is None:
+        return relative_positions(hidden_states.shape[-2], self.position_buckets, self.max_relative_positions,
+                                  hidden_states.device)
+    return self._acct_original_get_rel_pos(hidden_states, query_states, relative_pos)
+
+
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[B, L, H*D] -> [H, B, L, D]"""
     b, n, _ = x.shape
@@ -97,15 +135,14 @@ def _attend(self, hidden_states, attention_mask, relative_pos, rel_embeddings) -
     # Heads lead ([H, B, L, D]) so the position terms are one matmul per head against the
     # shared position projection: q is [H, B*L, D].
     q = query.reshape(heads, batch * length, head_dim)
-    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(1.0 / scale)
+    # The key is scaled before the product, as the library does, so that fp16 q.k stays in range;
+    # the scale is rounded to the compute dtype as the library's is.
+    scale = _scale_in(scale, query.dtype)
+    scores = torch.matmul(query, key.transpose(-1, -2) / scale)
 
     span = self.pos_ebd_size
     if relative_pos is None:
-        from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position
-
-        relative_pos = build_relative_position(
-            hidden_states, hidden_states, bucket_size=self.position_buckets, max_position=self.max_relative_positions
-        )
+        relative_pos = relative_positions(length, self.position_buckets, self.max_relative_positions, hidden_states.device)
     relative_pos = relative_pos.to(device=hidden_states.device, dtype=torch.long).reshape(length, length)
     reach = min(_reach(length, self.position_buckets, self.max_relative_positions), span)
     lo, hi = max(span - reach, 0), min(span + reach, 2 * span - 1)
@@ -156,6 +193,10 @@ def install(encoder: nn.Module) -> bool:
         module._acct_original_forward = original
         module._acct_result = result
         module.forward = types.MethodType(fast_forward, module)
+    for module in encoder.modules():
+        if hasattr(module, "get_rel_pos") and hasattr(module, "position_buckets") and hasattr(module, "max_relative_positions"):
+            module._acct_original_get_rel_pos = getattr(module, "_acct_original_get_rel_pos", module.get_rel_pos)
+            module.get_rel_pos = types.MethodType(_cached_rel_pos, module)
     return True
 
 

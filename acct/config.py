@@ -190,6 +190,17 @@ class TrainSettings(BaseSettings):
     save_every_n_steps: int | None = Field(None, gt=0, description="Also save 'last' every N steps.")
     log_every_n_steps: int = Field(10, gt=0, description="Steps between progress events (the only host syncs).")
     max_nonfinite_steps: int = Field(10, ge=1, description="Consecutive non-finite steps after which training stops.")
+    deterministic: bool = Field(
+        False,
+        description="Use only deterministic kernels (torch.use_deterministic_algorithms, with the cuBLAS workspace "
+        "setting it needs). Slower on a GPU; without it, a resumed GPU run restores the exact state but its later "
+        "numbers are not bit-identical to an uninterrupted run's (atomic adds in some backward kernels).",
+    )
+    tf32: bool = Field(
+        True,
+        description="With --precision fp32 on CUDA, let matmuls and convolutions use TF32 tensor cores "
+        "(torch.set_float32_matmul_precision('high')). No effect on a CPU or under bf16/fp16 autocast.",
+    )
     overwrite: bool = Field(False, description="Replace an existing run in the output directory.")
     resume: bool = Field(False, description="Continue the run in the output directory from its 'last' checkpoint.")
 

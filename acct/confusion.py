@@ -184,17 +184,14 @@ def recompute_confusion(
     shape = run.settings.batch
     sampler = TaskBatchSampler(encoded.task_ids, len(run.tasks), shape.tasks_per_batch, shape.examples_per_task, seed)
     n_batches = batches or max(1, math.ceil(len(examples) / sampler.batch_size))
-    tracker = ConfusionTracker(len(run.tasks), decay=run.settings.curriculum.ema_decay)
+    tracker = ConfusionTracker(len(run.tasks), decay=run.settings.curriculum.ema_decay).to(dev)
     weights = uniform_weights(len(run.tasks))
     run.model.eval()
     with torch.inference_mode():
         for step in range(n_batches):
             batch = collate(encoded, sampler.batch(step, weights), run.pad_id).to(dev)
             with autocast(dev, prec):
-                out = run.model(
-                    batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask,
-                    batch.question_ids, batch.question_mask,
-                )
+                out = run.model(**batch.model_inputs())
             u = normalized_entropy(out.scores.float(), batch.choice_mask)
             tracker.observe(out.embeddings.float(), batch.task_ids, u)
     # One fold of a fresh tracker: each entry becomes the window mean, not an EMA.

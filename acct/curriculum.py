@@ -78,13 +78,19 @@ class ConfusionTracker:
         return self.matrix.device
 
     def to(self, device: torch.device | str) -> ConfusionTracker:
-        """Move all state to `device` (observe does this on its own)."""
+        """Move all state to `device` (observe does this on its own).
+
+        The copies are made outside inference mode even when called inside it (as observe may
+        be, during an evaluation): state made there would be inference tensors, which `fold()`
+        and training could no longer update in place.
+        """
         device = torch.device(device)
         acc = _accumulator_dtype(device)
-        self.matrix = self.matrix.to(device)
-        self.seen = self.seen.to(device)
-        self.pending_sum = self.pending_sum.to(device=device, dtype=acc)
-        self.pending_count = self.pending_count.to(device=device, dtype=acc)
+        with torch.inference_mode(False):
+            self.matrix = self.matrix.to(device)
+            self.seen = self.seen.to(device)
+            self.pending_sum = self.pending_sum.to(device=device, dtype=acc)
+            self.pending_count = self.pending_count.to(device=device, dtype=acc)
         return self
 
     def pending_tensors(self) -> list[Tensor]:
@@ -191,15 +197,16 @@ class TaskStats:
         return self.error_rate.device
 
     def to(self, device: torch.device | str) -> TaskStats:
-        """Move all state to `device` (observe does this on its own)."""
+        """Move all state to `device` (observe does this on its own), outside inference mode (see ConfusionTracker.to)."""
         device = torch.device(device)
         acc = _accumulator_dtype(device)
-        self.error_rate = self.error_rate.to(device)
-        self.uncertainty = self.uncertainty.to(device)
-        self.seen = self.seen.to(device)
-        self.pending_errors = self.pending_errors.to(device=device, dtype=acc)
-        self.pending_uncertainty = self.pending_uncertainty.to(device=device, dtype=acc)
-        self.pending_count = self.pending_count.to(device=device, dtype=acc)
+        with torch.inference_mode(False):
+            self.error_rate = self.error_rate.to(device)
+            self.uncertainty = self.uncertainty.to(device)
+            self.seen = self.seen.to(device)
+            self.pending_errors = self.pending_errors.to(device=device, dtype=acc)
+            self.pending_uncertainty = self.pending_uncertainty.to(device=device, dtype=acc)
+            self.pending_count = self.pending_count.to(device=device, dtype=acc)
         return self
 
     def pending_tensors(self) -> list[Tensor]:

@@ -142,6 +142,20 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def configure_backends(device: torch.device, precision: str, *, deterministic: bool, tf32: bool) -> dict[str, bool]:
+    """Set the process-wide kernel choices a run asks for; returns what is in effect (recorded with the run)."""
+    if deterministic:
+        # cuBLAS needs a fixed workspace for reproducible results; it is read when CUDA starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    use_tf32 = tf32 and device.type == "cuda" and precision == "fp32"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = use_tf32
+        torch.backends.cudnn.allow_tf32 = use_tf32
+        torch.set_float32_matmul_precision("high" if use_tf32 else "highest")
+    return {"deterministic": deterministic, "tf32": use_tf32}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -192,7 +206,7 @@ def predict_encoded(
         idx = order[start : start + batch_size]
         batch = collate(encoded, idx, pad_id).to(device)
         with autocast(device, precision):
-            out = model(batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask)
+            out = model(**batch.model_inputs(questions=False))
         probs_chunks.append((idx, out.scores.float().softmax(-1).cpu()))
     model.train(was_training)
     k_max = max((p.shape[1] for _, p in probs_chunks), default=2)
@@ -341,10 +355,7 @@ def forward_losses(
     dist: distributed.Distributed = distributed.SINGLE,
 ) -> StepOutput:
     with autocast(device, precision):
-        out = model(
-            batch.input_ids, batch.attention_mask, batch.sequence_task_ids, batch.choice_mask,
-            batch.question_ids, batch.question_mask,
-        )
+        out = model(**batch.model_inputs())
     if out.embeddings is None:
         raise ValueError("the batch has no question-only sequences: build it with tokenize.collate")
     scores = out.scores.float()
@@ -543,6 +554,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     dist = distributed.init(device)
     if dist.enabled:
         device = dist.device
+    backends = configure_backends(device, precision, deterministic=settings.deterministic, tf32=settings.tf32)
     trace = distributed.RankTrace(dist.rank)
     trace.write("started", pid=os.getpid(), world_size=dist.world_size)
     if not settings.resume:
@@ -702,6 +714,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 "val_accuracy": val_acc,
                 "best_accuracy": best_acc,
                 "strategy": settings.curriculum.strategy,
+                "backends": backends,
                 "curriculum_weights": curriculum.weights.tolist(),
                 "confusion": curriculum.confusion.matrix.tolist(),
             }
@@ -761,7 +774,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     if restored_window is not None:
         sums, skipped, streak = (restored_window[k].to(device) for k in ("sums", "skipped", "streak"))
         window_questions, window_tokens = int(restored_window["questions"]), int(restored_window["tokens"])
-    window_start = time.perf_counter()
+    # Throughput counts training time only: validation and checkpoint time is paused out.
+    window_start, window_paused = time.perf_counter(), 0.0
     reason = "completed"
     all_reduce = dist.all_reduce_sum if dist.enabled else None
 
@@ -806,7 +820,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             else:
                 values = (sums / n).tolist()
                 questions, tokens = window_questions, window_tokens
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
+            elapsed = max(time.perf_counter() - window_start - window_paused, 1e-9)
             event = StepLogged(
                 step=step,
                 total_steps=total_steps,
@@ -830,11 +844,12 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 )
             sums.zero_()
             window_questions = window_tokens = 0
-            window_start = time.perf_counter()
+            window_start, window_paused = time.perf_counter(), 0.0
 
         # A signal may reach one rank only (or reach them a step apart): agree, so that all ranks
         # save the same step and none is left waiting in a collective.
         stop_now = dist.any(should_stop()) if dist.enabled else should_stop()
+        pause_start = time.perf_counter()
         if step % eval_every == 0 or step == total_steps:
             result = validate()
             improved = best_acc is None or result.accuracy > best_acc
@@ -851,6 +866,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 break
         elif stop_now or (settings.save_every_n_steps and step % settings.save_every_n_steps == 0):
             yield save(["last"], None)
+        window_paused += time.perf_counter() - pause_start
         if stop_now:
             reason = "interrupted"
             break

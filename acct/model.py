@@ -16,6 +16,7 @@ text stay close in this view, which is what "confusable" means.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -86,7 +87,7 @@ class MultipleChoiceModel(nn.Module):
         # DeBERTa's [CLS] is not trained to summarise a sentence; a random one barely varies).
         m = mask[..., None].to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        return F.normalize(self.projector(pooled).float(), dim=-1)
+        return F.normalize(self.projector(pooled), dim=-1)
 
     def forward(
         self,
@@ -96,8 +97,12 @@ class MultipleChoiceModel(nn.Module):
         choice_mask: torch.Tensor,
         question_ids: torch.Tensor | None = None,
         question_mask: torch.Tensor | None = None,
+        choice_index: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Choice scores from the task-conditioned pairs; z from the question-only sequences when given.
+
+        `choice_index` ([N]) is the flat position in the [B, K_max] score grid of each sequence
+        (`Batch.choice_index`); without it, it is derived from `choice_mask`.
 
         Pairs and questions go through the encoder in one call (questions get no task vector):
         one larger batch keeps the hardware busier than two small ones.
@@ -110,11 +115,17 @@ class MultipleChoiceModel(nn.Module):
             embeds = torch.cat([_pad_to(embeds, width), _pad_to(word(question_ids), width)])
             attention_mask = torch.cat([_pad_to(attention_mask, width), _pad_to(question_mask, width)])
         hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        logits = self.scorer(self._pool(hidden[:n_pairs], attention_mask[:n_pairs])).squeeze(-1)
+        # The two small heads run in fp32 whatever the autocast: near-tied choices and the entropy
+        # weights need more than bf16's three significant digits, and the heads cost little.
+        with torch.autocast(hidden.device.type, enabled=False):
+            logits = self.scorer(self._pool(hidden[:n_pairs].float(), attention_mask[:n_pairs])).squeeze(-1)
+            z = None if question_ids is None else self._pool_z(hidden[n_pairs:].float(), attention_mask[n_pairs:])
         b, k = choice_mask.shape
-        scores = logits.new_full((b, k), float("-inf"))
-        scores = scores.masked_scatter(choice_mask, logits)
-        z = None if question_ids is None else self._pool_z(hidden[n_pairs:], attention_mask[n_pairs:])
+        if choice_index is None:
+            choice_index = choice_mask.flatten().nonzero().squeeze(1)  # waits for the device; collate gives it
+        # An indexed copy, whose backward is a gather: masked_scatter's backward would call
+        # masked_select, whose data-dependent size makes the host wait for the device.
+        scores = logits.new_full((b * k,), float("-inf")).index_copy(0, choice_index, logits).view(b, k)
         return ModelOutput(scores=scores, embeddings=z)
 
 
@@ -162,6 +173,25 @@ def is_config_only_dir(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and not any((path / f).exists() for f in WEIGHT_FILES)
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """Hide the progress bars transformers and the hub client draw while loading: acct draws its own."""
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hub_off = hub_utils.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars_on:
+            hf_logging.enable_progress_bar()
+        if not hub_off:
+            hub_utils.enable_progress_bars()
+
+
 def build_encoder(settings: ModelSettings, vocab_size: int) -> tuple[nn.Module, list[str]]:
     """Create the encoder named by the settings; returns it with notices the user must see."""
     from transformers import AutoConfig, AutoModel
@@ -170,21 +200,24 @@ def build_encoder(settings: ModelSettings, vocab_size: int) -> tuple[nn.Module, 
     name = settings.name_or_path
     local = Path(name)
     if name == TINY:
-        encoder = AutoModel.from_config(tiny_encoder_config(settings, vocab_size))
+        encoder = AutoModel.from_config(tiny_encoder_config(settings, vocab_size), dtype=torch.float32)
         notices.append("model: tiny DebertaV2 with RANDOM weights (offline preset)")
     elif local.exists() and not local.is_dir():
         raise UsageError(f"model path {name} is a file; give the directory that holds config.json")
     elif is_config_only_dir(local):
         config = AutoConfig.from_pretrained(name, trust_remote_code=settings.trust_remote_code, **_dropout_overrides(settings))
-        encoder = AutoModel.from_config(config, trust_remote_code=settings.trust_remote_code)
+        encoder = AutoModel.from_config(config, trust_remote_code=settings.trust_remote_code, dtype=torch.float32)
         notices.append(f"model: {name} holds only config.json: the encoder has RANDOM weights, not pretrained ones")
     elif local.is_dir() and not (local / "config.json").is_file():
         raise UsageError(f"model directory {name} has no config.json")
     else:
         try:
-            encoder = AutoModel.from_pretrained(
-                name, trust_remote_code=settings.trust_remote_code, **_dropout_overrides(settings)
-            )
+            with quiet_loading():
+                # fp32 master weights whatever the checkpoint stores (microsoft/deberta-v3-base
+                # stores fp16, which transformers would keep): autocast sets the compute precision.
+                encoder = AutoModel.from_pretrained(
+                    name, trust_remote_code=settings.trust_remote_code, dtype=torch.float32, **_dropout_overrides(settings)
+                )
         except Exception as exc:  # hub, network and format errors all arrive as different types
             if local.is_dir():
                 raise UsageError(f"cannot load the model in {name}: {str(exc).splitlines()[0]}") from None
@@ -204,4 +237,4 @@ def encoder_from_config_dir(config_dir: Path, *, trust_remote_code: bool = False
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(str(config_dir), trust_remote_code=trust_remote_code)
-    return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    return AutoModel.from_config(config, trust_remote_code=trust_remote_code, dtype=torch.float32)

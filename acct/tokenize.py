@@ -445,8 +445,12 @@ class Batch:
     num_tokens: int  # non-pad tokens of the (question, choice) sequences, for throughput
     question_ids: torch.Tensor | None = None  # [B, Lq] question-only sequences, one per question
     question_mask: torch.Tensor | None = None  # [B, Lq]
+    choice_index: torch.Tensor | None = None  # [N] flat position of each sequence in the [B, K_max] grid
 
-    _TENSORS = ("input_ids", "attention_mask", "sequence_task_ids", "choice_mask", "labels", "task_ids", "question_ids", "question_mask")
+    _TENSORS = ("input_ids", "attention_mask", "sequence_task_ids", "choice_mask", "labels", "task_ids", "question_ids",
+                "question_mask", "choice_index")
+    _MODEL_INPUTS = ("input_ids", "attention_mask", "sequence_task_ids", "choice_mask", "question_ids", "question_mask",
+                     "choice_index")
 
     def to(self, device: torch.device) -> Batch:
         non_blocking = device.type == "cuda"
@@ -463,6 +467,11 @@ class Batch:
     @property
     def num_questions(self) -> int:
         return int(self.labels.shape[0])
+
+    def model_inputs(self, *, questions: bool = True) -> dict[str, torch.Tensor | None]:
+        """The keyword arguments of `MultipleChoiceModel.forward`; without `questions`, no embeddings are computed."""
+        names = self._MODEL_INPUTS if questions else [n for n in self._MODEL_INPUTS if not n.startswith("question_")]
+        return {name: getattr(self, name) for name in names}
 
 
 def collate(encoded: EncodedExamples, indices: Sequence[int], pad_id: int) -> Batch:
@@ -484,6 +493,7 @@ def collate(encoded: EncodedExamples, indices: Sequence[int], pad_id: int) -> Ba
         q_ids, q_mask = _pad(packed_questions, idx, pad_id)
         question_ids, question_mask = torch.from_numpy(q_ids), torch.from_numpy(q_mask.astype(np.int64))
     k_max = int(counts.max()) if counts.size else 0
+    choice_mask = np.arange(k_max, dtype=np.int64)[None, :] < counts[:, None]
     task_ids = task_ids_all[idx]
     # All in numpy: small torch ops can enter a parallel region, which costs milliseconds on a
     # CPU whose other cores are busy (measured: repeat_interleave alone 7.5 ms per batch).
@@ -491,12 +501,13 @@ def collate(encoded: EncodedExamples, indices: Sequence[int], pad_id: int) -> Ba
         input_ids=torch.from_numpy(input_ids),
         attention_mask=torch.from_numpy(mask.astype(np.int64)),
         sequence_task_ids=torch.from_numpy(np.repeat(task_ids, counts)),
-        choice_mask=torch.from_numpy(np.arange(k_max, dtype=np.int64)[None, :] < counts[:, None]),
+        choice_mask=torch.from_numpy(choice_mask),
         labels=torch.from_numpy(answers[idx]),
         task_ids=torch.from_numpy(task_ids),
         num_tokens=int(lengths.sum()),
         question_ids=question_ids,
         question_mask=question_mask,
+        choice_index=torch.from_numpy(np.flatnonzero(choice_mask)),
     )
 
 
