@@ -191,24 +191,31 @@ def test_relative_positions_are_built_once_per_length_and_device():
 
 
 def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
-    import time
+    # A fake clock: each optimizer step takes 1 s, each validation 100 s.
+    import types
 
     from acct import engine
     from tests.conftest import tiny_settings
 
-    real = engine.predict_encoded
+    now = [0.0]
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    real_step, real_predict = engine.train_step, engine.predict_encoded
 
-    def slow_predict(*args, **kwargs):
-        time.sleep(1.0)
-        return real(*args, **kwargs)
+    def timed_step(*args, **kwargs):
+        now[0] += 1.0
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "predict_encoded", slow_predict)
+    def timed_predict(*args, **kwargs):
+        now[0] += 100.0
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", timed_step)
+    monkeypatch.setattr(engine, "predict_encoded", timed_predict)
     settings = tiny_settings(tmp_path / "run", **{"optim.max_steps": 30, "eval_every_n_steps": 10, "log_every_n_steps": 5})
     rates = {e.step: e.questions_per_s for e in engine.train(settings) if isinstance(e, engine.StepLogged)}
-    # The windows ending at 15 and 25 follow a validation (and a checkpoint) at 10 and 20.
-    after = min(rates[15], rates[25])
-    before = rates[5]
-    assert after > before / 3, rates
+    # Validation (and a checkpoint) runs right after the log of steps 10 and 20, inside the
+    # windows that end at 15 and 25: they must still read 16 questions per 1 s step.
+    assert rates == {step: pytest.approx(16.0) for step in (5, 10, 15, 20, 25, 30)}
 
 
 def test_deterministic_setting_runs_and_matches_the_default_on_cpu(tmp_path):

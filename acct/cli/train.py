@@ -45,6 +45,8 @@ FLAGS = {
     "--precision": "precision",
     "--eval-every-n-steps": "eval_every_n_steps",
     "--save-every-n-steps": "save_every_n_steps",
+    "--deterministic": "deterministic",
+    "--tf32": "tf32",
 }
 FLAG_NAMES.update({path: flag for flag, path in FLAGS.items()})
 
@@ -94,6 +96,8 @@ def train_command(
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
     save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
+    deterministic: Optional[bool] = _opt("--deterministic"),
+    tf32: Optional[bool] = _opt("--tf32", "--no-tf32"),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
     ),
