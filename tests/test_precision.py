@@ -64,6 +64,9 @@ def test_a_half_precision_checkpoint_trains_with_fp32_master_weights(tmp_path, d
 
     run = load_run(run_dir, "last")
     assert {p.dtype for p in run.model.parameters()} == {torch.float32}
+    evaluated = CliRunner().invoke(app, ["evaluate", str(run_dir), "--split", "val", "--device", "cpu", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert 0.0 <= json.loads(evaluated.stdout)["accuracy"] <= 1.0
 
 
 def test_build_encoder_keeps_fp32_parameters_from_an_fp16_checkpoint(tmp_path):
