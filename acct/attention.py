@@ -241,3 +241,95 @@ def _check(module: nn.Module, original) -> Callable[[torch.Tensor], Any] | None:
     if not isinstance(expected, torch.Tensor) or expected.shape != got.shape:
         return None
     return result if torch.allclose(expected.float(), got.float(), atol=1e-4, rtol=1e-3) else None
+
+
+# -- backends -------------------------------------------------------------------------------------
+
+BACKENDS = ("auto", "hf", "acct", "disentangled_flash")
+GPU_EXTRA = "pip install 'acct[gpu]'"
+
+
+def use_backend(encoder: nn.Module, requested: str, device: torch.device) -> tuple[str, list[str]]:
+    """Give a DeBERTa-v2/v3 encoder the attention backend `requested`; returns the one in use and notices.
+
+    - `hf`: the library's own forward.
+    - `acct`: this module's forward (any device).
+    - `disentangled_flash`: the Triton kernels of the `disentangled-flash` package (CUDA only).
+    - `auto`: `disentangled_flash` on CUDA when the package is installed, otherwise `acct`.
+
+    Every backend keeps the parameter names, so checkpoints are the same whatever the backend; each
+    is checked against the library's forward on a random padded input on `device`, and a backend
+    that disagrees is not used. Other encoders keep their own attention.
+    """
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown attention backend {requested!r}; choose from {', '.join(BACKENDS)}")
+    notices: list[str] = []
+    if requested == "hf":
+        return "hf", notices
+    if not is_deberta(encoder):
+        if requested != "auto":
+            notices.append(f"attention: {requested} applies to DeBERTa-v2/v3 encoders only; this encoder keeps its own")
+        return "hf", notices
+    if requested in ("auto", "disentangled_flash"):
+        reason = _flash_unavailable(device)
+        if reason is None:
+            if _install_flash(encoder, device):
+                return "disentangled_flash", notices
+            reason = "its output differed from the library's attention on this device"
+        if requested == "disentangled_flash":
+            notices.append(f"attention: disentangled_flash not used ({reason}); acct's attention is used instead")
+    if install(encoder):
+        return "acct", notices
+    notices.append("attention: this DeBERTa's attention code differs from what acct expects; its own (slower) attention is used")
+    return "hf", notices
+
+
+def _flash_unavailable(device: torch.device) -> str | None:
+    """Why the disentangled-flash kernels cannot run here, or None when they can."""
+    if device.type != "cuda":
+        return "its Triton kernels need CUDA"
+    try:
+        import disentangled_flash  # noqa: F401
+    except ImportError:
+        return f"the package is not installed: {GPU_EXTRA}"
+    return None
+
+
+def _install_flash(encoder: nn.Module, device: torch.device, backend: str = "triton") -> bool:
+    """Swap in disentangled-flash's training encoder if it matches the library's forward; True when kept."""
+    import disentangled_flash
+
+    encoder.to(device)
+    layers = list(encoder.encoder.layer)
+    original_encoder, original_attention = encoder.encoder, [layer.attention.self for layer in layers]
+    probe = _probe_input(encoder, device)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            expected = encoder(**probe).last_hidden_state
+            disentangled_flash.optimize_deberta_training(encoder, backend=backend)
+            got = encoder(**probe).last_hidden_state
+        real = probe["attention_mask"].bool()
+        agree = torch.allclose(expected[real].float(), got[real].float(), atol=1e-4, rtol=1e-3)
+    except Exception:  # an encoder or a device the package does not support
+        agree = False
+    finally:
+        encoder.train(was_training)
+    if not agree:
+        encoder.encoder = original_encoder
+        for layer, module in zip(layers, original_attention):
+            layer.attention.self = module
+    return agree
+
+
+def _probe_input(encoder: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """A random padded batch reaching the log-scaled position buckets."""
+    generator = torch.Generator().manual_seed(0)
+    buckets = getattr(encoder.config, "position_buckets", 0) or 0
+    length = max(9, buckets // 2 + 9)
+    vocab = encoder.get_input_embeddings().num_embeddings
+    ids = torch.randint(0, vocab, (2, length), generator=generator)
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, length // 2 :] = 0
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}

@@ -67,10 +67,12 @@ class ModelSettings(_Section):
     projection_dim: int = Field(256, gt=0, description="Size of the contrastive question embedding.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the encoder's dropout; empty keeps the encoder's own.")
     trust_remote_code: bool = Field(False, description="Allow models and tokenizers that run code from the hub.")
-    fast_attention: bool = Field(
-        True,
-        description="Run DeBERTa-v2/v3 attention with acct's equivalent, faster forward (checked against "
-        "Hugging Face's when the model is built; other encoders are left as they are).",
+    attention: Literal["auto", "hf", "acct", "disentangled_flash"] = Field(
+        "auto",
+        description="DeBERTa-v2/v3 attention backend, same weights and results: 'hf' the library's forward; 'acct' "
+        "acct's faster equivalent forward (any device); 'disentangled_flash' Triton kernels (CUDA, the gpu extra); "
+        "'auto' disentangled_flash on CUDA when installed, otherwise acct. Each is checked against the library's "
+        "forward when the model is built; other encoders keep their own attention.",
     )
     compile: bool = Field(
         False,
@@ -78,6 +80,16 @@ class ModelSettings(_Section):
         "acct's measurements (BENCHMARKS.md), and the first steps wait for compilation.",
     )
     tiny: TinyArchitecture = Field(default_factory=TinyArchitecture, description="Sizes used when the model is 'tiny'.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fast_attention(cls, data: Any) -> Any:
+        # Runs saved before `attention` existed wrote `fast_attention: true|false`.
+        if isinstance(data, dict) and "fast_attention" in data:
+            data = dict(data)
+            fast = data.pop("fast_attention")
+            data.setdefault("attention", "auto" if fast else "hf")
+        return data
 
 
 class DataSettings(_Section):

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from acct import attention, distributed
+from acct import distributed
 from acct import checkpoint as ckpt_io
 from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
 from acct.curriculum import Curriculum, TaskBatchSampler
@@ -611,9 +611,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     else:
         encoder, encoder_notices = build_encoder(settings.model, len(tokenizer))
         notices.extend(encoder_notices)
-    model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention)
-    if settings.model.fast_attention and not model.fast_attention and attention.is_deberta(encoder):
-        notices.append("model: this DeBERTa's attention code differs from what acct expects; its own (slower) attention is used")
+    model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=device)
+    notices.extend(model.notices)
     if resume_ckpt is not None:
         ckpt_io.load_model_weights(model, resume_ckpt)
     model.to(device)
@@ -914,7 +913,7 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device | None = N
         raise CheckpointError(f"{ckpt} has no encoder/config.json")
     tokenizer = load_tokenizer(str(ckpt / "tokenizer"))
     encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=settings.model.trust_remote_code)
-    model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention)
+    model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=device)
     ckpt_io.load_model_weights(model, ckpt)
     if device is not None:
         model.to(device)

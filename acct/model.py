@@ -54,14 +54,18 @@ def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
 
 
 class MultipleChoiceModel(nn.Module):
-    def __init__(self, encoder: nn.Module, head: HeadConfig, *, fast_attention: bool = True):
+    def __init__(
+        self, encoder: nn.Module, head: HeadConfig, *, attention_backend: str = "acct", device: torch.device | None = None,
+    ):
         super().__init__()
         if head.pooling not in ("cls", "mean"):
             raise UsageError(f"unknown pooling {head.pooling!r}")
         self.encoder = encoder
-        # Same weights and results, less work (see acct.attention); False when the encoder is not
-        # a DeBERTa-v2/v3 whose attention matches what that module expects.
-        self.fast_attention = fast_attention and attention.install(encoder)
+        # Same weights and results, less work (see acct.attention). The backend in use and why
+        # another was not are kept for the run's notices.
+        self.attention_backend, self.notices = attention.use_backend(
+            encoder, attention_backend, device or torch.device("cpu")
+        )
         self.head = head
         hidden = encoder.config.hidden_size
         embed_dim = encoder.get_input_embeddings().embedding_dim

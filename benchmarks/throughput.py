@@ -640,7 +640,7 @@ def eval_runner(args, prep: Prepared) -> Iterator[dict[str, float]]:
     encoded = tokenize.encode_examples(prep.tokenizer, examples, task_index, settings.model.max_length)
     encoder, _ = build_encoder(settings.model, len(prep.tokenizer))
     head = HeadConfig(num_tasks=len(prep.tasks), projection_dim=settings.model.projection_dim, pooling=settings.model.pooling)
-    model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention).to(prep.device)
+    model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=prep.device).to(prep.device)
     pad_id = tokenize.pad_id(prep.tokenizer)
     tokens = sum(len(s) for choices in encoded.sequences for s in choices)
     while True:

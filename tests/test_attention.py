@@ -118,3 +118,55 @@ def test_under_bf16_autocast_the_fast_forward_errs_like_the_library():
     our_error = (ours - exact).abs().max().item()
     assert library_error > 0  # autocast really ran in bf16
     assert our_error <= 2 * library_error + 1e-3, (our_error, library_error)
+
+
+# -- backends -------------------------------------------------------------------------------------
+
+
+def test_auto_backend_on_cpu_is_acct_and_hf_leaves_the_library_forward():
+    encoder = _encoder(hidden_size=32, num_attention_heads=2, position_buckets=16)
+    used, notices = attention.use_backend(encoder, "auto", torch.device("cpu"))
+    assert used == "acct" and notices == []
+    plain = _encoder(hidden_size=32, num_attention_heads=2, position_buckets=16)
+    used, _ = attention.use_backend(plain, "hf", torch.device("cpu"))
+    assert used == "hf"
+    assert all(not hasattr(m, "_acct_original_forward") for m in attention._attention_modules(plain))
+
+
+def test_disentangled_flash_on_a_cpu_falls_back_to_acct_and_says_why():
+    encoder = _encoder(hidden_size=32, num_attention_heads=2, position_buckets=16)
+    used, notices = attention.use_backend(encoder, "disentangled_flash", torch.device("cpu"))
+    assert used == "acct"
+    assert len(notices) == 1 and "disentangled_flash not used" in notices[0] and "CUDA" in notices[0]
+
+
+def test_a_non_deberta_encoder_keeps_its_attention():
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32))
+    used, notices = attention.use_backend(bert, "acct", torch.device("cpu"))
+    assert used == "hf" and "DeBERTa-v2/v3 encoders only" in notices[0]
+
+
+def test_disentangled_flash_encoder_matches_the_library_and_keeps_parameter_names():
+    # The package's pure-torch path runs on a CPU: the same swap and the same check as on CUDA.
+    reference = _encoder(hidden_size=64, num_attention_heads=2, position_buckets=16).eval()
+    swapped = copy.deepcopy(reference)
+    keys = set(swapped.state_dict())
+    assert attention._install_flash(swapped, torch.device("cpu"), backend="torch")
+    assert type(swapped.encoder).__name__ == "DebertaV2OptimizedEncoder"
+    assert set(swapped.state_dict()) == keys
+    ids, mask = _inputs(batch=4, length=30)
+    real = mask.bool()
+    with torch.no_grad():
+        torch.testing.assert_close(swapped(input_ids=ids, attention_mask=mask).last_hidden_state[real],
+                                   reference(input_ids=ids, attention_mask=mask).last_hidden_state[real],
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_settings_saved_with_fast_attention_still_load():
+    from acct.config import ModelSettings
+
+    assert ModelSettings.model_validate({"fast_attention": False}).attention == "hf"
+    assert ModelSettings.model_validate({"fast_attention": True}).attention == "auto"

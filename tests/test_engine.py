@@ -94,9 +94,9 @@ def test_length_grouping_pads_less_and_both_switches_can_be_turned_off(tmp_path,
         return sum(shares) / len(shares), config
 
     grouped, config = real_token_share("grouped")
-    assert config["batch"]["group_by_length"] and config["model"]["fast_attention"]
-    plain, config = real_token_share("plain", **{"batch.group_by_length": False, "model.fast_attention": False})
-    assert not config["batch"]["group_by_length"] and not config["model"]["fast_attention"]
+    assert config["batch"]["group_by_length"] and config["model"]["attention"] == "auto"
+    plain, config = real_token_share("plain", **{"batch.group_by_length": False, "model.attention": "hf"})
+    assert not config["batch"]["group_by_length"] and config["model"]["attention"] == "hf"
     assert grouped > plain + 0.05, (grouped, plain)  # measured: 0.90 vs 0.76
 
 

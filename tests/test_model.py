@@ -76,9 +76,9 @@ def test_fast_attention_is_on_by_default_and_scores_like_the_library_attention()
     torch.manual_seed(1)
     slow_encoder, _ = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=50)
     slow_encoder.load_state_dict(state)
-    slow = MultipleChoiceModel(slow_encoder, head, fast_attention=False).eval()
+    slow = MultipleChoiceModel(slow_encoder, head, attention_backend="hf").eval()
     slow.load_state_dict(fast.state_dict())
-    assert fast.fast_attention and not slow.fast_attention
+    assert fast.attention_backend == "acct" and slow.attention_backend == "hf"
 
     ids = torch.randint(5, 50, (4, 9))
     mask = torch.ones_like(ids)

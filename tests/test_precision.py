@@ -180,7 +180,7 @@ def test_relative_positions_are_built_once_per_length_and_device():
 
     encoder, _ = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=60)
     model = MultipleChoiceModel(encoder, HeadConfig(num_tasks=3, projection_dim=8, pooling="cls"))
-    assert model.fast_attention
+    assert model.attention_backend == "acct"
     attention._RELATIVE_POSITIONS.clear()
     ids = torch.randint(5, 60, (2, 9))
     with torch.inference_mode():
