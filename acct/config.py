@@ -91,6 +91,11 @@ class DataSettings(_Section):
     split_fractions: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1), description="Train/val/test fractions of each subject under the subject-split protocol."
     )
+    allow_overlap: bool = Field(
+        False,
+        description="standard protocol: train even when val or test questions have an exact copy in training "
+        "(they are reported); refused otherwise.",
+    )
     synthetic_examples_per_task: int = Field(250, ge=3, description="Questions per task of the synthetic suite.")
 
     @field_validator("data_dir")

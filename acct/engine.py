@@ -160,7 +160,7 @@ def load_source(data: DataSettings, seed: int) -> dict[str, list[Example]]:
 
 def make_split(source: dict[str, list[Example]], data: DataSettings, seed: int) -> DataSplit:
     if data.protocol == "standard":
-        return standard_split(source)
+        return standard_split(source, allow_overlap=data.allow_overlap)
     return subject_split(source, fractions=data.split_fractions, seed=seed)
 
 
@@ -557,6 +557,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         split = apply_manifest(source, ckpt_io.read_json(run_dir / "split.json", "split manifest"))
     else:
         split = make_split(source, settings.data, settings.seed)
+        notices.extend(split.notices)
     if not split.train:
         raise UsageError("the training split is empty")
     resume_ckpt = ckpt_io.checkpoint_dir(run_dir, "last") if settings.resume else None
