@@ -33,7 +33,7 @@ import torch
 
 from acct import attention, distributed
 from acct import checkpoint as ckpt_io
-from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
+from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
@@ -571,6 +571,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     if missing:
         raise CheckpointError(f"tasks {missing[:3]} are not in the checkpoint's task list")
     categories = task_categories(tasks)
+    contrastive = contrastive_notice(settings, dist.world_size, len(tasks))
+    if contrastive is not None:
+        notices.append(contrastive)
 
     if resume_ckpt is not None:
         tokenizer = load_tokenizer(str(resume_ckpt / "tokenizer"))
