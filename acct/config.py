@@ -8,6 +8,7 @@ This module must stay free of torch so that ``acct --help`` is fast.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,11 @@ class DataSettings(_Section):
     )
     split_fractions: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1), description="Train/val/test fractions of each subject under the subject-split protocol."
+    )
+    allow_overlap: bool = Field(
+        False,
+        description="standard protocol: train even when val or test questions have an exact copy in training "
+        "(they are reported); refused otherwise.",
     )
     synthetic_examples_per_task: int = Field(250, ge=3, description="Questions per task of the synthetic suite.")
 
@@ -328,8 +334,101 @@ def resolve_train(
             raise UsageError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         layers.append(PRESETS[preset])
     if config_file is not None:
-        layers.append(read_yaml(config_file))
+        layer = read_yaml(config_file)
+        check_sections(TrainSettings, layer, where=str(config_file))
+        layers.append(layer)
     return resolve(TrainSettings, flags, layers=layers)
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def check_sections(cls: type[BaseModel], layer: dict[str, Any], *, where: str, prefix: str = "") -> None:
+    """Refuse a section (e.g. `optim:`) given as anything but a mapping.
+
+    Checked on the file itself: once merged with flags that set a field of the section, a list
+    or a scalar would be replaced by the flags' mapping, silently dropping the file's values.
+    """
+    for key, value in layer.items():
+        info = cls.model_fields.get(key)
+        section = _section_model(info.annotation) if info is not None else None
+        if section is None:
+            continue
+        path = f"{prefix}{key}"
+        if not isinstance(value, dict):
+            kind = "nothing" if value is None else f"a {type(value).__name__}"
+            raise UsageError(
+                f"invalid settings: {path} (in {where}): a section must be a mapping of settings "
+                f"(e.g. {key}: {{name: value}}), got {kind}"
+            )
+        check_sections(section, value, where=where, prefix=f"{path}.")
+
+
+# ACCT_* variables read outside the settings models.
+OTHER_ENV_VARS = ("ACCT_DEBUG", "ACCT_CACHE_DIR", "ACCT_DEBUG_RANK_DIR", "ACCT_DIST_TIMEOUT_S")
+
+
+def known_env_vars() -> set[str]:
+    """Every ACCT_* variable some command reads: each settings field (and section) of every command."""
+    from acct import cli_settings  # imports this module: loaded lazily
+
+    names = set(OTHER_ENV_VARS)
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            var = f"{prefix}{name.upper()}"
+            names.add(var)
+            section = _section_model(info.annotation)
+            if section is not None:
+                walk(section, var + "__")
+
+    for cls in (TrainSettings, EvaluateSettings, cli_settings.PredictSettings, cli_settings.AblateSettings,
+                cli_settings.InspectSettings):
+        walk(cls, "ACCT_")
+    return names
+
+
+def unknown_env_warnings(environ: dict[str, str] | None = None) -> list[str]:
+    """One warning per ACCT_* variable that no command reads, naming the closest real one."""
+    environ = dict(os.environ) if environ is None else environ
+    known = known_env_vars()
+    warnings = []
+    for var in sorted(environ):
+        upper = var.upper()  # pydantic-settings matches names case-insensitively
+        if not upper.startswith("ACCT_") or upper in known:
+            continue
+        squashed = upper.replace("_", "")
+        same = sorted(k for k in known if k.replace("_", "") == squashed)
+        close = same or difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}?" if close else "settings are ACCT_SECTION__FIELD, e.g. ACCT_OPTIM__LR"
+        warnings.append(f"environment variable {var} matches no setting and is ignored; {hint}")
+    return warnings
+
+
+def contrastive_notice(settings: TrainSettings, world_size: int = 1, num_tasks: int = 2) -> str | None:
+    """A notice when the batch shape leaves InfoNCE without positives (same-task pairs) while lambda_con > 0.
+
+    Positives are questions of one task slot in the batch InfoNCE sees: the whole batch in a single
+    process or with gather_negatives, else each process's strided share (rows rank::world_size).
+    """
+    lam = settings.loss.lambda_contrastive
+    if lam <= 0:
+        return None
+    per_slot, slots = settings.batch.examples_per_task, settings.batch.tasks_per_batch
+    share = 1 if world_size == 1 or settings.loss.gather_negatives else world_size
+    seen = settings.batch.questions_per_batch // share  # questions in the batch one InfoNCE call sees
+    shape = f"tasks_per_batch {slots} x examples_per_task {per_slot}" + (f" over {world_size} processes" if share > 1 else "")
+    if seen <= 1:
+        what = "always 0"
+    elif per_slot <= share and num_tasks > 1:
+        what = "0 except when two task slots happen to draw the same task"
+    else:
+        return None
+    return (
+        f"loss: lambda_contrastive {lam:g} but a batch of {shape} has no same-task pairs (positives), "
+        f"so InfoNCE is {what}; use --examples-per-task {share + 1} or more, or --lambda-contrastive 0"
+    )
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

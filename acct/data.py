@@ -18,8 +18,9 @@ import hashlib
 import json
 import math
 import random
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -327,15 +328,73 @@ def _hub_rows(table: Any) -> Iterator[Mapping[str, Any]]:
 
 @dataclass
 class DataSplit:
-    """The train / val / test examples a run uses."""
+    """The train / val / test examples a run uses.
+
+    `report` (what the protocol removed or kept together; recorded in the manifest) and
+    `notices` (lines for the user) describe how the split was made and take no part in equality.
+    """
 
     train: list[Example]
     val: list[Example]
     test: list[Example]
+    report: dict[str, Any] = field(default_factory=dict, compare=False)
+    notices: list[str] = field(default_factory=list, compare=False)
 
     def tasks(self) -> list[str]:
         """Sorted task names over all three parts (the task-id order of a new run)."""
         return sorted({ex.task for part in (self.train, self.val, self.test) for ex in part})
+
+
+# Two rows are copies when their question and choices match after this normalisation: Unicode
+# canonical composition (NFC) and runs of whitespace collapsed to one space. Case, punctuation
+# and compatibility forms (x² is not x2) are kept: they can change what a question asks.
+DEDUP_RULE = "same question and choices after NFC and whitespace collapsing"
+
+
+def _normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def question_key(ex: Example) -> tuple[str, tuple[str, ...]]:
+    """What makes two examples copies of one question (the answer and task do not count)."""
+    return _normalise(ex.question), tuple(_normalise(c) for c in ex.choices)
+
+
+def collapse_duplicates(examples: Iterable[Example]) -> tuple[list[Example], dict[str, str]]:
+    """Keep one example per (task, question_key): the one with the smallest uid.
+
+    Returns the kept examples in their input order and {removed uid: kept uid}. The choice
+    depends only on the uids, so the result does not change with the input order.
+    """
+    examples = list(examples)
+    keeper: dict[tuple[str, tuple[str, tuple[str, ...]]], Example] = {}
+    for ex in examples:
+        key = (ex.task, question_key(ex))
+        if key not in keeper or ex.uid < keeper[key].uid:
+            keeper[key] = ex
+    removed: dict[str, str] = {}
+    kept: list[Example] = []
+    for ex in examples:
+        chosen = keeper[(ex.task, question_key(ex))]
+        if chosen is ex:
+            kept.append(ex)
+        else:
+            removed[ex.uid] = chosen.uid
+    return kept, dict(sorted(removed.items()))
+
+
+def _conflicting_answers(examples: Sequence[Example], removed: Mapping[str, str]) -> int:
+    by_uid = {ex.uid: ex for ex in examples}
+    return sum(1 for gone, kept in removed.items() if by_uid[gone].answer != by_uid[kept].answer)
+
+
+def _dedup_notice(removed: int, conflicts: int, cross_rows: int) -> str:
+    line = f"split: {removed} duplicate question(s) removed within tasks ({DEDUP_RULE})"
+    if conflicts:
+        line += f", {conflicts} of them with a different answer than the copy kept"
+    if cross_rows:
+        line += f"; {cross_rows} question(s) with copies in other tasks kept on one side of the split with them"
+    return line
 
 
 def subject_split(
@@ -343,28 +402,103 @@ def subject_split(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
 ) -> DataSplit:
-    """Pool every split but auxiliary_train and cut each task into train/val/test by `fractions`."""
+    """Pool every split but auxiliary_train and cut each task into train/val/test by `fractions`.
+
+    Exact copies (`question_key`) within a task are collapsed first; copies in different tasks
+    are then kept together on one side (train, val or test), drawn once per group with the
+    split's fractions, so that no held-out question has a copy in training.
+    """
     fractions = _check_fractions(fractions)
-    pool = [ex for name, part in source.items() if name != AUX_SPLIT for ex in part]
-    if not pool:
+    raw = [ex for name, part in source.items() if name != AUX_SPLIT for ex in part]
+    if not raw:
         raise DataError("no examples to split: the source has no dev, val or test examples")
-    _check_unique_uids(pool)
+    _check_unique_uids(raw)
+    pool, removed = collapse_duplicates(raw)
+
+    copies: dict[tuple[str, tuple[str, ...]], list[Example]] = {}
+    for ex in pool:
+        copies.setdefault(question_key(ex), []).append(ex)
+    pinned: dict[str, int] = {}  # uid -> side (0 train, 1 val, 2 test)
+    cross_groups = 0
+    for key, members in copies.items():
+        if len(members) > 1:  # after the collapse, copies sit in different tasks
+            cross_groups += 1
+            side = _group_side(key, fractions, seed)
+            pinned.update((ex.uid, side) for ex in members)
 
     groups: dict[str, list[Example]] = {}
     for ex in pool:
         groups.setdefault(ex.task, []).append(ex)
 
     split = DataSplit(train=[], val=[], test=[])
+    parts = (split.train, split.val, split.test)
     for task in sorted(groups):
         # Sorting first makes the result independent of file and dict order; seeding per
         # task keeps one subject's split unchanged when another subject is added.
         group = sorted(groups[task], key=lambda ex: ex.uid)
         random.Random(f"{seed}/{task}").shuffle(group)
-        n_train, n_val, _ = split_counts(len(group), fractions)
-        split.train.extend(group[:n_train])
-        split.val.extend(group[n_train : n_train + n_val])
-        split.test.extend(group[n_train + n_val :])
+        sides = _assign_sides(group, split_counts(len(group), fractions), pinned)
+        for ex in group:
+            parts[sides[ex.uid]].append(ex)
+
+    small = _too_small_for_held_out(groups, split, fractions)
+    split.report = {
+        "rule": DEDUP_RULE,
+        "removed": len(removed),
+        "removed_uids": removed,
+        "cross_task_groups": cross_groups,
+        "cross_task_examples": len(pinned),
+        "too_small_for_held_out": small,
+    }
+    split.notices.append(_dedup_notice(len(removed), _conflicting_answers(raw, removed), len(pinned)))
+    if small:
+        named = ", ".join(f"{task} ({len(groups[task])} question{'s' if len(groups[task]) != 1 else ''})" for task in small)
+        split.notices.append(
+            f"split: too few questions to appear in val or test (trained on, not scored there): {named}"
+        )
     return split
+
+
+def _group_side(key: tuple[str, tuple[str, ...]], fractions: Sequence[float], seed: int) -> int:
+    """The side of a group of cross-task copies: a draw by the fractions, seeded by the content."""
+    digest = hashlib.sha256(json.dumps([seed, key[0], list(key[1])], ensure_ascii=False).encode("utf-8")).hexdigest()
+    draw = random.Random(digest).random()
+    if draw < fractions[0]:
+        return 0
+    return 1 if draw < fractions[0] + fractions[1] else 2
+
+
+def _assign_sides(group: Sequence[Example], targets: Sequence[int], pinned: Mapping[str, int]) -> dict[str, int]:
+    """Sides of one task's shuffled examples: pinned ones where their group goes, the rest in order.
+
+    Free examples fill what each side still lacks of its target count (train first, then val,
+    then test). Pinned examples beyond a side's target are taken from the side with the most
+    room, so the task keeps its size; without pinned examples this is the plain cut.
+    """
+    pinned_count = [0, 0, 0]
+    for ex in group:
+        if ex.uid in pinned:
+            pinned_count[pinned[ex.uid]] += 1
+    need = [max(0, t - p) for t, p in zip(targets, pinned_count)]
+    free = [ex for ex in group if ex.uid not in pinned]
+    while sum(need) > len(free):
+        need[need.index(max(need))] -= 1
+    sides: dict[str, int] = {}
+    cursor = 0
+    for side, count in enumerate(need):
+        for ex in free[cursor : cursor + count]:
+            sides[ex.uid] = side
+        cursor += count
+    for ex in group:
+        if ex.uid in pinned:
+            sides[ex.uid] = pinned[ex.uid]
+    return sides
+
+
+def _too_small_for_held_out(groups: Mapping[str, list[Example]], split: DataSplit, fractions: Sequence[float]) -> list[str]:
+    """Tasks that get no val or no test example although that fraction is non-zero."""
+    wanted = [{ex.task for ex in part} for part, f in ((split.val, fractions[1]), (split.test, fractions[2])) if f > 0]
+    return [task for task in sorted(groups) if any(task not in present for present in wanted)]
 
 
 def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
@@ -409,8 +543,12 @@ def _check_unique_uids(examples: Iterable[Example]) -> None:
         seen.add(ex.uid)
 
 
-def standard_split(source: Mapping[str, list[Example]]) -> DataSplit:
-    """The MMLU paper's protocol: train on auxiliary_train + dev, validate on val, test on test."""
+def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = False) -> DataSplit:
+    """The MMLU paper's protocol: train on auxiliary_train + dev, validate on val, test on test.
+
+    Exact copies within a task are collapsed in each part. A val or test question with a copy
+    in training (any task) is refused unless `allow_overlap`, which keeps it and reports it.
+    """
     if AUX_SPLIT not in source:
         raise DataError(
             "the standard protocol needs auxiliary_train data, which this source lacks; "
@@ -421,18 +559,61 @@ def standard_split(source: Mapping[str, list[Example]]) -> DataSplit:
         raise DataError(
             f"the standard protocol needs the {' and '.join(missing)} split(s), which this source lacks"
         )
-    train = list(source[AUX_SPLIT]) + list(source.get("dev", []))
-    return DataSplit(train=train, val=list(source["val"]), test=list(source["test"]))
+    raw = {"train": list(source[AUX_SPLIT]) + list(source.get("dev", [])), "val": list(source["val"]),
+           "test": list(source["test"])}
+    _check_unique_uids(ex for part in raw.values() for ex in part)
+    parts: dict[str, list[Example]] = {}
+    removed: dict[str, str] = {}
+    conflicts = 0
+    for name, examples in raw.items():
+        parts[name], gone = collapse_duplicates(examples)
+        removed.update(gone)
+        conflicts += _conflicting_answers(examples, gone)
+
+    trained = {question_key(ex) for ex in parts["train"]}
+    overlap = {name: [ex.uid for ex in parts[name] if question_key(ex) in trained] for name in ("val", "test")}
+    counts = [f"{len(overlap[n])} of {len(parts[n])} {n}" for n in ("val", "test") if overlap[n]]
+    if counts and not allow_overlap:
+        first = (overlap["test"] or overlap["val"])[0]
+        raise DataError(
+            f"the given splits overlap: {' and '.join(counts)} questions have an exact copy in training "
+            f"(auxiliary_train + dev; first: {first!r}); remove the copies from the data, or pass --allow-overlap "
+            "to train anyway and have them reported"
+        )
+    split = DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
+    split.report = {
+        "rule": DEDUP_RULE,
+        "removed": len(removed),
+        "removed_uids": dict(sorted(removed.items())),
+        "overlap": {"allowed": allow_overlap, **overlap},
+    }
+    split.notices.append(_dedup_notice(len(removed), conflicts, 0))
+    if counts:
+        split.notices.append(
+            f"split: {' and '.join(counts)} questions have an exact copy in training, kept because of "
+            "--allow-overlap: their scores are not held-out scores"
+        )
+    return split
 
 
 # --------------------------------------------------------------------------- manifests
 
 
 def build_manifest(split: DataSplit) -> dict[str, Any]:
-    """A JSON-ready record of which uids a run used, with fingerprints of their content."""
+    """A JSON-ready record of which uids a run used, with fingerprints of their content.
+
+    `uid_digests` fingerprint the uid lists themselves, so that an edited manifest is told apart
+    from changed data; `dedup` records what the protocol collapsed or kept together.
+    """
     manifest: dict[str, Any] = {name: [ex.uid for ex in getattr(split, name)] for name in _MANIFEST_SPLITS}
     manifest["fingerprints"] = {name: fingerprint(getattr(split, name)) for name in _MANIFEST_SPLITS}
+    manifest["uid_digests"] = {name: _uid_digest(manifest[name]) for name in _MANIFEST_SPLITS}
+    manifest["dedup"] = split.report
     return manifest
+
+
+def _uid_digest(uids: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(uids), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def fingerprint(examples: Iterable[Example]) -> str:
@@ -447,8 +628,21 @@ def fingerprint(examples: Iterable[Example]) -> str:
 
 
 def apply_manifest(source: Mapping[str, list[Example]], manifest: Mapping[str, Any]) -> DataSplit:
-    """Rebuild a run's split from freshly loaded data, refusing data that has changed since."""
+    """Rebuild a run's split from freshly loaded data, refusing data that has changed since.
+
+    A uid list that no longer matches its own recorded digest means the manifest was edited,
+    and the message says so rather than blaming the data.
+    """
     _check_manifest_shape(manifest)
+    digests = manifest.get("uid_digests")
+    if isinstance(digests, Mapping):
+        for name in _MANIFEST_SPLITS:
+            if digests.get(name) != _uid_digest(manifest[name]):
+                raise DataError(
+                    f"the run's split manifest (split.json) was edited: its {name} list no longer matches the "
+                    "digest recorded when the run was made; the manifest changed, not the data. Restore the "
+                    "original split.json"
+                )
     by_uid: dict[str, Example] = {}
     for part in source.values():
         for ex in part:
@@ -465,11 +659,16 @@ def apply_manifest(source: Mapping[str, list[Example]], manifest: Mapping[str, A
             )
         parts[name] = [by_uid[uid] for uid in uids]
         if fingerprint(parts[name]) != manifest["fingerprints"][name]:
+            if isinstance(digests, Mapping):  # the uid lists are intact: the data changed
+                raise DataError(
+                    "the data no longer matches the run's split manifest: "
+                    f"the content of the {name} examples changed since the run was made"
+                )
             raise DataError(
-                "the data no longer matches the run's split manifest: "
-                f"the content of the {name} examples changed since the run was made"
+                f"the {name} examples no longer match the fingerprint in the run's split manifest (split.json): "
+                "the data changed since the run was made, or the manifest was edited"
             )
-    return DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
+    return DataSplit(train=parts["train"], val=parts["val"], test=parts["test"], report=dict(manifest.get("dedup") or {}))
 
 
 def _check_manifest_shape(manifest: Mapping[str, Any]) -> None:

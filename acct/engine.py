@@ -33,7 +33,7 @@ import torch
 
 from acct import distributed
 from acct import checkpoint as ckpt_io
-from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
+from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
@@ -174,7 +174,7 @@ def load_source(data: DataSettings, seed: int) -> dict[str, list[Example]]:
 
 def make_split(source: dict[str, list[Example]], data: DataSettings, seed: int) -> DataSplit:
     if data.protocol == "standard":
-        return standard_split(source)
+        return standard_split(source, allow_overlap=data.allow_overlap)
     return subject_split(source, fractions=data.split_fractions, seed=seed)
 
 
@@ -569,6 +569,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         split = apply_manifest(source, ckpt_io.read_json(run_dir / "split.json", "split manifest"))
     else:
         split = make_split(source, settings.data, settings.seed)
+        notices.extend(split.notices)
     if not split.train:
         raise UsageError("the training split is empty")
     resume_ckpt = ckpt_io.checkpoint_dir(run_dir, "last") if settings.resume else None
@@ -582,6 +583,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     if missing:
         raise CheckpointError(f"tasks {missing[:3]} are not in the checkpoint's task list")
     categories = task_categories(tasks)
+    contrastive = contrastive_notice(settings, dist.world_size, len(tasks))
+    if contrastive is not None:
+        notices.append(contrastive)
 
     if resume_ckpt is not None:
         tokenizer = load_tokenizer(str(resume_ckpt / "tokenizer"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acct.config import TrainSettings, resolve_train
+from acct.config import TrainSettings, contrastive_notice, resolve_train, unknown_env_warnings
 from acct.errors import UsageError
 
 
@@ -42,6 +42,10 @@ def test_default_settings_are_the_design_hyper_parameters():
         ({}, "optim: [1, 2\n", {}, "malformed YAML"),
         ({}, None, {"ACCT_OPTIM__LR": "fast"}, "optim.lr"),
         ({"data": {"source": "csv"}}, None, {}, "--data-dir"),
+        ({"optim": {"lr": 0.1}}, "optim: [1, 2]\n", {}, "optim (in"),
+        ({"optim": {"lr": 0.1}}, "optim: 3\n", {}, "a section must be a mapping of settings"),
+        ({}, "model:\n  tiny: [64]\n", {}, "model.tiny (in"),
+        ({"model": {"tiny": {"hidden_size": 32}}}, "model:\n  tiny: fast\n", {}, "got a str"),
     ],
 )
 def test_invalid_settings_are_one_clear_error(tmp_path, monkeypatch, flags, yaml_text, env, message):
@@ -57,3 +61,46 @@ def test_invalid_settings_are_one_clear_error(tmp_path, monkeypatch, flags, yaml
         resolve_train(flags, preset="tiny", config_file=cfg)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_yaml_section_keeps_its_values_next_to_a_flag(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("optim:\n  epochs: 3\n")
+    s = resolve_train({"optim": {"lr": 0.1}}, preset="tiny", config_file=cfg)
+    assert (s.optim.lr, s.optim.epochs, s.optim.warmup_ratio) == (0.1, 3, 0.05)
+
+
+def test_unknown_environment_variables_name_the_closest_setting():
+    env = {
+        "ACCT_OPTIM_LR": "1", "acct_batch__tasks_per_bach": "2", "ACCT_ZZZZZZZZZZZZ": "3",
+        # read by some command or by acct itself: no warning
+        "ACCT_OPTIM__LR": "1", "ACCT_SPLIT": "val", "ACCT_SEEDS": "2", "ACCT_CACHE_DIR": "/c", "ACCT_DEBUG": "1",
+        "ACCT_MODEL__TINY__HIDDEN_SIZE": "8", "ACCT_LOSS": "{}", "acct_seed": "1", "PATH": "/bin",
+    }
+    warnings = unknown_env_warnings(env)
+    assert len(warnings) == 3, warnings
+    assert "environment variable ACCT_OPTIM_LR matches no setting and is ignored; did you mean ACCT_OPTIM__LR?" in warnings
+    assert any("acct_batch__tasks_per_bach" in w and "ACCT_BATCH__TASKS_PER_BATCH" in w for w in warnings)
+    assert any("ACCT_ZZZZZZZZZZZZ" in w and "ACCT_SECTION__FIELD" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("flags", "world_size", "num_tasks", "expected"),
+    [
+        ({"batch": {"tasks_per_batch": 1, "examples_per_task": 1}}, 1, 8, "always 0"),
+        ({"batch": {"tasks_per_batch": 4, "examples_per_task": 1}}, 1, 8, "0 except when two task slots"),
+        ({"batch": {"tasks_per_batch": 4, "examples_per_task": 1}}, 1, 1, None),  # one task: every pair is positive
+        ({"batch": {"tasks_per_batch": 1, "examples_per_task": 2}}, 1, 8, None),
+        ({"batch": {"tasks_per_batch": 1, "examples_per_task": 1}, "loss": {"lambda_contrastive": 0}}, 1, 8, None),
+        ({"batch": {"tasks_per_batch": 2, "examples_per_task": 2}}, 4, 8, "always 0"),  # one question per process
+        ({"batch": {"tasks_per_batch": 2, "examples_per_task": 2}}, 2, 8, "0 except when"),  # a slot's two rows split
+        ({"batch": {"tasks_per_batch": 2, "examples_per_task": 2}, "loss": {"gather_negatives": True}}, 2, 8, None),
+        ({}, 1, 8, None),
+    ],
+)
+def test_contrastive_notice_when_no_positives_can_exist(flags, world_size, num_tasks, expected):
+    notice = contrastive_notice(resolve_train(flags, preset="tiny"), world_size, num_tasks)
+    if expected is None:
+        assert notice is None
+    else:
+        assert notice is not None and f"InfoNCE is {expected}" in notice

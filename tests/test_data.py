@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from acct.data import (
     apply_manifest,
     build_manifest,
     category_of,
+    collapse_duplicates,
     load_csv_source,
     load_hub_source,
+    question_key,
     split_counts,
     standard_split,
     subject_split,
@@ -49,7 +52,7 @@ def _layout(root: Path, subjects: tuple[str, ...] = ("alpha", "beta"), splits=("
 
 
 def _example(task: str, i: int, split: str = "test") -> Example:
-    return Example(f"{task} q{i}", ("a", "b", "c", "d"), i % 4, task, f"{task}/{split}/{i}")
+    return Example(f"{task} {split} q{i}", ("a", "b", "c", "d"), i % 4, task, f"{task}/{split}/{i}")
 
 
 def _source(tasks: dict[str, int]) -> dict[str, list[Example]]:
@@ -263,7 +266,7 @@ def test_manifest_round_trip_through_json() -> None:
     source = _source({"a": 20, "b": 20})
     split = subject_split(source, seed=2)
     manifest = json.loads(json.dumps(build_manifest(split)))
-    assert set(manifest) == {"train", "val", "test", "fingerprints"}
+    assert set(manifest) == {"train", "val", "test", "fingerprints", "uid_digests", "dedup"}
     assert apply_manifest(source, manifest) == split
 
 
@@ -369,3 +372,167 @@ def test_data_split_tasks_union() -> None:
         train=[_example("b", 0)], val=[_example("a", 1)], test=[_example("c", 2), _example("a", 3)]
     )
     assert split.tasks() == ["a", "b", "c"]
+
+
+# --------------------------------------------------------------------------- duplicates and leaks
+
+
+def _copy(ex: Example, task: str, uid: str, *, spacing: bool = False) -> Example:
+    """A copy of `ex` under another task/uid; `spacing` changes only its whitespace."""
+    question = ex.question.replace(" ", "  ") + "\n" if spacing else ex.question
+    return Example(question, ex.choices, ex.answer, task, uid)
+
+
+def _leaky_source(seed: int = 0) -> dict[str, list[Example]]:
+    """Six tasks with copies planted within tasks and across pairs and triples of tasks."""
+    source = _source({t: 30 for t in "abcdef"})
+    rng = random.Random(seed)
+    originals = list(source["test"])
+    planted = []
+    for i, ex in enumerate(rng.sample(originals, 12)):  # within a task, another split
+        planted.append(_copy(ex, ex.task, f"{ex.task}/dev/{i}", spacing=i % 2 == 0))
+    for i, ex in enumerate(rng.sample(originals, 15)):  # across tasks: one or two other tasks
+        others = [t for t in "abcdef" if t != ex.task]
+        for j, task in enumerate(rng.sample(others, 1 + i % 2)):
+            planted.append(_copy(ex, task, f"{task}/val/{i}-{j}", spacing=j == 1))
+    source["dev"] = [ex for ex in planted if "/dev/" in ex.uid]
+    source["val"] = [ex for ex in planted if "/val/" in ex.uid]
+    return source
+
+
+def _leaks(split: DataSplit) -> list[str]:
+    trained = {question_key(ex) for ex in split.train}
+    return [ex.uid for ex in split.val + split.test if question_key(ex) in trained]
+
+
+def test_question_key_ignores_whitespace_but_not_case_or_compatibility_forms() -> None:
+    ex = Example("What is  x²?\n", ("A cat", " b"), 0, "t", "t/test/0")
+    assert question_key(ex) == question_key(Example("What is x²?", ("A cat", "b"), 1, "u", "u/test/0"))
+    assert question_key(ex) != question_key(Example("What is x2?", ("A cat", "b"), 0, "t", "t/test/1"))
+    assert question_key(ex) != question_key(Example("What is x²?", ("a cat", "b"), 0, "t", "t/test/2"))
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    assert question_key(Example(composed, ("a", "b"), 0, "t", "1")) == question_key(Example(decomposed, ("a", "b"), 0, "t", "2"))
+
+
+def test_collapse_duplicates_keeps_the_smallest_uid_of_each_task() -> None:
+    a = _example("a", 0)
+    copies = [_copy(a, "a", "a/dev/0", spacing=True), _copy(a, "b", "b/test/0"), a]
+    kept, removed = collapse_duplicates(copies)
+    assert _uids(kept) == ["a/dev/0", "b/test/0"]  # a/dev/0 < a/test/0; the copy in b is another task's
+    assert removed == {"a/test/0": "a/dev/0"}
+    assert collapse_duplicates(list(reversed(copies)))[1] == removed
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_subject_split_never_holds_out_a_question_with_a_copy_in_training(seed: int) -> None:
+    source = _leaky_source(seed)
+    split = subject_split(source, seed=seed)
+    assert _leaks(split) == []
+    # Nothing is held out twice either, and every question is somewhere exactly once per task.
+    keys = [(ex.task, question_key(ex)) for ex in split.train + split.val + split.test]
+    assert len(keys) == len(set(keys)) == 180 + 8 * 1 + 7 * 2  # the originals, plus the copies in other tasks
+    assert split.report["removed"] == 12
+    assert split.report["cross_task_groups"] == 15 and split.report["cross_task_examples"] == 15 + 8 * 1 + 7 * 2
+
+
+def test_cross_task_copies_land_on_one_side_together() -> None:
+    source = _leaky_source(1)
+    cross = {question_key(ex) for ex in source["val"]}  # the questions planted in other tasks
+    sides: dict[tuple, set[str]] = {}
+    for seed in range(4):
+        split = subject_split(source, seed=seed)
+        for name in ("train", "val", "test"):
+            for ex in getattr(split, name):
+                sides.setdefault((seed, question_key(ex)), set()).add(name)
+        for task in "abcdef":  # every task still reaches val and test
+            assert any(ex.task == task for ex in split.val) and any(ex.task == task for ex in split.test)
+    assert all(len(found) == 1 for found in sides.values())
+    # Some groups are held out together: keeping copies together is not "always train".
+    assert {name for (seed, key), found in sides.items() if key in cross for name in found} == {"train", "val", "test"}
+
+
+def test_subject_split_with_duplicates_ignores_input_order() -> None:
+    source = _leaky_source(2)
+    shuffled = {name: list(reversed(part)) for name, part in reversed(list(source.items()))}
+    assert build_manifest(subject_split(source, seed=5)) == build_manifest(subject_split(shuffled, seed=5))
+
+
+def test_subject_split_records_and_reports_the_duplicates() -> None:
+    split = subject_split(_leaky_source(0), seed=0)
+    manifest = json.loads(json.dumps(build_manifest(split)))
+    dedup = manifest["dedup"]
+    assert dedup["removed"] == 12 and len(dedup["removed_uids"]) == 12
+    assert all(gone.split("/")[0] == kept.split("/")[0] for gone, kept in dedup["removed_uids"].items())
+    assert "same question and choices" in dedup["rule"]
+    assert split.notices[0].startswith("split: 12 duplicate question(s) removed within tasks")
+    assert "37 question(s) with copies in other tasks kept on one side" in split.notices[0]
+
+
+def test_subject_too_small_for_held_out_is_named() -> None:
+    split = subject_split(_source({"big": 40, "pair": 2, "single": 1}), seed=0)
+    assert split.report["too_small_for_held_out"] == ["pair", "single"]
+    assert any("too few questions to appear in val or test" in n and "pair (2 questions)" in n
+               and "single (1 question)" in n for n in split.notices)
+    # Duplicates count against the size: five rows of one question are one question.
+    dup = _source({"big": 40})
+    dup["dev"] = [Example("same?", ("a", "b"), 0, "echo", f"echo/dev/{i}") for i in range(5)]
+    assert subject_split(dup).report["too_small_for_held_out"] == ["echo"]
+    # No notice when every subject reaches val and test.
+    assert not any("too few" in n for n in subject_split(_source({"a": 10, "b": 3})).notices)
+
+
+def _standard_source(test_copies_of_dev: int) -> dict[str, list[Example]]:
+    dev = [_example("a", i, "dev") for i in range(5)]
+    test = [_example("a", i) for i in range(10)]
+    test += [_copy(dev[i], "b", f"b/test/{i}", spacing=True) for i in range(test_copies_of_dev)]
+    return {
+        "auxiliary_train": [_example("race", i, "auxiliary_train") for i in range(6)]
+        + [_copy(_example("race", 0, "auxiliary_train"), "race", "race/auxiliary_train/9")],
+        "dev": dev,
+        "val": [_example("a", i, "val") for i in range(4)],
+        "test": test,
+    }
+
+
+def test_standard_split_refuses_held_out_copies_of_training_questions() -> None:
+    with pytest.raises(DataError) as info:
+        standard_split(_standard_source(3))
+    message = str(info.value)
+    assert "3 of 13 test questions have an exact copy in training" in message and "--allow-overlap" in message
+    assert "\n" not in message
+
+    allowed = standard_split(_standard_source(3), allow_overlap=True)
+    assert allowed.report["overlap"] == {"allowed": True, "val": [], "test": ["b/test/0", "b/test/1", "b/test/2"]}
+    assert any("3 of 13 test questions have an exact copy in training" in n and "--allow-overlap" in n
+               for n in allowed.notices)
+
+
+def test_standard_split_collapses_duplicates_within_a_task() -> None:
+    split = standard_split(_standard_source(0))
+    assert "race/auxiliary_train/9" not in _uids(split.train) and len(split.train) == 6 + 5
+    assert split.report["removed"] == 1 and split.report["overlap"]["test"] == []
+    assert split.notices[0].startswith("split: 1 duplicate question(s) removed within tasks")
+
+
+def test_edited_manifest_is_blamed_on_the_manifest_not_the_data() -> None:
+    source = _source({"a": 20})
+    manifest = build_manifest(subject_split(source))
+    edited = json.loads(json.dumps(manifest))
+    edited["test"].append(edited["train"].pop())  # a train question moved to test by hand
+    with pytest.raises(DataError) as info:
+        apply_manifest(source, edited)
+    assert "split manifest (split.json) was edited" in str(info.value)
+    assert "the manifest changed, not the data" in str(info.value)
+
+    # Changed data, intact manifest: the data is blamed.
+    victim = manifest["test"][0]
+    changed = {"test": [dataclasses.replace(ex, question="edited") if ex.uid == victim else ex for ex in source["test"]]}
+    with pytest.raises(DataError, match="the content of the test examples changed"):
+        apply_manifest(changed, manifest)
+
+    # A manifest from before uid digests cannot tell the two apart, and says so.
+    old = {k: v for k, v in manifest.items() if k not in ("uid_digests", "dedup")}
+    old["test"] = edited["test"]
+    old["train"] = edited["train"]
+    with pytest.raises(DataError, match="the data changed since the run was made, or the manifest was edited"):
+        apply_manifest(source, old)

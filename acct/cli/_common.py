@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from acct.config import debug_enabled
+from acct.config import debug_enabled, unknown_env_warnings
 from acct.errors import AcctError
 
 out = Console(soft_wrap=True)  # results: tables and JSON
@@ -35,6 +35,8 @@ def handles_errors(fn: F) -> F:
         if not debug_enabled():
             # The hub client logs every failed retry; our own error line says what matters.
             logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        for warning in unknown_env_warnings():
+            err.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:

@@ -17,7 +17,7 @@ from acct.config import nest, resolve_train
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
 # lambda_con are what the study varies, and --output-dir names the study's directory.
 TRAIN_OVERRIDES = [
-    "--model", "--tokenizer", "--data-source", "--data-dir", "--protocol", "--max-steps", "--epochs", "--lr",
+    "--model", "--tokenizer", "--data-source", "--data-dir", "--protocol", "--allow-overlap", "--max-steps", "--epochs", "--lr",
     "--batch-size", "--tasks-per-batch", "--examples-per-task", "--group-by-length", "--seed", "--device", "--precision",
     "--eval-every-n-steps",
 ]
@@ -47,6 +47,7 @@ def ablate_command(
     data_source: Optional[str] = _opt("--data-source"),
     data_dir: Optional[Path] = _opt("--data-dir"),
     protocol: Optional[str] = _opt("--protocol"),
+    allow_overlap: Optional[bool] = _opt("--allow-overlap"),
     max_steps: Optional[int] = _opt("--max-steps"),
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
