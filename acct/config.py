@@ -7,6 +7,7 @@ This module must stay free of torch so that ``acct --help`` is fast.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import os
 from pathlib import Path
@@ -31,11 +32,14 @@ TINY = "tiny"  # model / tokenizer value meaning "build the small offline one"
 # Passed as validation context by `resolve`: names are checked against their registries when
 # settings are resolved for a command, not when a saved run's config.json is read back (a run
 # may name a plugin that the reading command does not need and so has not imported).
+# (pydantic-settings' own __init__ drops a validation context on the way to nested sections, so
+# `resolve` also sets this flag while it validates.)
 CHECK_REGISTRIES = {"check_registries": True}
+_checking_registries: contextvars.ContextVar[bool] = contextvars.ContextVar("acct_check_registries", default=False)
 
 
 def _registered(reg: registry.Registry, value: Any, info: ValidationInfo) -> Any:
-    if info.context and info.context.get("check_registries"):
+    if _checking_registries.get() or (info.context and info.context.get("check_registries")):
         for name in value if isinstance(value, list) else [value]:
             reg.check(name)
     return value
@@ -366,7 +370,11 @@ def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict
     try:
         resolved = layered(**flags)
         # Re-validating as the plain class does not read the environment again.
-        return cls.model_validate(resolved.model_dump(), context=CHECK_REGISTRIES)
+        token = _checking_registries.set(True)
+        try:
+            return cls.model_validate(resolved.model_dump(), context=CHECK_REGISTRIES)
+        finally:
+            _checking_registries.reset(token)
     except ValidationError as exc:
         raise UsageError(format_validation_error(exc)) from None
 

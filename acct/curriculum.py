@@ -380,7 +380,7 @@ def build_strategy(strategy: str, tasks: Sequence[str], options: dict[str, Any])
     cls = strategies.get(strategy)
     try:
         impl = cls(list(tasks), **options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"curriculum.options do not fit strategy {strategy!r}: {exc}") from None
     if not callable(getattr(impl, "weights", None)):
         raise UsageError(f"strategy {strategy!r} has no weights(stats) method")

@@ -33,7 +33,7 @@ import torch
 
 from acct import attention, distributed, plugins, registry
 from acct import checkpoint as ckpt_io
-from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
+from acct.config import TINY, CodeFile, DataSettings, EvaluateSettings, TrainSettings
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
@@ -156,7 +156,7 @@ def data_source(data: DataSettings) -> Any:
     cls = registry.data_sources.get(data.source)
     try:
         return cls(**data.options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"data.options do not fit data source {data.source!r}: {exc}") from None
 
 
@@ -194,7 +194,7 @@ class Weightings:
         ):
             try:
                 built.append(reg.get(name)(list(tasks), **options))
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise UsageError(f"the options do not fit {reg.kind} {name!r}: {exc}") from None
         return cls(built[0], built[1], len(tasks))
 
@@ -751,7 +751,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     else:
         if settings.plugins:
             # The run keeps its own copy of every plugin, for --resume (after a sha256 check).
-            settings = settings.model_copy(update={"plugins": dist.on_main(lambda: plugins.copy_into_run(run_dir, settings.plugins))})
+            copies = dist.on_main(lambda: plugins.copy_into_run(run_dir, settings.plugins))
+            settings = settings.model_copy(update={"plugins": [CodeFile(**c) for c in copies]})
 
         def write_run_files() -> None:
             ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
