@@ -157,3 +157,10 @@ def test_bad_code_files_are_one_line_errors(tmp_path):
         assert result.exit_code == 2 and expected in result.output, result.output
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--configs", "baseline,nope", "--output-dir", str(tmp_path / "a")])
     assert result.exit_code == 2 and "registered: baseline, contrastive, full" in result.output, result.output
+
+
+def test_extending_md_shows_each_example_file_whole():
+    doc = (EXAMPLES.parent / "extending.md").read_text()
+    assert doc.index("## Module map") < doc.index("## Task-sampling strategy")
+    for example in (STRATEGY, WEIGHTING, SOURCE):
+        assert example.read_text().rstrip() in doc, example.name
