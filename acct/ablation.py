@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.cli_settings import ABLATION_CONFIGS, AblateSettings
+from acct.cli_settings import AblateSettings
 from acct.config import TrainSettings, deep_merge
 from acct.errors import AcctError, UsageError
+from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)
 from acct.stats import mcnemar_exact_counts, discordant_counts, mean_sd, paired_bootstrap_ci
 
 DONE_MARKER = "ablation-done.json"
@@ -40,19 +41,10 @@ def describe(settings: TrainSettings) -> str:
 
 
 def config_overrides(name: str, base: TrainSettings) -> dict[str, Any]:
-    """The settings layer that turns the base settings into configuration `name`."""
-    if name == "baseline":
-        return {"loss": {"lambda_contrastive": 0.0}, "curriculum": {"strategy": "uniform"}}
-    if base.loss.lambda_contrastive <= 0:
-        raise UsageError(
-            "the contrastive and full configurations need lambda_contrastive > 0 in the base settings "
-            "(it is 0 here, which would make them the baseline)"
-        )
-    if name == "contrastive":
-        return {"curriculum": {"strategy": "uniform"}}
-    if name == "full":
-        return {"curriculum": {"strategy": "uncertainty_gradient"}}
-    raise UsageError(f"unknown ablation configuration {name!r}; choose from {', '.join(ABLATION_CONFIGS)}")
+    """The settings layer that turns the base settings into configuration `name` (a registered arm)."""
+    if name not in ablation_arms:
+        raise UsageError(f"unknown ablation configuration {name!r}; choose from {', '.join(ablation_arms.names())}")
+    return ablation_arms.get(name)(base)
 
 
 def config_settings(base: TrainSettings, name: str, seed: int, run_dir: Path) -> TrainSettings:

@@ -10,14 +10,15 @@ ACCT_DEVICE ... mean the same for every command). Free of torch, like acct.confi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from acct.config import CheckpointName, Device, EvalSplit, Precision, resolve
+from acct import registry
+from acct.config import CheckpointName, Device, EvalSplit, Precision, _registered, resolve
 
-ABLATION_CONFIGS = ("baseline", "contrastive", "full")
+ABLATION_CONFIGS = ("baseline", "contrastive", "full")  # acct's own arms; plugins add more
 
 
 class PredictSettings(BaseSettings):
@@ -63,18 +64,26 @@ class AblateSettings(BaseSettings):
     seeds: int = Field(1, ge=1, description="Seeds per configuration: the training seed, seed+1, ...")
     split: EvalSplit = Field("test", description="Held-out split of the runs' shared manifest to compare on.")
     checkpoint: CheckpointName = Field("best", description="Which checkpoint of each run to score (best is picked on val).")
-    configs: list[Literal["baseline", "contrastive", "full"]] = Field(
-        list(ABLATION_CONFIGS), description="Configurations to run (always in the order baseline, contrastive, full); baseline is always included as the reference."
+    configs: list[str] = Field(
+        list(ABLATION_CONFIGS),
+        description="Configurations to run: registered ablation arms (see `acct list`), always in registration order "
+        "(baseline, contrastive, full, then plugins'); baseline is always included as the reference.",
     )
     eval_batch_size: int = Field(64, gt=0, description="Questions per evaluation batch.")
     bootstrap_resamples: int = Field(10_000, ge=100, description="Resamples of the paired bootstrap.")
     top_tasks: int = Field(5, ge=0, description="Per-task deltas shown: this many largest gains and losses.")
     overwrite: bool = Field(False, description="Retrain every run even if a finished one is there.")
 
+    @field_validator("configs")
+    @classmethod
+    def _known_arms(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _registered(registry.ablation_arms, value, info)
+
     @model_validator(mode="after")
     def _baseline_first(self) -> AblateSettings:
         chosen = {"baseline", *self.configs}
-        self.configs = [name for name in ABLATION_CONFIGS if name in chosen]
+        order = registry.ablation_arms.names() + sorted(chosen - set(registry.ablation_arms.names()))
+        self.configs = [name for name in order if name in chosen]
         return self
 
 

@@ -7,6 +7,7 @@ This module must stay free of torch so that ``acct --help`` is fast.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import difflib
 import os
@@ -14,19 +15,35 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
+from acct import registry
 from acct.errors import UsageError
 
-STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")
-Strategy = Literal["uniform", "difficulty", "uncertainty_gradient"]
+STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")  # acct's own; plugins add more
+Strategy = str  # a name registered in acct.registry.strategies
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 CheckpointName = Literal["best", "last"]
 EvalSplit = Literal["val", "test"]
 
 TINY = "tiny"  # model / tokenizer value meaning "build the small offline one"
+
+# Passed as validation context by `resolve`: names are checked against their registries when
+# settings are resolved for a command, not when a saved run's config.json is read back (a run
+# may name a plugin that the reading command does not need and so has not imported).
+# (pydantic-settings' own __init__ drops a validation context on the way to nested sections, so
+# `resolve` also sets this flag while it validates.)
+CHECK_REGISTRIES = {"check_registries": True}
+_checking_registries: contextvars.ContextVar[bool] = contextvars.ContextVar("acct_check_registries", default=False)
+
+
+def _registered(reg: registry.Registry, value: Any, info: ValidationInfo) -> Any:
+    if _checking_registries.get() or (info.context and info.context.get("check_registries")):
+        for name in value if isinstance(value, list) else [value]:
+            reg.check(name)
+    return value
 
 
 class _Section(BaseModel):
@@ -94,7 +111,12 @@ class ModelSettings(_Section):
 
 
 class DataSettings(_Section):
-    source: Literal["hub", "csv", "synthetic"] = Field("hub", description="Where examples come from.")
+    source: str = Field(
+        "hub", description="Where examples come from: a registered data source (hub, csv, synthetic, or a plugin's; see `acct list`)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the data source, passed to its constructor (a mapping)."
+    )
     data_dir: Path | None = Field(None, description="Directory of the original MMLU CSV layout (for source 'csv').")
     hub_dataset: str = Field("cais/mmlu", description="Hub dataset id (for source 'hub').")
     protocol: Literal["subject-split", "standard"] = Field(
@@ -110,6 +132,11 @@ class DataSettings(_Section):
         "(they are reported); refused otherwise.",
     )
     synthetic_examples_per_task: int = Field(250, ge=3, description="Questions per task of the synthetic suite.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str, info: ValidationInfo) -> str:
+        return _registered(registry.data_sources, value, info)
 
     @field_validator("data_dir")
     @classmethod
@@ -157,12 +184,26 @@ class BatchSettings(_Section):
 
 
 class CurriculumSettings(_Section):
-    strategy: Strategy = Field("uncertainty_gradient", description="Task sampling: uniform, difficulty or uncertainty_gradient.")
-    temperature: float = Field(2.0, gt=0, description="Softmax temperature over the z-scored task statistic.")
+    strategy: Strategy = Field(
+        "uncertainty_gradient",
+        description="Task sampling: a registered strategy (uniform, difficulty, uncertainty_gradient, or a plugin's; see `acct list`).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of the strategy, passed to its constructor (a mapping; ACCT_CURRICULUM__OPTIONS as JSON).",
+    )
+    temperature: float = Field(
+        2.0, gt=0, description="Softmax temperature over the z-scored task statistic (for strategies that take one, unless options set it)."
+    )
     update_every_n_steps: int = Field(100, gt=0, description="Optimizer steps between curriculum updates.")
     warmup_epochs: float = Field(2.0, ge=0, description="Epochs of uniform sampling before the curriculum acts.")
     floor: float = Field(0.1, ge=0, le=1, description="Share of uniform probability mixed in so no task starves.")
     ema_decay: float = Field(0.9, ge=0, lt=1, description="Decay of the moving averages of confusion and error.")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str, info: ValidationInfo) -> str:
+        return _registered(registry.strategies, value, info)
 
 
 class LossSettings(_Section):
@@ -175,6 +216,30 @@ class LossSettings(_Section):
         "question with the whole global batch, as a single process would, instead of with its own process's "
         "share only. No effect in a single process.",
     )
+    task_weighting: str = Field(
+        "equal", description="How the classification loss combines questions of different tasks: a registered task-loss weighting."
+    )
+    task_weighting_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the task-loss weighting, passed to its constructor."
+    )
+    anchor_weighting: str = Field(
+        "entropy",
+        description="Weight of each anchor in the InfoNCE loss: a registered anchor weighting (entropy: the method; "
+        "uniform: plain supervised InfoNCE).",
+    )
+    anchor_weighting_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the anchor weighting, passed to its constructor."
+    )
+
+    @field_validator("task_weighting")
+    @classmethod
+    def _known_task_weighting(cls, value: str, info: ValidationInfo) -> str:
+        return _registered(registry.task_weightings, value, info)
+
+    @field_validator("anchor_weighting")
+    @classmethod
+    def _known_anchor_weighting(cls, value: str, info: ValidationInfo) -> str:
+        return _registered(registry.anchor_weightings, value, info)
 
 
 class OptimSettings(_Section):
@@ -184,6 +249,16 @@ class OptimSettings(_Section):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     epochs: float = Field(10, gt=0, description="Training length in epochs (one epoch = training questions / batch size).")
     max_steps: int | None = Field(None, gt=0, description="Training length in optimizer steps; overrides epochs.")
+
+
+class CodeFile(_Section):
+    """A user's Python file imported with --code, as a run records it."""
+
+    path: str = Field(description="Absolute path the file was imported from.")
+    sha256: str = Field(description="SHA-256 of the file's bytes as imported.")
+    copy_path: str | None = Field(
+        None, description="The run's own copy, relative to the run directory (code/NAME.py); set when the run starts."
+    )
 
 
 class TrainSettings(BaseSettings):
@@ -221,6 +296,10 @@ class TrainSettings(BaseSettings):
     )
     overwrite: bool = Field(False, description="Replace an existing run in the output directory.")
     resume: bool = Field(False, description="Continue the run in the output directory from its 'last' checkpoint.")
+    plugins: list[CodeFile] = Field(
+        default_factory=list,
+        description="Python files imported with --code / ACCT_CODE before the settings were resolved; copied into RUN_DIR/code/.",
+    )
 
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"
@@ -320,7 +399,11 @@ def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict
     try:
         resolved = layered(**flags)
         # Re-validating as the plain class does not read the environment again.
-        return cls.model_validate(resolved.model_dump())
+        token = _checking_registries.set(True)
+        try:
+            return cls.model_validate(resolved.model_dump(), context=CHECK_REGISTRIES)
+        finally:
+            _checking_registries.reset(token)
     except ValidationError as exc:
         raise UsageError(format_validation_error(exc)) from None
 

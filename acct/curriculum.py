@@ -9,7 +9,9 @@ weights, and the sampler's per-task epochs and used examples. See DESIGN.md sect
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,9 @@ import torch
 from torch import Tensor
 
 from acct.errors import CheckpointError, UsageError
+from acct.registry import register_strategy, strategies
 
+# acct's own strategies (acct/strategies/); plugins add theirs with `register_strategy`.
 STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")
 
 # A statistic whose spread is below this is treated as constant: z-scoring it would only
@@ -164,7 +168,7 @@ class ConfusionTracker:
 
 
 class TaskStats:
-    """Exponential moving averages of each task's error rate and mean uncertainty.
+    """Exponential moving averages of each task's error rate, mean uncertainty and mean loss.
 
     Per-task sums and counts of a window are accumulated in the public `pending_*` tensors
     (all-reducible) and folded by `fold()`.
@@ -173,11 +177,15 @@ class TaskStats:
     _STATE_KEYS = (
         "error_rate",
         "uncertainty",
+        "loss",
         "seen",
         "pending_errors",
         "pending_uncertainty",
+        "pending_loss",
         "pending_count",
     )
+    # Added after the first checkpoints were written: a state without them starts them at zero.
+    _OPTIONAL_KEYS = ("loss", "pending_loss")
 
     def __init__(self, num_tasks: int, decay: float = 0.9) -> None:
         _check_num_tasks(num_tasks)
@@ -187,9 +195,11 @@ class TaskStats:
         acc = _accumulator_dtype(torch.device("cpu"))
         self.error_rate = torch.zeros(num_tasks, dtype=torch.float32)
         self.uncertainty = torch.zeros(num_tasks, dtype=torch.float32)
+        self.loss = torch.zeros(num_tasks, dtype=torch.float32)
         self.seen = torch.zeros(num_tasks, dtype=torch.bool)
         self.pending_errors = torch.zeros(num_tasks, dtype=acc)
         self.pending_uncertainty = torch.zeros(num_tasks, dtype=acc)
+        self.pending_loss = torch.zeros(num_tasks, dtype=acc)
         self.pending_count = torch.zeros(num_tasks, dtype=acc)
 
     @property
@@ -203,18 +213,20 @@ class TaskStats:
         with torch.inference_mode(False):
             self.error_rate = self.error_rate.to(device)
             self.uncertainty = self.uncertainty.to(device)
+            self.loss = self.loss.to(device)
             self.seen = self.seen.to(device)
             self.pending_errors = self.pending_errors.to(device=device, dtype=acc)
             self.pending_uncertainty = self.pending_uncertainty.to(device=device, dtype=acc)
+            self.pending_loss = self.pending_loss.to(device=device, dtype=acc)
             self.pending_count = self.pending_count.to(device=device, dtype=acc)
         return self
 
     def pending_tensors(self) -> list[Tensor]:
         """The window accumulators, to be summed across ranks before `fold()`."""
-        return [self.pending_errors, self.pending_uncertainty, self.pending_count]
+        return [self.pending_errors, self.pending_uncertainty, self.pending_loss, self.pending_count]
 
-    def observe(self, task_ids: Tensor, correct: Tensor, uncertainty: Tensor) -> None:
-        """Accumulate one batch's per-question outcomes; no host synchronisation."""
+    def observe(self, task_ids: Tensor, correct: Tensor, uncertainty: Tensor, loss: Tensor | None = None) -> None:
+        """Accumulate one batch's per-question outcomes (and losses, when given); no host synchronisation."""
         shape = task_ids.shape
         if task_ids.dim() != 1 or correct.shape != shape or uncertainty.shape != shape:
             raise UsageError(
@@ -229,13 +241,19 @@ class TaskStats:
         u = uncertainty.detach().to(device=tasks.device, dtype=acc)
         self.pending_errors.index_add_(0, tasks, wrong)
         self.pending_uncertainty.index_add_(0, tasks, u)
+        if loss is not None:
+            self.pending_loss.index_add_(0, tasks, loss.detach().to(device=tasks.device, dtype=acc))
         self.pending_count.index_add_(0, tasks, torch.ones_like(u))
 
     def fold(self) -> None:
         """Fold the window's per-task means into the EMAs and clear the window."""
         has = self.pending_count > 0
         count = self.pending_count.clamp(min=1.0)
-        pairs = (("error_rate", self.pending_errors), ("uncertainty", self.pending_uncertainty))
+        pairs = (
+            ("error_rate", self.pending_errors),
+            ("uncertainty", self.pending_uncertainty),
+            ("loss", self.pending_loss),
+        )
         for name, pending in pairs:
             current: Tensor = getattr(self, name)
             mean = (pending / count).to(current.dtype)
@@ -252,11 +270,16 @@ class TaskStats:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in self._STATE_KEYS:
-            setattr(self, key, _load_tensor(state, key, getattr(self, key), "task stats"))
+            current = getattr(self, key)
+            if key not in state and key in self._OPTIONAL_KEYS:
+                setattr(self, key, torch.zeros_like(current))
+                continue
+            setattr(self, key, _load_tensor(state, key, current, "task stats"))
 
 
 # ---------------------------------------------------------------------------------------------
-# Strategies: pure functions from tracked statistics to task probabilities (float64, CPU).
+# Strategies: objects from tracked statistics to task weights (acct/strategies/, one per file).
+# The helpers below are what the built-ins are made of; plugins may use them too.
 
 
 def _check_temperature(temperature: float) -> None:
@@ -303,9 +326,12 @@ def mix_with_floor(weights: Tensor, floor: float) -> Tensor:
     return (1.0 - floor) * w + floor / w.numel()
 
 
-def _impute_unseen(values: Tensor, seen: Tensor) -> Tensor:
-    # A task without observations yet sits at the mean of the observed ones (z-score 0)
-    # instead of looking like the easiest / least confused task.
+def impute_unseen(values: Tensor, seen: Tensor) -> Tensor:
+    """`values` (float64, CPU) with every unseen task set to the mean of the seen ones.
+
+    A task without observations yet then sits at z-score 0 instead of looking like the
+    easiest / least confused task; with no task seen at all, every value is 0.
+    """
     values = values.detach().to(device="cpu", dtype=torch.float64)
     seen = seen.detach().cpu()
     if not bool(seen.any()):
@@ -313,12 +339,84 @@ def _impute_unseen(values: Tensor, seen: Tensor) -> Tensor:
     return torch.where(seen, values, values[seen].mean())
 
 
+_impute_unseen = impute_unseen
+
+
+@dataclass
+class CurriculumStats:
+    """What a strategy's `weights(stats)` sees at an update: T = number of tasks.
+
+    Tensors are copies on the CPU; the EMAs hold 0 for a task not observed yet (`seen`).
+    """
+
+    tasks: list[str]  # task names, in task-id order
+    task_sizes: list[int]  # training questions per task
+    categories: list[str]  # category of each task
+    step: int  # optimizer steps done (1-based step of this update)
+    total_steps: int  # optimizer steps the run will take
+    error_rate: Tensor  # [T] EMA of the share of questions answered wrong
+    uncertainty: Tensor  # [T] EMA of the normalised entropy of the choice distribution
+    loss: Tensor  # [T] EMA of the per-question cross-entropy
+    seen: Tensor  # [T] bool: the task has been observed
+    confusion: Tensor  # [T, T] EMA of the entropy-weighted embedding similarity of task pairs
+    confusion_seen: Tensor  # [T, T] bool: the pair has been observed
+
+    def confusion_scores(self) -> Tensor:
+        """c_t: mean confusion of task t with the other tasks over the pairs seen so far (0 if none)."""
+        seen = self.confusion_seen.to(self.confusion.dtype)
+        total = (self.confusion * seen).sum(dim=1)
+        return total / seen.sum(dim=1).clamp(min=1.0)
+
+
+def strategy_options(strategy: str, options: dict[str, Any] | None, temperature: float) -> dict[str, Any]:
+    """The options a strategy is built with: `curriculum.options`, plus `curriculum.temperature`
+    for a strategy whose constructor names a `temperature` parameter and that the options leave unset."""
+    cls = strategies.get(strategy)
+    opts = dict(options or {})
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "temperature" in params and "temperature" not in opts:
+        opts["temperature"] = temperature
+    return opts
+
+
+def build_strategy(strategy: str, tasks: Sequence[str], options: dict[str, Any]) -> Any:
+    """An instance of the registered strategy `strategy`; a bad option is one UsageError."""
+    cls = strategies.get(strategy)
+    try:
+        impl = cls(list(tasks), **options)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"curriculum.options do not fit strategy {strategy!r}: {exc}") from None
+    if not callable(getattr(impl, "weights", None)):
+        raise UsageError(f"strategy {strategy!r} has no weights(stats) method")
+    return impl
+
+
+def _as_weights(raw: Any, num_tasks: int, strategy: str) -> Tensor:
+    """A strategy's answer as a float64 CPU probability vector; a wrong answer is one UsageError."""
+    try:
+        w = torch.as_tensor(raw if isinstance(raw, Tensor) else [float(x) for x in raw])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"strategy {strategy!r} returned weights that are not numbers: {exc}") from None
+    w = w.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+    if w.numel() != num_tasks:
+        raise UsageError(f"strategy {strategy!r} returned {w.numel()} weights for {num_tasks} tasks")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not float(w.sum()) > 0:
+        raise UsageError(f"strategy {strategy!r} returned weights that are not finite, non-negative and not all zero")
+    total = float(w.sum())
+    # A strategy that already returns probabilities keeps its exact values.
+    return w if abs(total - 1.0) <= 1e-12 else w / total
+
+
 class Curriculum:
-    """Task-sampling weights driven by one of `STRATEGIES`, with the trackers that feed them.
+    """Task-sampling weights from a registered strategy, with the trackers that feed it.
 
     Call `observe(...)` after each forward pass and `step(step)` after each optimizer step.
-    Weights stay uniform until `warmup_steps`; from then on every `update_every_n_steps` they
-    are recomputed from the strategy and mixed with uniform by `floor`.
+    Weights stay uniform until `warmup_steps`; from then on every `update_every_n_steps` the
+    strategy's weights are normalised and mixed with uniform by `floor`. Warm-up, update
+    period, floor and logging belong here, not to the strategy.
     """
 
     def __init__(
@@ -331,11 +429,14 @@ class Curriculum:
         warmup_steps: int,
         update_every_n_steps: int,
         decay: float = 0.9,
+        options: dict[str, Any] | None = None,
+        tasks: Sequence[str] | None = None,
+        task_sizes: Sequence[int] | None = None,
+        categories: Sequence[str] | None = None,
+        total_steps: int | None = None,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise UsageError(
-                f"unknown curriculum strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}"
-            )
+        if strategy not in strategies:
+            raise UsageError(strategies.unknown(strategy))
         _check_num_tasks(num_tasks)
         _check_temperature(temperature)
         if not 0.0 <= floor <= 1.0:
@@ -350,29 +451,49 @@ class Curriculum:
         self.floor = floor
         self.warmup_steps = warmup_steps
         self.update_every_n_steps = update_every_n_steps
+        self.tasks = list(tasks) if tasks is not None else [str(t) for t in range(num_tasks)]
+        self.task_sizes = list(task_sizes) if task_sizes is not None else [0] * num_tasks
+        self.categories = list(categories) if categories is not None else ["other"] * num_tasks
+        if not len(self.tasks) == len(self.task_sizes) == len(self.categories) == num_tasks:
+            raise UsageError(f"tasks, task_sizes and categories must each name {num_tasks} tasks")
+        self.total_steps = total_steps or 0
+        self.impl = build_strategy(strategy, self.tasks, strategy_options(strategy, options, temperature))
         self.confusion = ConfusionTracker(num_tasks, decay)
         self.task_stats = TaskStats(num_tasks, decay)
         self.weights = uniform_weights(num_tasks)
+        self._step = 0
 
-    def observe(self, z: Tensor, task_ids: Tensor, uncertainty: Tensor, correct: Tensor) -> None:
-        """Record one batch: embeddings for confusion, outcomes for error rates."""
+    def observe(
+        self, z: Tensor, task_ids: Tensor, uncertainty: Tensor, correct: Tensor, loss: Tensor | None = None
+    ) -> None:
+        """Record one batch: embeddings for confusion, outcomes (and per-question losses) for the task EMAs."""
         self.confusion.observe(z, task_ids, uncertainty)
-        self.task_stats.observe(task_ids, correct, uncertainty)
+        self.task_stats.observe(task_ids, correct, uncertainty, loss)
 
     def pending_tensors(self) -> list[Tensor]:
         return self.confusion.pending_tensors() + self.task_stats.pending_tensors()
 
+    def stats(self, step: int | None = None) -> CurriculumStats:
+        """The statistics a strategy sees, as of the last fold."""
+        ts, conf = self.task_stats, self.confusion
+        return CurriculumStats(
+            tasks=list(self.tasks),
+            task_sizes=list(self.task_sizes),
+            categories=list(self.categories),
+            step=self._step if step is None else step,
+            total_steps=self.total_steps,
+            error_rate=ts.error_rate.detach().cpu().clone(),
+            uncertainty=ts.uncertainty.detach().cpu().clone(),
+            loss=ts.loss.detach().cpu().clone(),
+            seen=ts.seen.cpu().clone(),
+            confusion=conf.matrix.detach().cpu().clone(),
+            confusion_seen=conf.seen.cpu().clone(),
+        )
+
     def compute_weights(self) -> Tensor:
-        """The strategy's weights from the current (folded) statistics, floor applied."""
-        if self.strategy == "uniform":
-            return uniform_weights(self.num_tasks)
-        if self.strategy == "difficulty":
-            stat = _impute_unseen(self.task_stats.error_rate, self.task_stats.seen)
-            raw = difficulty_weights(stat, self.temperature)
-        else:
-            stat = _impute_unseen(self.confusion.task_scores(), self.confusion.task_seen())
-            raw = uncertainty_gradient_weights(stat, self.temperature)
-        return mix_with_floor(raw, self.floor)
+        """The strategy's weights from the current (folded) statistics, normalised, floor applied."""
+        raw = self.impl.weights(self.stats())
+        return mix_with_floor(_as_weights(raw, self.num_tasks, self.strategy), self.floor)
 
     def step(self, step: int, all_reduce: Callable[[Tensor], None] | None = None) -> Tensor | None:
         """Hook after optimizer step `step` (1-based).
@@ -381,6 +502,7 @@ class Curriculum:
         fold them, recompute the weights once past warm-up, and return a copy of the current
         weights (uniform ones during warm-up too, for logging). Otherwise return None.
         """
+        self._step = step
         if step % self.update_every_n_steps != 0:
             return None
         if all_reduce is not None:
@@ -388,17 +510,20 @@ class Curriculum:
                 all_reduce(pending)
         self.confusion.fold()
         self.task_stats.fold()
-        if step >= self.warmup_steps and self.strategy != "uniform":
+        if step >= self.warmup_steps:
             self.weights = self.compute_weights()
         return self.weights.clone()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "strategy": self.strategy,
             "weights": self.weights.clone(),
             "confusion": self.confusion.state_dict(),
             "task_stats": self.task_stats.state_dict(),
         }
+        if callable(getattr(self.impl, "state_dict", None)):
+            state["strategy_state"] = self.impl.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("weights", "confusion", "task_stats"):
@@ -407,6 +532,8 @@ class Curriculum:
         self.weights = _load_tensor(state, "weights", self.weights, "curriculum")
         self.confusion.load_state_dict(state["confusion"])
         self.task_stats.load_state_dict(state["task_stats"])
+        if "strategy_state" in state and callable(getattr(self.impl, "load_state_dict", None)):
+            self.impl.load_state_dict(state["strategy_state"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.errors import DataError, UsageError
+from acct.registry import register_data_source
 
 EVAL_SPLITS: tuple[str, ...] = ("dev", "val", "test")
 AUX_SPLIT = "auxiliary_train"

@@ -31,16 +31,16 @@ from typing import Any
 
 import torch
 
-from acct import distributed
+from acct import distributed, plugins, registry
 from acct import checkpoint as ckpt_io
-from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice
+from acct.config import TINY, CodeFile, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice
 from acct.curriculum import Curriculum, TaskBatchSampler
-from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
+from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
-from acct.losses import classification_loss, normalized_entropy, total_loss, weighted_info_nce
+from acct.losses import Observation, choice_log_probs, normalized_entropy, total_loss, weighted_info_nce
 from acct.metrics import EvalResult, majority_answer, summarize
 from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
-from acct.synthetic import SYNTHETIC_CATEGORIES, generate_suite
+from acct.synthetic import SYNTHETIC_CATEGORIES
 from acct.tokenize import (
     Batch,
     EncodedExamples,
@@ -91,6 +91,7 @@ class StepLogged:
 class CurriculumUpdated:
     step: int
     weights: dict[str, float]
+    sampled: dict[str, int] = field(default_factory=dict)  # questions drawn per task since the previous update
 
 
 @dataclass
@@ -164,12 +165,17 @@ def seed_everything(seed: int) -> None:
 # -- data -----------------------------------------------------------------------------------------
 
 
+def data_source(data: DataSettings) -> Any:
+    """The registered data source `data.source`, built with `data.options`."""
+    cls = registry.data_sources.get(data.source)
+    try:
+        return cls(**data.options)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"data.options do not fit data source {data.source!r}: {exc}") from None
+
+
 def load_source(data: DataSettings, seed: int) -> dict[str, list[Example]]:
-    if data.source == "synthetic":
-        return generate_suite(examples_per_task=data.synthetic_examples_per_task, seed=seed)
-    if data.source == "csv":
-        return load_csv_source(Path(data.data_dir))
-    return load_hub_source(data.hub_dataset)
+    return data_source(data).load(data, seed)
 
 
 def make_split(source: dict[str, list[Example]], data: DataSettings, seed: int) -> DataSplit:
@@ -178,10 +184,42 @@ def make_split(source: dict[str, list[Example]], data: DataSettings, seed: int) 
     return subject_split(source, fractions=data.split_fractions, seed=seed)
 
 
-def task_categories(tasks: Sequence[str]) -> dict[str, str]:
-    """Category of every task: MMLU's four, the synthetic suite's own, else 'other'."""
-    known = {**MMLU_CATEGORIES, **SYNTHETIC_CATEGORIES}
+def task_categories(tasks: Sequence[str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Category of every task: a data source's own (`extra`), MMLU's four, the synthetic suite's, else 'other'."""
+    known = {**MMLU_CATEGORIES, **SYNTHETIC_CATEGORIES, **(extra or {})}
     return {t: known.get(t, "other") for t in tasks}
+
+
+@dataclass
+class Weightings:
+    """The run's registered task-loss weighting and contrastive anchor weighting."""
+
+    task: Any
+    anchor: Any
+    num_tasks: int
+
+    @classmethod
+    def build(cls, settings: TrainSettings, tasks: Sequence[str]) -> Weightings:
+        loss = settings.loss
+        built = []
+        for reg, name, options in (
+            (registry.task_weightings, loss.task_weighting, loss.task_weighting_options),
+            (registry.anchor_weightings, loss.anchor_weighting, loss.anchor_weighting_options),
+        ):
+            try:
+                built.append(reg.get(name)(list(tasks), **options))
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"the options do not fit {reg.kind} {name!r}: {exc}") from None
+        return cls(built[0], built[1], len(tasks))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: part.state_dict() for key, part in (("task", self.task), ("anchor", self.anchor))
+                if callable(getattr(part, "state_dict", None))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, part in (("task", self.task), ("anchor", self.anchor)):
+            if key in state and callable(getattr(part, "load_state_dict", None)):
+                part.load_state_dict(state[key])
 
 
 # -- evaluation -----------------------------------------------------------------------------------
@@ -323,9 +361,9 @@ class StepOutput:
 
 def _gather_global_batch(
     dist: distributed.Distributed, z: torch.Tensor, task_ids: torch.Tensor, u: torch.Tensor, correct: torch.Tensor,
-    *, grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(z, task ids, u, correct) of the global batch, rows in the sampler's order, from every rank's share.
+    loss: torch.Tensor, *, grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z, task ids, u, correct, per-question loss) of the global batch, rows in the sampler's order, from every rank's share.
 
     Rank r holds the global rows r, r + W, r + 2W, ...; one all-gather of one packed tensor
     brings them together. With `grad`, this rank's embeddings stay attached to the graph with
@@ -341,43 +379,59 @@ def _gather_global_batch(
         zf = zf.detach() + (zf - zf.detach()) * w
     else:
         zf = zf.detach()
-    extra = torch.stack([u.detach().float(), task_ids.float(), correct.float()], dim=1)
+    extra = torch.stack([u.detach().float(), task_ids.float(), correct.float(), loss.detach().float()], dim=1)
     rows = dist.all_gather_rows(torch.cat([zf, extra], dim=1))
     b = z.shape[0]
     position = torch.arange(b * w, device=rows.device)
     rows = rows.index_select(0, (position % w) * b + position // w)  # rank-major -> global order
     p = z.shape[1]
-    return rows[:, :p], rows[:, p + 1].long(), rows[:, p], rows[:, p + 2].bool()
+    return rows[:, :p], rows[:, p + 1].long(), rows[:, p], rows[:, p + 2].bool(), rows[:, p + 3]
 
 
 def forward_losses(
     model, batch, settings: TrainSettings, device: torch.device, precision: str,
-    dist: distributed.Distributed = distributed.SINGLE,
+    dist: distributed.Distributed = distributed.SINGLE, weightings: Weightings | None = None,
 ) -> StepOutput:
     with autocast(device, precision):
         out = model(**batch.model_inputs())
     if out.embeddings is None:
         raise ValueError("the batch has no question-only sequences: build it with tokenize.collate")
+    if weightings is None:
+        weightings = Weightings.build(settings, [str(t) for t in range(model_num_tasks(model))])
     scores = out.scores.float()
-    cls = classification_loss(scores, batch.choice_mask, batch.labels)
+    log_p = choice_log_probs(scores, batch.choice_mask)
+    per_question = -log_p.gather(1, batch.labels[:, None]).squeeze(1)
     u = normalized_entropy(scores.detach(), batch.choice_mask)
     correct = scores.detach().argmax(-1) == batch.labels
+    obs = Observation(
+        task_ids=batch.task_ids, correct=correct, uncertainty=u, loss=per_question,
+        mean_loss=torch.nn.functional.nll_loss(log_p, batch.labels), num_tasks=weightings.num_tasks,
+    )
+    cls = weightings.task.loss(obs)
     contrast = settings.loss.lambda_contrastive > 0
     if dist.enabled:
         gather_grad = contrast and settings.loss.gather_negatives and torch.is_grad_enabled()
-        observed = _gather_global_batch(dist, out.embeddings, batch.task_ids, u, correct, grad=gather_grad)
+        observed = _gather_global_batch(dist, out.embeddings, batch.task_ids, u, correct, per_question, grad=gather_grad)
     else:
-        observed = (out.embeddings.detach(), batch.task_ids, u, correct)
+        observed = (out.embeddings.detach(), batch.task_ids, u, correct, per_question.detach())
     if contrast and dist.enabled and settings.loss.gather_negatives:
-        z, tasks, weights, _ = observed
-        con = weighted_info_nce(z, tasks, weights, tau=settings.loss.tau)
+        z, tasks, u_all, correct_all, loss_all = observed
+        everyone = Observation(tasks, correct_all, u_all, loss_all, loss_all.mean(), weightings.num_tasks)
+        con = weighted_info_nce(z, tasks, weightings.anchor.weights(everyone), tau=settings.loss.tau)
         observed = (z.detach(), *observed[1:])
     elif contrast:
-        con = weighted_info_nce(out.embeddings, batch.task_ids, u, tau=settings.loss.tau)
+        con = weighted_info_nce(out.embeddings, batch.task_ids, weightings.anchor.weights(obs), tau=settings.loss.tau)
     else:
         con = torch.zeros((), device=scores.device)
     loss = total_loss(cls, con, settings.loss.lambda_cls, settings.loss.lambda_contrastive)
     return StepOutput(loss, cls.detach(), con.detach(), correct, u, out.embeddings.detach(), observed)
+
+
+def model_num_tasks(model: torch.nn.Module) -> int:
+    """Number of tasks of a MultipleChoiceModel, also through DDP / torch.compile wrappers."""
+    inner = getattr(model, "_orig_mod", model)
+    inner = getattr(inner, "module", inner)
+    return int(inner.task_embedding.num_embeddings)
 
 
 @dataclass
@@ -401,6 +455,7 @@ def train_step(
     precision: str,
     dist: distributed.Distributed = distributed.SINGLE,
     observe: Callable[..., None] | None = None,
+    weightings: Weightings | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over `batches` (the micro-batches of gradient accumulation).
 
@@ -418,7 +473,7 @@ def train_step(
         last = i == n - 1
         sync = model.no_sync() if dist.enabled and not last else contextlib.nullcontext()
         with sync:
-            out = forward_losses(model, batch, settings, device, precision, dist)
+            out = forward_losses(model, batch, settings, device, precision, dist, weightings)
             opt.scaler.scale(out.loss / n).backward()
         if observe is not None:
             observe(*(out.observed or (out.embeddings, batch.task_ids, out.uncertainty, out.correct)))
@@ -542,6 +597,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         prepare_run_dir(settings)  # read-only when resuming: there must be a 'last' checkpoint
         # A resumed run continues with the settings it was started with, whatever the caller built.
         settings = load_run_settings(run_dir).model_copy(update={"resume": True, "output_dir": run_dir})
+        # Its plugins come from the run's own copies, imported only once their sha256 matches.
+        plugins.import_run_code(run_dir, settings.plugins)
     device, precision = resolve_device(settings.device, settings.precision)
     _, world_size, _ = distributed.launched()
     questions_per_batch = settings.batch.questions_per_batch
@@ -564,7 +621,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     notices: list[str] = []
 
     # Data and its manifest: a resumed run re-reads the split it was given, never re-draws it.
-    source = load_source(settings.data, settings.seed)
+    reader = data_source(settings.data)
+    source = reader.load(settings.data, settings.seed)
     if settings.resume:
         split = apply_manifest(source, ckpt_io.read_json(run_dir / "split.json", "split manifest"))
     else:
@@ -582,7 +640,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     missing = sorted({ex.task for ex in split.train + split.val} - set(task_index))
     if missing:
         raise CheckpointError(f"tasks {missing[:3]} are not in the checkpoint's task list")
-    categories = task_categories(tasks)
+    categories = task_categories(tasks, getattr(reader, "categories", None))
     contrastive = contrastive_notice(settings, dist.world_size, len(tasks))
     if contrastive is not None:
         notices.append(contrastive)
@@ -662,6 +720,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     opt = Optimization(optimizer, scheduler, scaler, [p for p in model.parameters() if p.requires_grad],
                        settings.optim.max_grad_norm)
+    sampler = TaskBatchSampler(
+        train_enc.task_ids, len(tasks), settings.batch.tasks_per_batch, settings.batch.examples_per_task, settings.seed,
+        lengths=example_lengths(train_enc) if settings.batch.group_by_length else None,
+    )
     curriculum = Curriculum(
         settings.curriculum.strategy,
         len(tasks),
@@ -670,16 +732,20 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         warmup_steps=round(settings.curriculum.warmup_epochs * steps_per_epoch),
         update_every_n_steps=settings.curriculum.update_every_n_steps,
         decay=settings.curriculum.ema_decay,
+        options=settings.curriculum.options,
+        tasks=tasks,
+        task_sizes=sampler.task_sizes,
+        categories=[categories[t] for t in tasks],
+        total_steps=total_steps,
     )
+    weightings = Weightings.build(settings, tasks)
     if dist.enabled:
         # Only rank 0 observes (the gathered global batch), but every rank all-reduces the
         # windows, so they must live on the training device everywhere (NCCL needs it).
         curriculum.confusion.to(device)
         curriculum.task_stats.to(device)
-    sampler = TaskBatchSampler(
-        train_enc.task_ids, len(tasks), settings.batch.tasks_per_batch, settings.batch.examples_per_task, settings.seed,
-        lengths=example_lengths(train_enc) if settings.batch.group_by_length else None,
-    )
+    # Questions drawn per task since the last curriculum event (counted over the global batch).
+    sampled = [0] * len(tasks)
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main)
     step = 0
@@ -692,7 +758,17 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         step, best_acc, best_step, bad_evals = resumed.step, resumed.best_accuracy, resumed.best_step, resumed.bad_evals
         restored_window = resumed.window
         notices.extend(resumed.notices)
+        resumed_state = ckpt_io.load_state(resume_ckpt, "state")
+        weightings.load_state_dict(resumed_state.get("weightings", {}))
+        saved_sampled = resumed_state["trainer"].get("sampled")
+        if saved_sampled is not None and len(saved_sampled) == len(tasks):
+            sampled = [int(n) for n in saved_sampled]
     else:
+        if settings.plugins:
+            # The run keeps its own copy of every plugin, for --resume (after a sha256 check).
+            copies = dist.on_main(lambda: plugins.copy_into_run(run_dir, settings.plugins))
+            settings = settings.model_copy(update={"plugins": [CodeFile(**c) for c in copies]})
+
         def write_run_files() -> None:
             ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
             ckpt_io.write_json(run_dir / "split.json", manifest)
@@ -731,8 +807,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                     "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                     "metrics_bytes": log.size(),
                     "window": everyone[0]["window"],
+                    "sampled": list(sampled),
                 },
                 "curriculum": curriculum.state_dict(),
+                "weightings": weightings.state_dict(),
                 "sampler": sampler.state_dict(),
                 "rng": everyone[0]["rng"],
                 "world_size": dist.world_size,
@@ -788,7 +866,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         for micro in range(micro_steps):
             # Every rank draws the same global batch (same weights, same (seed, step) draw, same
             # sampler state) and keeps its own rows of it.
-            indices = sampler.batch(step * micro_steps + micro, curriculum.weights)[dist.rank :: dist.world_size]
+            drawn = sampler.batch(step * micro_steps + micro, curriculum.weights)
+            for index in drawn:
+                sampled[train_enc.task_ids[index]] += 1
+            indices = drawn[dist.rank :: dist.world_size]
             batch = collate(train_enc, indices, pad_id)
             window_questions += batch.num_questions
             window_tokens += batch.num_tokens
@@ -798,6 +879,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             train_model, batches, settings, opt, device=device, precision=precision, dist=dist,
             # Rank 0 observes the whole global batch; the others add zeros to the all-reduce.
             observe=curriculum.observe if dist.is_main else None,
+            weightings=weightings,
         )
         sums += step_sums
         skipped += found_inf
@@ -808,8 +890,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         if weights is not None:
             trace.write("curriculum", step=step, weights=weights.tolist())
             named = {t: float(w) for t, w in zip(tasks, weights.tolist())}
-            log.write("curriculum", step=step, weights=named)
-            yield CurriculumUpdated(step, named)
+            drawn_per_task = dict(zip(tasks, sampled))
+            log.write("curriculum", step=step, weights=named, sampled=drawn_per_task)
+            sampled = [0] * len(tasks)
+            yield CurriculumUpdated(step, named, drawn_per_task)
 
         if step % settings.log_every_n_steps == 0 or step == total_steps:
             n = settings.log_every_n_steps if step % settings.log_every_n_steps == 0 else step % settings.log_every_n_steps
@@ -940,6 +1024,8 @@ def load_run_split(run: LoadedRun, data_dir: Path | None = None) -> DataSplit:
     data = run.settings.data
     if data_dir is not None:
         data = data.model_copy(update={"data_dir": data_dir})
+    if data.source not in registry.data_sources:
+        raise UsageError(plugins.needs_code(run.run_dir, run.settings.plugins, f"data source {data.source!r}"))
     source = load_source(data, run.settings.seed)
     return apply_manifest(source, ckpt_io.read_json(run.run_dir / "split.json", "split manifest"))
 

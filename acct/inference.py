@@ -310,8 +310,11 @@ def training_questions(run: Any) -> set[tuple[str, tuple[str, ...]]] | None:
     from acct.engine import load_run_split
     from acct.errors import AcctError
 
-    if run.settings.data.source == "hub":
-        return None  # re-reading it would need the network
+    from acct import registry
+
+    source = run.settings.data.source
+    if source not in registry.data_sources or not getattr(registry.data_sources.get(source), "offline", True):
+        return None  # re-reading it would need the network, or a plugin the user did not pass
     try:
         split = load_run_split(run)
     except AcctError:

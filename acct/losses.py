@@ -1,15 +1,43 @@
 """Loss functions of acct: per-question choice distributions, their normalised entropy, the
 classification loss and the entropy-weighted supervised InfoNCE loss (DESIGN.md section 5).
 
-Everything here is a pure function of tensors; no state, no host synchronisation.
+Everything here is a pure function of tensors; no state, no host synchronisation. The
+registered task-loss weightings and contrastive anchor weightings (acct/weightings.py and
+plugins: `register_task_weighting`, `register_anchor_weighting`) read one `Observation`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from acct.errors import UsageError
+from acct.registry import register_anchor_weighting, register_task_weighting
+
+
+@dataclass
+class Observation:
+    """The per-question signals of one batch (B questions), read by the loss weightings, the
+    curriculum and, under torchrun, the gather of the global batch.
+
+    `loss` keeps its graph (a task-loss weighting trains through it); the rest is detached.
+    """
+
+    task_ids: Tensor  # [B] long: task id of each question
+    correct: Tensor  # [B] bool: the top-scoring choice is the gold one
+    uncertainty: Tensor  # [B] normalised entropy of the choice distribution, in [0, 1]
+    loss: Tensor  # [B] cross-entropy of each question
+    mean_loss: Tensor  # scalar: the batch's mean cross-entropy, what equal weighting trains on
+    num_tasks: int  # T: task ids lie in [0, T)
+    step: int = 0  # optimizer steps done before this batch
+
+
+def question_losses(scores: Tensor, choice_mask: Tensor, labels: Tensor) -> Tensor:
+    """[B] cross-entropy of the gold choice of each question over its valid choices."""
+    log_p = choice_log_probs(scores, choice_mask)
+    return -log_p.gather(1, labels[:, None]).squeeze(1)
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:

@@ -252,7 +252,7 @@ def test_uniform_strategy_stays_uniform_and_all_reduce_is_called() -> None:
     _feed_difficulty(curriculum, generator)
     w = curriculum.step(2, fake_all_reduce)
     assert w.tolist() == pytest.approx([1 / 3] * 3)
-    assert sorted(reduced) == sorted([(3, 3), (3, 3), (3,), (3,), (3,)])
+    assert sorted(reduced) == sorted([(3, 3), (3, 3), (3,), (3,), (3,), (3,)])
     # Summing identical ranks doubles sums and counts alike: the means are unchanged.
     assert curriculum.task_stats.error_rate[0].item() == pytest.approx(1.0)
 

@@ -270,14 +270,17 @@ def test_gathered_info_nce_gives_the_single_process_gradient_after_ddp_averaging
     def gathered(r):
         rows = slice(r, None, world)
         z = embed(replicas[r], rows).float()
-        return engine._gather_global_batch(ranks[r], z, tasks[rows], u[rows].float(), tasks[rows] == 0, grad=True)
+        return engine._gather_global_batch(
+            ranks[r], z, tasks[rows], u[rows].float(), tasks[rows] == 0, 2 * u[rows].float(), grad=True
+        )
 
     for r in range(world):
         gathered(r)  # every rank's rows are known after this pass
     grads = []
     for r in range(world):
-        z, t, uu, correct = gathered(r)
+        z, t, uu, correct, loss = gathered(r)
         assert torch.equal(t, tasks) and torch.equal(correct, tasks == 0)  # back in the sampler's order
+        assert torch.equal(loss, 2 * u.float())
         assert torch.allclose(z.double(), embed(weight, slice(None)), atol=1e-6)
         loss = weighted_info_nce(z, t, uu)
         assert loss.item() == pytest.approx(single.item(), rel=1e-5)

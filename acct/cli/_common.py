@@ -63,6 +63,23 @@ def _escape(text: str) -> str:
     return text.replace("[", "\\[")
 
 
+CODE_HELP = (
+    "A Python file whose import registers plugins (strategies, loss or anchor weightings, data sources, "
+    "ablation arms), imported before the settings are read; repeatable. Environment: ACCT_CODE."
+)
+
+
+def code_option() -> Any:
+    return typer.Option(None, "--code", help=CODE_HELP, show_default=False)
+
+
+def import_code(paths: Any) -> list[dict[str, str]]:
+    """Import the --code files (else ACCT_CODE's); return their records for the run's config.json."""
+    from acct import plugins
+
+    return plugins.import_all(paths)
+
+
 def print_json(obj: Any) -> None:
     import json
 

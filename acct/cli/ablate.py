@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import err, handles_errors, out, print_json
+from acct.cli._common import code_option, err, handles_errors, import_code, out, print_json
 from acct.cli.train import FLAGS as TRAIN_FLAGS
 from acct.cli.train import settings_option as _opt
 from acct.cli_settings import AblateSettings, resolve_flags
@@ -39,7 +39,7 @@ def ablate_command(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per configuration: --seed, --seed+1, ... (default 1)."),
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): held-out split to compare on."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best) checkpoint of each run."),
-    configs: Optional[str] = typer.Option(None, "--configs", help="Comma-separated subset of baseline,contrastive,full (baseline is always run)."),
+    configs: Optional[str] = typer.Option(None, "--configs", help="Comma-separated ablation arms: baseline, contrastive, full or a plugin's (baseline is always run)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain every run even if a finished one is there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else (progress goes to stderr)."),
     model: Optional[str] = _opt("--model"),
@@ -59,10 +59,14 @@ def ablate_command(
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
+    code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
     values = locals()
     flat = {TRAIN_FLAGS[flag]: values[flag[2:].replace("-", "_")] for flag in TRAIN_OVERRIDES}
+    refs = import_code(code)
+    if refs:
+        flat["plugins"] = refs
     base = resolve_train(nest(flat), preset=preset, config_file=config)
     chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
     settings: AblateSettings = resolve_flags(AblateSettings, {

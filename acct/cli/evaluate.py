@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from acct.cli._common import eval_tables, handles_errors, out, print_json
+from acct.cli._common import code_option, eval_tables, handles_errors, import_code, out, print_json
 from acct.config import EvaluateSettings, resolve
 
 
@@ -20,8 +20,10 @@ def evaluate_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
+    code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Score the run's held-out split (never an example used in training): overall, macro, categories, tasks."""
+    import_code(code)
     flags = {"run_dir": run_dir, "split": split, "checkpoint": checkpoint, "batch_size": batch_size,
              "device": device, "data_dir": data_dir}
     settings = resolve(EvaluateSettings, {k: v for k, v in flags.items() if v is not None})

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import err, handles_errors, out, pct, print_json
+from acct.cli._common import code_option, err, handles_errors, import_code, out, pct, print_json
 from acct.cli_settings import InspectSettings, resolve_flags
 from acct.errors import UsageError
 
@@ -32,8 +32,10 @@ def inspect_confusion_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
+    code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Show the task pairs the model confuses most, the most-confused tasks and their curriculum weights."""
+    import_code(code)
     if not recompute:
         given = [flag for flag, v in (("--split", split), ("--batches", batches), ("--seed", seed), ("--data-dir", data_dir)) if v is not None]
         if given:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import err, handles_errors, out, pct, print_json
+from acct.cli._common import code_option, err, handles_errors, import_code, out, pct, print_json
 from acct.cli_settings import PredictSettings, resolve_flags
 from acct.errors import UsageError
 
@@ -47,8 +47,10 @@ def predict_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
+    code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Predict the answer to a question (or a file of questions) with a trained run, offline."""
+    import_code(code)
     if choice_args and not choices_flag:
         raise UsageError(f"unexpected arguments {' '.join(choice_args)!r}: answer options go after --choices")
     choices = list(choice_args or []) if choices_flag else None

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import err, eval_tables, handles_errors, pct
+from acct.cli._common import code_option, err, eval_tables, handles_errors, import_code, pct
 from acct.config import FLAG_NAMES, TrainSettings, nest, resolve_train
 from acct.errors import UsageError
 
@@ -110,6 +110,7 @@ def train_command(
     run_dir: Optional[Path] = typer.Argument(
         None, help="Run directory to resume: `acct train --resume RUN_DIR`.", show_default=False
     ),
+    code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Train one configuration and save its checkpoints to the run directory."""
     values = locals()
@@ -124,6 +125,8 @@ def train_command(
         given += [name for name, v in (("--config", config), ("--preset", preset), ("--overwrite", overwrite)) if v]
         if given:
             raise UsageError(f"--resume continues with the run's saved settings; remove {', '.join(given)}")
+        if code:
+            raise UsageError("--resume imports the run's own copy of its plugins (RUN_DIR/code/, checked by sha256); remove --code")
         from acct.engine import load_run_settings
 
         settings = load_run_settings(target).model_copy(update={"resume": True, "output_dir": target, "overwrite": False})
@@ -132,6 +135,9 @@ def train_command(
             flat["model.trust_remote_code"] = True
         if overwrite:
             flat["overwrite"] = True
+        refs = import_code(code)
+        if refs:
+            flat["plugins"] = refs
         settings = resolve_train(nest(flat), preset=preset, config_file=config)
     run(settings)
 

@@ -1,0 +1,58 @@
+"""`acct list`: every registered name, by kind, with its one-line description."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from acct.cli._common import code_option, handles_errors, import_code, out, print_json
+
+# registry attribute -> heading
+KINDS = {
+    "strategies": "task-sampling strategies (curriculum.strategy, --strategy)",
+    "task_weightings": "task-loss weightings (loss.task_weighting)",
+    "anchor_weightings": "contrastive anchor weightings (loss.anchor_weighting)",
+    "data_sources": "data sources (data.source, --data-source)",
+    "ablation_arms": "ablation arms (acct ablate --configs)",
+}
+
+
+def listing() -> dict[str, list[dict[str, str]]]:
+    """{kind: [{name, description, origin}]} over every registry, acct's own first."""
+    from acct import registry
+
+    result: dict[str, list[dict[str, str]]] = {}
+    for kind in KINDS:
+        reg = registry.REGISTRIES[kind]
+        rows = []
+        for name in reg.names():
+            component = reg.get(name)
+            module = getattr(component, "__module__", "") or ""
+            origin = "acct" if module.startswith("acct.") else getattr(__import__("sys").modules.get(module), "__file__", None) or module
+            rows.append({"name": name, "description": reg.describe(name), "origin": origin})
+        result[kind] = rows
+    return result
+
+
+@handles_errors
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
+    code: Optional[list[Path]] = code_option(),
+) -> None:
+    """List every registered strategy, loss weighting, data source and ablation arm, plugins included."""
+    import_code(code)
+    data = listing()
+    if as_json:
+        print_json(data)
+        return
+    for kind, rows in data.items():
+        table = Table(title=KINDS[kind], title_justify="left", show_header=True, header_style="bold")
+        table.add_column("name")
+        table.add_column("description")
+        table.add_column("from")
+        for row in rows:
+            table.add_row(row["name"], row["description"], row["origin"])
+        out.print(table)

@@ -1,0 +1,50 @@
+"""acct's own data sources: the MMLU hub copy (`hub`), the original CSV release (`csv`) and
+the procedural synthetic suite (`synthetic`).
+
+Contract of a data source (docs/extending.md): a class registered with
+`acct.data.register_data_source`, built as `cls(**data.options)`, whose `load(data, seed)`
+returns a *source*: `dict[str, list[Example]]` keyed by source split ("dev", "val", "test" and
+optionally "auxiliary_train"), which the run's protocol then splits. Optional class attributes:
+`offline` (False when re-reading needs the network; default True) and `categories`
+(task -> category name, for the per-category accuracies).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from acct.data import Example, load_csv_source, load_hub_source, register_data_source
+
+
+@register_data_source("hub")
+class HubSource:
+    """MMLU from the Hugging Face hub (data.hub_dataset, default cais/mmlu); needs the network once."""
+
+    offline = False
+
+    def load(self, data: Any, seed: int) -> dict[str, list[Example]]:
+        return load_hub_source(data.hub_dataset)
+
+
+@register_data_source("csv")
+class CsvSource:
+    """The original MMLU CSV release under data.data_dir: {dev,val,test,auxiliary_train}/NAME_split.csv."""
+
+    def load(self, data: Any, seed: int) -> dict[str, list[Example]]:
+        return load_csv_source(Path(data.data_dir))
+
+
+@register_data_source("synthetic")
+class SyntheticSource:
+    """A procedural suite of confusable tasks (even/odd numbers, animal/fruit words ...), offline."""
+
+    def __init__(self) -> None:
+        from acct.synthetic import SYNTHETIC_CATEGORIES
+
+        self.categories = dict(SYNTHETIC_CATEGORIES)
+
+    def load(self, data: Any, seed: int) -> dict[str, list[Example]]:
+        from acct.synthetic import generate_suite
+
+        return generate_suite(examples_per_task=data.synthetic_examples_per_task, seed=seed)

@@ -1,0 +1,21 @@
+"""The `difficulty` strategy: favour the tasks the model gets wrong most often."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from acct.curriculum import CurriculumStats, _check_temperature, difficulty_weights, impute_unseen, register_strategy
+
+
+@register_strategy("difficulty")
+class Difficulty:
+    """softmax(zscore(EMA error rate) / temperature): the tasks answered wrong most often."""
+
+    def __init__(self, tasks: Sequence[str], temperature: float = 2.0) -> None:
+        _check_temperature(temperature)
+        self.temperature = temperature
+
+    def weights(self, stats: CurriculumStats) -> Tensor:
+        return difficulty_weights(impute_unseen(stats.error_rate, stats.seen), self.temperature)

@@ -1,0 +1,28 @@
+"""The `uncertainty_gradient` strategy (the method): favour the tasks most confused with others."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from acct.curriculum import (
+    CurriculumStats,
+    _check_temperature,
+    impute_unseen,
+    register_strategy,
+    uncertainty_gradient_weights,
+)
+
+
+@register_strategy("uncertainty_gradient")
+class UncertaintyGradient:
+    """softmax(zscore(mean confusion with the other tasks) / temperature): the most-confused tasks."""
+
+    def __init__(self, tasks: Sequence[str], temperature: float = 2.0) -> None:
+        _check_temperature(temperature)
+        self.temperature = temperature
+
+    def weights(self, stats: CurriculumStats) -> Tensor:
+        scores = impute_unseen(stats.confusion_scores(), stats.confusion_seen.any(dim=1))
+        return uncertainty_gradient_weights(scores, self.temperature)
