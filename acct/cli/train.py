@@ -95,7 +95,7 @@ def train_command(
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
     save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
     trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
+        False, "--trust-remote-code", help="Allow a hub model or tokenizer (or, with --resume, the run's checkpoint) to run its own code; off by default, never read from a run directory."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output directory."),
     resume: bool = typer.Option(
@@ -120,7 +120,12 @@ def train_command(
             raise UsageError(f"--resume continues with the run's saved settings; remove {', '.join(given)}")
         from acct.engine import load_run_settings
 
-        settings = load_run_settings(target).model_copy(update={"resume": True, "output_dir": target, "overwrite": False})
+        from acct.engine import user_trusts_remote_code
+
+        saved = load_run_settings(target)
+        # Trust is asked for again: the saved config.json never grants it.
+        trusted = saved.model.model_copy(update={"trust_remote_code": user_trusts_remote_code(trust_remote_code)})
+        settings = saved.model_copy(update={"resume": True, "output_dir": target, "overwrite": False, "model": trusted})
     else:
         if trust_remote_code:
             flat["model.trust_remote_code"] = True
