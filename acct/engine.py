@@ -304,8 +304,8 @@ class RunWriter:
                 self._undo_start()
         finally:
             if self.lock is not None:
-                self.lock.release(remove=self.created_dir or (not self.checkpointed and self.lock.created
-                                                               and not self.settings.resume))
+                failed_start = not self.checkpointed and not self.settings.resume
+                self.lock.release(remove=failed_start and (self.created_dir or self.lock.created))
                 self.lock = None
             if self.created_dir and not self.checkpointed:
                 with contextlib.suppress(OSError):
