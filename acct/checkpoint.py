@@ -49,7 +49,8 @@ LINKS = ("best", "last")
 def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
     """Whether a failed write ran out of space.
 
-    torch's zip writer reports only "file write failed": then the free space of `where` decides.
+    torch's zip writer reports only "file write failed" or "unexpected pos ...": then the free
+    space left on `where` decides (call it before freeing anything).
     """
     seen: BaseException | None = exc
     while seen is not None:
@@ -57,7 +58,7 @@ def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
             return True
         if "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen):
             return True
-        if where is not None and "write failed" in str(seen):
+        if where is not None and any(k in str(seen) for k in ("write failed", "inline_container", "PytorchStreamWriter")):
             with contextlib.suppress(OSError):
                 return shutil.disk_usage(where).free < 64 * 2**20
         seen = seen.__cause__ or seen.__context__
@@ -191,12 +192,14 @@ def save_checkpoint(run_dir: Path, contents: CheckpointContents, tags: list[str]
     try:
         _write_checkpoint(root, tmp, final, name, contents, tags)
     except BaseException as exc:
+        full = isinstance(exc, Exception) and is_disk_full(exc, root)
         shutil.rmtree(tmp, ignore_errors=True)
         for leftover in (root / f".{tag}.link" for tag in tags):
             if leftover.is_symlink():
                 leftover.unlink()
-        if isinstance(exc, Exception) and is_disk_full(exc, root):
-            raise CheckpointError(f"no space left on device while saving step {step}; the previous checkpoint is intact") from None
+        if full:
+            previous = "the previous checkpoint is intact" if (root / "last").exists() else "no checkpoint was saved yet"
+            raise CheckpointError(f"no space left on device while saving step {step}; {previous}") from None
         raise
     _collect_garbage(root)
     return final
