@@ -722,6 +722,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     if settings.resume:
         check_resumable(settings)  # read-only: there must be a 'last' checkpoint
     device, precision = resolve_device(settings.device, settings.precision)
+    if not settings.resume:
+        # Before joining a process group or touching the run directory (a resume checks its saved batch below).
+        _check_batch_splits(settings, distributed.launched()[1])
     dist = distributed.init(device)
     if dist.enabled:
         device = dist.device
@@ -743,18 +746,23 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             writer.end(ok)
 
 
+def _check_batch_splits(settings: TrainSettings, world_size: int) -> None:
+    questions_per_batch = settings.batch.questions_per_batch
+    if questions_per_batch % world_size:
+        raise UsageError(
+            f"the global batch of {questions_per_batch} questions (tasks_per_batch {settings.batch.tasks_per_batch} x "
+            f"examples_per_task {settings.batch.examples_per_task}) does not split evenly over {world_size} processes; "
+            f"make it a multiple of {world_size} (e.g. --examples-per-task) or change --nproc_per_node"
+        )
+
+
 def _train(
     settings: TrainSettings, writer: RunWriter, dist: distributed.Distributed, device: torch.device, precision: str,
     should_stop: Callable[[], bool],
 ) -> Iterator[Event]:
     run_dir = settings.run_dir()
     questions_per_batch = settings.batch.questions_per_batch
-    if questions_per_batch % dist.world_size:
-        raise UsageError(
-            f"the global batch of {questions_per_batch} questions (tasks_per_batch {settings.batch.tasks_per_batch} x "
-            f"examples_per_task {settings.batch.examples_per_task}) does not split evenly over {dist.world_size} processes; "
-            f"make it a multiple of {dist.world_size} (e.g. --examples-per-task) or change --nproc_per_node"
-        )
+    _check_batch_splits(settings, dist.world_size)
     trace = distributed.RankTrace(dist.rank)
     trace.write("started", pid=os.getpid(), world_size=dist.world_size)
     seed_everything(settings.seed)
