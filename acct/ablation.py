@@ -245,7 +245,7 @@ def compare(
     results: dict[tuple[str, int], Any] = {}
     uids: dict[int, list[str]] = {}
     for r in runs:
-        loaded = load_run(r.run_dir, settings.checkpoint, dev)
+        loaded = load_run(r.run_dir, settings.checkpoint, dev, trust_remote_code=r.settings.model.trust_remote_code)
         scored = score_split(loaded, settings.split, device=dev, precision=prec,
                              batch_size=settings.eval_batch_size, data_dir=data_dir)
         ids = [ex.uid for ex in scored.examples]

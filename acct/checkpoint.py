@@ -16,15 +16,21 @@ A run directory holds::
         best -> step-...  last -> step-...   symbolic links, swapped atomically
 
 A checkpoint is written to a temporary directory, fsynced and renamed into place before the
-links move, so a process killed mid-save leaves the previous checkpoint intact. Step
-directories no link points to are deleted, so disk use stays bounded.
+links move, so a process killed mid-save leaves the previous checkpoint intact; a save that
+fails (a full disk) removes its temporary files. Step directories no link points to are
+deleted, so disk use stays bounded, except one a reader holds a shared `flock` on (see
+`reading`): it goes at the next save after the reader is done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,15 +46,40 @@ FORMAT_VERSION = 1
 LINKS = ("best", "last")
 
 
+def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
+    """Whether a failed write ran out of space.
+
+    torch's zip writer reports only "file write failed" or "unexpected pos ...": then the free
+    space left on `where` decides (call it before freeing anything).
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen):
+            return True
+        if where is not None and any(k in str(seen) for k in ("write failed", "inline_container", "PytorchStreamWriter")):
+            with contextlib.suppress(OSError):
+                return shutil.disk_usage(where).free < 64 * 2**20
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
+    """Write JSON through a temporary file and an atomic rename; a failed write leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, Exception) and is_disk_full(exc):
+            raise CheckpointError(f"no space left on device while writing {path}; nothing was changed") from None
+        raise
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -158,6 +189,23 @@ def save_checkpoint(run_dir: Path, contents: CheckpointContents, tags: list[str]
     tmp = root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        _write_checkpoint(root, tmp, final, name, contents, tags)
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and is_disk_full(exc, root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (root / f".{tag}.link" for tag in tags):
+            if leftover.is_symlink():
+                leftover.unlink()
+        if full:
+            previous = "the previous checkpoint is intact" if (root / "last").exists() else "no checkpoint was saved yet"
+            raise CheckpointError(f"no space left on device while saving step {step}; {previous}") from None
+        raise
+    _collect_garbage(root)
+    return final
+
+
+def _write_checkpoint(root: Path, tmp: Path, final: Path, name: str, contents: CheckpointContents, tags: list[str]) -> None:
     tmp.mkdir()
     save_file(model_state(contents.model), str(tmp / "model.safetensors"))
     encoder = getattr(contents.model, "encoder", None)
@@ -178,7 +226,7 @@ def save_checkpoint(run_dir: Path, contents: CheckpointContents, tags: list[str]
         stale = root / f".stale-{name}-{os.getpid()}"
         os.replace(final, stale)
         os.replace(tmp, final)
-        shutil.rmtree(stale, ignore_errors=True)
+        _remove_unless_read(stale)
     else:
         os.replace(tmp, final)
     _fsync_dir(root)
@@ -189,8 +237,6 @@ def save_checkpoint(run_dir: Path, contents: CheckpointContents, tags: list[str]
         os.symlink(name, link_tmp)
         os.replace(link_tmp, root / tag)
     _fsync_dir(root)
-    _collect_garbage(root)
-    return final
 
 
 def _collect_garbage(root: Path) -> None:
@@ -199,9 +245,43 @@ def _collect_garbage(root: Path) -> None:
         if entry.name in LINKS:
             continue
         if entry.name.startswith("step-") and entry.name not in keep:
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_unless_read(entry)
         elif entry.name.startswith((".tmp-", ".stale-")):
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_unless_read(entry)
+
+
+def _remove_unless_read(directory: Path) -> None:
+    """Delete a checkpoint directory unless a reader holds it (then a later save deletes it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        shutil.rmtree(directory, ignore_errors=True)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def reading(ckpt: Path) -> Iterator[bool]:
+    """Hold a shared lock on a checkpoint directory while it is read, so the trainer does not delete it.
+
+    Yields False when the directory is gone (or going) already: the caller resolves the link again.
+    """
+    try:
+        fd = os.open(ckpt, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield (Path(ckpt) / "acct.json").is_file()
+    finally:
+        os.close(fd)
 
 
 def is_run_dir(path: Path) -> bool:

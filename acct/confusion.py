@@ -158,6 +158,7 @@ def recompute_confusion(
     device: str = "auto",
     precision: str = "auto",
     data_dir: Path | None = None,
+    trust_remote_code: bool = False,
 ) -> ConfusionReport:
     """Rebuild the matrix from the checkpoint's embeddings of a held-out split (training definition).
 
@@ -173,7 +174,7 @@ def recompute_confusion(
     from acct.tokenize import collate, encode_examples
 
     dev, prec = resolve_device(device, precision)
-    run = load_run(Path(run_dir), checkpoint, dev)
+    run = load_run(Path(run_dir), checkpoint, dev, trust_remote_code=trust_remote_code)
     parts = load_run_split(run, data_dir)
     examples = list(parts.val if split == "val" else parts.test)
     if not examples:

@@ -39,6 +39,7 @@ from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build
 from acct.errors import AcctError, CheckpointError, UsageError
 from acct.losses import Observation, choice_log_probs, normalized_entropy, total_loss, weighted_info_nce
 from acct.metrics import EvalResult, majority_answer, summarize
+from acct.runlock import RunLock
 from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
 from acct.synthetic import SYNTHETIC_CATEGORIES
 from acct.tokenize import (
@@ -184,6 +185,26 @@ def make_split(source: dict[str, list[Example]], data: DataSettings, seed: int) 
     return subject_split(source, fractions=data.split_fractions, seed=seed)
 
 
+def check_batch_fits(settings: TrainSettings, train: Sequence[Example]) -> None:
+    """Refuse a batch the training split cannot fill, before anything is built or written."""
+    sizes: dict[str, int] = {}
+    for ex in train:
+        sizes[ex.task] = sizes.get(ex.task, 0) + 1
+    largest = max(sizes.values())
+    shape = settings.batch
+    if shape.examples_per_task > largest:
+        raise UsageError(
+            f"examples_per_task {shape.examples_per_task} is more than the largest task has ({largest} training "
+            f"questions): a task slot can never hold more; use --examples-per-task {largest} or less"
+        )
+    if shape.questions_per_batch > len(train):
+        raise UsageError(
+            f"a batch of {shape.questions_per_batch} questions (tasks_per_batch {shape.tasks_per_batch} x examples_per_task "
+            f"{shape.examples_per_task}) is larger than the whole training split ({len(train)} questions); "
+            "lower --tasks-per-batch or --examples-per-task"
+        )
+
+
 def task_categories(tasks: Sequence[str], extra: dict[str, str] | None = None) -> dict[str, str]:
     """Category of every task: a data source's own (`extra`), MMLU's four, the synthetic suite's, else 'other'."""
     known = {**MMLU_CATEGORIES, **SYNTHETIC_CATEGORIES, **(extra or {})}
@@ -260,26 +281,100 @@ def predict_encoded(
 RUN_FILES = ("config.json", "split.json", "metrics.jsonl")
 
 
-def prepare_run_dir(settings: TrainSettings) -> Path:
+def check_resumable(settings: TrainSettings) -> Path:
+    """The run directory of a resume: it must hold a 'last' checkpoint."""
     run_dir = settings.run_dir()
-    if settings.resume:
-        ckpt_io.checkpoint_dir(run_dir, "last")
-        return run_dir
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"output path {run_dir} is a file")
-    if ckpt_io.is_run_dir(run_dir):
-        if not settings.overwrite:
-            raise UsageError(f"{run_dir} already holds a run; pass --overwrite to replace it or --resume to continue it")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        for stale in run_dir.glob("eval-*.json"):
-            stale.unlink()
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    ckpt_io.checkpoint_dir(run_dir, "last")
     return run_dir
+
+
+class RunWriter:
+    """Rank 0's hold on the run directory while it trains.
+
+    `begin` takes the directory's lock (see acct.runlock) and refuses an existing run without
+    --overwrite; `set_aside` moves an overwritten run into RUN_DIR/.old-<time>/ once the new
+    run's data and tokenizer are known to be good; `saved` deletes it after the new run's
+    first checkpoint. `end` releases the lock and, after a failed start (no checkpoint
+    saved), removes what this run wrote and puts the old run back.
+    """
+
+    def __init__(self, settings: TrainSettings):
+        self.settings = settings
+        self.run_dir = settings.run_dir()
+        self.lock: RunLock | None = None
+        self.created_dir = False
+        self.aside: Path | None = None
+        self.wrote_files = False
+        self.checkpointed = False
+
+    def begin(self) -> None:
+        run_dir = self.run_dir
+        if self.settings.resume:
+            self.lock = RunLock.acquire(run_dir)
+            return
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"output path {run_dir} is a file")
+        self.created_dir = not run_dir.exists()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+        try:
+            self.lock = RunLock.acquire(run_dir)
+            if ckpt_io.is_run_dir(run_dir) and not self.settings.overwrite:
+                raise UsageError(f"{run_dir} already holds a run; pass --overwrite to replace it or --resume to continue it")
+        except BaseException:
+            self.end(ok=False)
+            raise
+
+    def set_aside(self) -> str | None:
+        """Move the run being overwritten out of the way; a notice saying where, or None."""
+        if not ckpt_io.is_run_dir(self.run_dir):
+            return None
+        aside = self.run_dir / f".old-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside.mkdir()
+        self.aside = aside
+        for entry in self._run_entries():
+            os.replace(entry, aside / entry.name)
+        return (f"--overwrite: the previous run was moved to {aside}; it is deleted once this run saves its first "
+                "checkpoint, and put back if this run fails before that")
+
+    def _run_entries(self) -> list[Path]:
+        names = [*RUN_FILES, "checkpoints"]
+        entries = [self.run_dir / n for n in names if (self.run_dir / n).exists() or (self.run_dir / n).is_symlink()]
+        return entries + sorted(self.run_dir.glob("eval-*.json"))
+
+    def saved(self) -> None:
+        self.checkpointed = True
+        if self.aside is not None:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.aside = None
+
+    def end(self, ok: bool) -> None:
+        try:
+            if not self.checkpointed and not self.settings.resume and self.lock is not None:
+                self._undo_start()
+        finally:
+            if self.lock is not None:
+                failed_start = not self.checkpointed and not self.settings.resume
+                self.lock.release(remove=failed_start and (self.created_dir or self.lock.created))
+                self.lock = None
+            if self.created_dir and not self.checkpointed:
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()
+
+    def _undo_start(self) -> None:
+        if self.wrote_files or self.aside is not None:
+            for entry in self._run_entries():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        if self.aside is not None:
+            for entry in self.aside.iterdir():
+                os.replace(entry, self.run_dir / entry.name)
+            self.aside.rmdir()
+            self.aside = None
 
 
 def load_run_settings(run_dir: Path) -> TrainSettings:
@@ -312,10 +407,40 @@ class MetricsLog:
     def size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
+    def sync(self) -> None:
+        """Flush the log to the disk (before a checkpoint records its length)."""
+        if self.enabled and self.path.exists():
+            with open(self.path, "ab") as f:
+                f.flush()
+                os.fsync(f.fileno())
+
     def truncate(self, size: int) -> None:
         if self.enabled and self.path.exists():
             with open(self.path, "r+b") as f:
                 f.truncate(size)
+
+    def restore(self, size: int, step: int) -> str | None:
+        """Bring the log back to a checkpoint that recorded `size` bytes at `step`; a notice if it cannot be exact.
+
+        A longer log lost nothing: its tail after the checkpoint is cut. A shorter one lost
+        records the checkpoint cannot rebuild: its partial last line is dropped and a
+        "segment" record marks where the log starts again. Never padded.
+        """
+        if not self.enabled:
+            return None
+        if not self.path.exists():
+            self.write("segment", step=step, reason="metrics.jsonl was missing at resume")
+            return f"metrics.jsonl was missing; a new log starts at step {step} (earlier records are lost)"
+        have = self.size()
+        if have >= size:
+            self.truncate(size)
+            return None
+        data = self.path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        self.truncate(keep)
+        self.write("segment", step=step, reason=f"metrics.jsonl had {have} of the {size} bytes the checkpoint recorded")
+        return (f"metrics.jsonl is shorter than the checkpoint recorded ({have} < {size} bytes): its lost tail "
+                f"cannot be rebuilt; a new segment starts at step {step}")
 
 
 # -- optimizer and schedule -----------------------------------------------------------------------
@@ -580,9 +705,74 @@ def _resume(
             f"checkpoint written by {saved_world} process(es), resumed by {dist.world_size}: training continues "
             "with the same global batch, but dropout draws differ from an uninterrupted run"
         )
-    log.truncate(trainer["metrics_bytes"])
+    lost = log.restore(trainer["metrics_bytes"], step)
+    if lost:
+        notices.append(lost)
     notices.append(f"resumed from step {step} ({ckpt.name})")
     return _Resumed(step, trainer["best_accuracy"], trainer["best_step"], trainer["bad_evals"], window, notices)
+
+
+def user_trusts_remote_code(flag: bool = False) -> bool:
+    """Trust comes from the person running the command: their flag or ACCT_MODEL__TRUST_REMOTE_CODE, never a run directory."""
+    env = os.environ.get("ACCT_MODEL__TRUST_REMOTE_CODE", "").strip().lower()
+    return bool(flag) or env in ("1", "true", "yes", "on", "y", "t")
+
+
+def check_no_remote_code(ckpt: Path, trust_remote_code: bool) -> None:
+    """Refuse a checkpoint whose encoder or tokenizer config points at code, unless the user trusts it."""
+    if trust_remote_code:
+        return
+    for part in ("encoder/config.json", "tokenizer/tokenizer_config.json", "tokenizer/config.json"):
+        path = ckpt / part
+        if not path.is_file():
+            continue
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(cfg, dict) and cfg.get("auto_map"):
+            raise CheckpointError(
+                f"{path} names code to run (auto_map); acct never runs code from a run directory on its own: "
+                "if you trust where this run came from, pass --trust-remote-code (or set ACCT_MODEL__TRUST_REMOTE_CODE=1)"
+            )
+
+
+# Fields a checkpoint's settings digest leaves out: how this invocation was asked for, where the
+# run and its CSV files live (the split manifest's fingerprints guard the data itself), and trust,
+# which is never read from the run directory.
+_UNDIGESTED = ("resume", "overwrite", "output_dir", "model.trust_remote_code", "data.data_dir")
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    return {prefix: obj}
+
+
+def settings_record(settings: TrainSettings) -> dict[str, Any]:
+    """The settings a checkpoint vouches for, flattened to dotted names."""
+    flat = _flatten(json.loads(settings.model_dump_json()))
+    return {k: v for k, v in flat.items() if k not in _UNDIGESTED}
+
+
+def check_settings_unchanged(run_dir: Path, settings: TrainSettings, meta: dict[str, Any]) -> None:
+    """Refuse to resume when config.json no longer matches the settings the checkpoint was saved with."""
+    digest = meta.get("settings_digest")
+    if digest is None:
+        return
+    now = settings_record(settings)
+    if _fingerprint(now) == digest:
+        return
+    saved = meta.get("settings") or {}
+    changed = sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
+    detail = ", ".join(f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in changed[:4]) or "unknown fields"
+    raise CheckpointError(
+        f"{run_dir}/config.json was edited after the checkpoint was saved: {detail}"
+        f"{' ...' if len(changed) > 4 else ''}; put the saved values back to resume, or start a new run"
+    )
 
 
 def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
@@ -591,16 +781,40 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     Under torchrun every rank runs this generator; it joins the process group on first use
     (the caller tears it down: see `distributed.session`). Every rank yields the same events,
     only rank 0 writes files, and `should_stop` on any rank stops all of them at the same step.
+    Rank 0 holds the run directory's lock from start to end (see RunWriter).
     """
     run_dir = settings.run_dir()
+    trust = settings.model.trust_remote_code
     if settings.resume:
-        prepare_run_dir(settings)  # read-only when resuming: there must be a 'last' checkpoint
-        # A resumed run continues with the settings it was started with, whatever the caller built.
-        settings = load_run_settings(run_dir).model_copy(update={"resume": True, "output_dir": run_dir})
-        # Its plugins come from the run's own copies, imported only once their sha256 matches.
-        plugins.import_run_code(run_dir, settings.plugins)
+        check_resumable(settings)  # read-only: there must be a 'last' checkpoint
     device, precision = resolve_device(settings.device, settings.precision)
-    _, world_size, _ = distributed.launched()
+    if not settings.resume:
+        # Before joining a process group or touching the run directory (a resume checks its saved batch below).
+        _check_batch_splits(settings, distributed.launched()[1])
+    dist = distributed.init(device)
+    if dist.enabled:
+        device = dist.device
+    writer = RunWriter(settings)
+    dist.on_main(writer.begin)
+    ok = False
+    try:
+        if settings.resume:
+            # A resumed run continues with the settings it was started with, whatever the caller
+            # built (read under the lock), except trust, which only the caller can give.
+            saved = load_run_settings(run_dir)
+            settings = saved.model_copy(update={
+                "resume": True, "output_dir": run_dir, "model": saved.model.model_copy(update={"trust_remote_code": trust}),
+            })
+            # Its plugins come from the run's own copies, imported only once their sha256 matches.
+            plugins.import_run_code(run_dir, settings.plugins)
+        yield from _train(settings, writer, dist, device, precision, should_stop)
+        ok = True
+    finally:
+        if dist.is_main:
+            writer.end(ok)
+
+
+def _check_batch_splits(settings: TrainSettings, world_size: int) -> None:
     questions_per_batch = settings.batch.questions_per_batch
     if questions_per_batch % world_size:
         raise UsageError(
@@ -608,15 +822,18 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             f"examples_per_task {settings.batch.examples_per_task}) does not split evenly over {world_size} processes; "
             f"make it a multiple of {world_size} (e.g. --examples-per-task) or change --nproc_per_node"
         )
-    dist = distributed.init(device)
-    if dist.enabled:
-        device = dist.device
+
+
+def _train(
+    settings: TrainSettings, writer: RunWriter, dist: distributed.Distributed, device: torch.device, precision: str,
+    should_stop: Callable[[], bool],
+) -> Iterator[Event]:
+    run_dir = settings.run_dir()
+    questions_per_batch = settings.batch.questions_per_batch
+    _check_batch_splits(settings, dist.world_size)
     backends = configure_backends(device, precision, deterministic=settings.deterministic, tf32=settings.tf32)
     trace = distributed.RankTrace(dist.rank)
     trace.write("started", pid=os.getpid(), world_size=dist.world_size)
-    if not settings.resume:
-        # Rank 0 clears or creates the directory; the others learn its outcome (or its error).
-        run_dir = dist.on_main(lambda: prepare_run_dir(settings))
     seed_everything(settings.seed)
     notices: list[str] = []
 
@@ -630,9 +847,12 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         notices.extend(split.notices)
     if not split.train:
         raise UsageError("the training split is empty")
+    check_batch_fits(settings, split.train)
     resume_ckpt = ckpt_io.checkpoint_dir(run_dir, "last") if settings.resume else None
     if resume_ckpt is not None:
         meta = ckpt_io.read_meta(resume_ckpt)
+        check_settings_unchanged(run_dir, settings, meta)
+        check_no_remote_code(resume_ckpt, settings.model.trust_remote_code)
         tasks = list(meta["tasks"])
     else:
         tasks = split.tasks()
@@ -646,7 +866,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         notices.append(contrastive)
 
     if resume_ckpt is not None:
-        tokenizer = load_tokenizer(str(resume_ckpt / "tokenizer"))
+        tokenizer = load_tokenizer(str(resume_ckpt / "tokenizer"), trust_remote_code=settings.model.trust_remote_code)
     elif settings.model.tokenizer == TINY:
         tokenizer = train_tiny_tokenizer(example_texts(split.train), settings.model.tiny.vocab_size)
         notices.append(f"tokenizer: WordPiece with {len(tokenizer)} pieces trained offline on the training split")
@@ -666,6 +886,11 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     cache = default_cache_dir()
     train_enc = encode_examples_cached(tokenizer, split.train, task_index, settings.model.max_length, cache)
     val_enc = encode_examples_cached(tokenizer, split.val, task_index, settings.model.max_length, cache)
+    if resume_ckpt is None and settings.overwrite:
+        # Settings, data, split and tokenizer are good: only now is the old run moved aside.
+        moved = dist.on_main(writer.set_aside)
+        if moved:
+            notices.append(moved)
 
     head = HeadConfig(num_tasks=len(tasks), projection_dim=settings.model.projection_dim, pooling=settings.model.pooling)
     if resume_ckpt is not None:
@@ -773,7 +998,10 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
             ckpt_io.write_json(run_dir / "split.json", manifest)
 
+        writer.wrote_files = True
         dist.on_main(write_run_files)
+
+    record = settings_record(settings)
 
     def save(tags: list[str], val_acc: float | None) -> Event:
         local = {
@@ -784,6 +1012,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         everyone = dist.all_gather_object(local)
 
         def write() -> Path:
+            # The log is on disk before a checkpoint records its length.
+            log.sync()
             meta = {
                 "step": step,
                 "epoch": step / steps_per_epoch,
@@ -796,6 +1026,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 "backends": backends,
                 "curriculum_weights": curriculum.weights.tolist(),
                 "confusion": curriculum.confusion.matrix.tolist(),
+                "settings": record,
+                "settings_digest": _fingerprint(record),
             }
             state = {
                 "trainer": {
@@ -817,7 +1049,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 "ranks": everyone[1:],  # ranks 1.. of a torchrun job: their RNG streams and windows
             }
             contents = ckpt_io.CheckpointContents(model, meta, tokenizer, state=state, optimizer=optimizer.state_dict())
-            return ckpt_io.save_checkpoint(run_dir, contents, tags)
+            saved_to = ckpt_io.save_checkpoint(run_dir, contents, tags)
+            writer.saved()
+            return saved_to
 
         # Rank 0 writes; the others wait for it (and share its error, if any).
         path = dist.on_main(write)
@@ -985,10 +1219,34 @@ class LoadedRun:
         return tokenizer_pad_id(self.tokenizer)
 
 
-def load_run(run_dir: Path, which: str = "best", device: torch.device | None = None) -> LoadedRun:
-    """Rebuild the model of a run from its checkpoint alone (offline)."""
-    ckpt = ckpt_io.checkpoint_dir(run_dir, which)
-    settings = load_run_settings(run_dir)
+def load_run(
+    run_dir: Path, which: str = "best", device: torch.device | None = None, *, trust_remote_code: bool = False,
+) -> LoadedRun:
+    """Rebuild the model of a run from its checkpoint alone (offline).
+
+    The checkpoint link is resolved once and read from that directory under a shared lock the
+    trainer respects; if training replaced it anyway, it is resolved and read once more.
+    Code named in the checkpoint runs only if the caller trusts it (`user_trusts_remote_code`).
+    """
+    trust = user_trusts_remote_code(trust_remote_code)
+    for attempt in range(2):
+        ckpt = ckpt_io.checkpoint_dir(run_dir, which)
+        with ckpt_io.reading(ckpt) as present:
+            try:
+                if present:
+                    return _load_checkpoint(Path(run_dir), ckpt, device, trust)
+            except Exception:
+                if ckpt_io.checkpoint_dir(run_dir, which) == ckpt and (ckpt / "acct.json").is_file():
+                    raise
+    raise CheckpointError(
+        f"the checkpoint changed while it was being read ({run_dir}/checkpoints/{which}: training is saving into "
+        "this run); try again"
+    )
+
+
+def _load_checkpoint(run_dir: Path, ckpt: Path, device: torch.device | None, trust: bool) -> LoadedRun:
+    saved = load_run_settings(run_dir)
+    settings = saved.model_copy(update={"model": saved.model.model_copy(update={"trust_remote_code": trust})})
     meta = ckpt_io.read_meta(ckpt)
     head_dict = meta["head"]
     try:
@@ -999,8 +1257,11 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device | None = N
         raise CheckpointError(f"{ckpt}: head has {head.num_tasks} tasks but the task list has {len(meta['tasks'])}")
     if not (ckpt / "encoder" / "config.json").is_file():
         raise CheckpointError(f"{ckpt} has no encoder/config.json")
-    tokenizer = load_tokenizer(str(ckpt / "tokenizer"))
-    encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=settings.model.trust_remote_code)
+    if not (ckpt / "tokenizer").is_dir():
+        raise CheckpointError(f"{ckpt} has no tokenizer folder")
+    check_no_remote_code(ckpt, trust)
+    tokenizer = load_tokenizer(str(ckpt / "tokenizer"), trust_remote_code=trust)
+    encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=trust)
     model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=device)
     ckpt_io.load_model_weights(model, ckpt)
     if device is not None:
@@ -1008,7 +1269,7 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device | None = N
     model.eval()
     tasks = list(meta["tasks"])
     return LoadedRun(
-        run_dir=Path(run_dir),
+        run_dir=run_dir,
         checkpoint=ckpt,
         settings=settings,
         meta=meta,
@@ -1045,10 +1306,10 @@ def score_examples(
     return [int(p) for p in preds], result
 
 
-def evaluate(settings: EvaluateSettings) -> EvalResult:
+def evaluate(settings: EvaluateSettings, *, trust_remote_code: bool = False) -> EvalResult:
     """Score a held-out split of a run's manifest; writes RUN_DIR/eval-<split>.json."""
     device, precision = resolve_device(settings.device, settings.precision)
-    run = load_run(settings.run_dir, settings.checkpoint, device)
+    run = load_run(settings.run_dir, settings.checkpoint, device, trust_remote_code=trust_remote_code)
     split = load_run_split(run, settings.data_dir)
     examples = split.val if settings.split == "val" else split.test
     _, result = score_examples(

@@ -104,11 +104,11 @@ class Predictor:
 
     @classmethod
     def open(cls, run_dir: Path, checkpoint: str = "best", *, device: str = "auto", precision: str = "auto",
-             batch_size: int = 64) -> Predictor:
+             batch_size: int = 64, trust_remote_code: bool = False) -> Predictor:
         from acct.engine import load_run, resolve_device
 
         dev, prec = resolve_device(device, precision)
-        return cls(load_run(Path(run_dir), checkpoint, dev), dev, prec, batch_size)
+        return cls(load_run(Path(run_dir), checkpoint, dev, trust_remote_code=trust_remote_code), dev, prec, batch_size)
 
     @property
     def tasks(self) -> list[str]:

@@ -119,7 +119,8 @@ def test_two_processes_write_one_run_and_agree_bit_for_bit(reference):
     run_dir, trace_dir = reference
     # One checkpoint set, written by rank 0 alone: eval at the last step makes it best and last.
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "last", f"step-{STEPS:08d}"]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "split.json"]
+    # Rank 0 alone held the run's lock (one lock file, no per-rank files).
+    assert sorted(p.name for p in run_dir.iterdir()) == [".acct.lock", "checkpoints", "config.json", "metrics.jsonl", "split.json"]
     assert [e["step"] for e in metrics(run_dir, "train")] == list(range(1, STEPS + 1))  # logged once, not per rank
     assert len(metrics(run_dir, "validation")) == 1
     assert json.loads((run_dir / "config.json").read_text())["loss"]["gather_negatives"] is True

@@ -21,6 +21,10 @@ def evaluate_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code",
+        help="Allow the checkpoint's encoder or tokenizer to run code it names (auto_map); off by default, never read from the run directory.",
+    ),
 ) -> None:
     """Score the run's held-out split (never an example used in training): overall, macro, categories, tasks."""
     import_code(code)
@@ -30,7 +34,7 @@ def evaluate_command(
 
     from acct.engine import evaluate
 
-    result = evaluate(settings)
+    result = evaluate(settings, trust_remote_code=trust_remote_code)
     if as_json:
         print_json(result.to_dict())
         return

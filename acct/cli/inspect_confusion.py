@@ -33,6 +33,10 @@ def inspect_confusion_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code",
+        help="Allow the checkpoint's encoder or tokenizer to run code it names (auto_map); off by default, never read from the run directory.",
+    ),
 ) -> None:
     """Show the task pairs the model confuses most, the most-confused tasks and their curriculum weights."""
     import_code(code)
@@ -54,7 +58,7 @@ def inspect_confusion_command(
         report = confusion.recompute_confusion(
             settings.run_dir, settings.checkpoint, split=settings.split, batches=settings.batches, seed=settings.seed,
             batch_size=settings.batch_size, device=settings.device, precision=settings.precision,
-            data_dir=settings.data_dir,
+            data_dir=settings.data_dir, trust_remote_code=trust_remote_code,
         )
     else:
         report = confusion.saved_confusion(settings.run_dir, settings.checkpoint)

@@ -48,6 +48,10 @@ def predict_command(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code",
+        help="Allow the checkpoint's encoder or tokenizer to run code it names (auto_map); off by default, never read from the run directory.",
+    ),
 ) -> None:
     """Predict the answer to a question (or a file of questions) with a trained run, offline."""
     import_code(code)
@@ -59,22 +63,23 @@ def predict_command(
         "output": output, "checkpoint": checkpoint, "batch_size": batch_size, "device": device, "precision": precision,
     })
     if settings.input is not None:
-        _file_mode(settings, as_json)
+        _file_mode(settings, as_json, trust_remote_code)
     else:
-        _single(settings, as_json)
+        _single(settings, as_json, trust_remote_code)
 
 
 def _agnostic_notice(n_tasks: int) -> str:
     return f"scored with the task-agnostic embedding (the mean of the run's {n_tasks} task embeddings)"
 
 
-def _single(settings: PredictSettings, as_json: bool) -> None:
+def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.table import Table
 
     from acct.inference import Predictor, Question, check_question, resolve_task
 
     check_question(settings.question or "", settings.choices or [])
-    predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision)
+    predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision,
+                               trust_remote_code=trust_remote_code)
     resolve_task(settings.task, predictor.tasks)
     if settings.task is None:
         err.print(f"[dim]no --task: {_agnostic_notice(len(predictor.tasks))}; pass --task NAME for a subject[/]",
@@ -95,7 +100,7 @@ def _single(settings: PredictSettings, as_json: bool) -> None:
     out.print(f"prediction: [bold green]{pred.choice}[/] ({pct(pred.probabilities[pred.prediction])})", highlight=False, soft_wrap=True)
 
 
-def _file_mode(settings: PredictSettings, as_json: bool) -> None:
+def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from acct.inference import Predictor, predict_stream, read_questions, training_questions
@@ -103,7 +108,8 @@ def _file_mode(settings: PredictSettings, as_json: bool) -> None:
     if as_json and settings.output is None:
         raise UsageError("--json with --input needs --output FILE: the JSON lines would otherwise share stdout with the summary")
     predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device,
-                               precision=settings.precision, batch_size=settings.batch_size)
+                               precision=settings.precision, batch_size=settings.batch_size,
+                               trust_remote_code=trust_remote_code)
     questions, notices = read_questions(settings.input, predictor.tasks, settings.task)
     for note in notices:
         err.print(f"[dim]{note}[/]", highlight=False, soft_wrap=True)

@@ -101,7 +101,7 @@ def train_command(
     deterministic: Optional[bool] = _opt("--deterministic"),
     tf32: Optional[bool] = _opt("--tf32", "--no-tf32"),
     trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
+        False, "--trust-remote-code", help="Allow a hub model or tokenizer (or, with --resume, the run's checkpoint) to run its own code; off by default, never read from a run directory."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output directory."),
     resume: bool = typer.Option(
@@ -129,7 +129,12 @@ def train_command(
             raise UsageError("--resume imports the run's own copy of its plugins (RUN_DIR/code/, checked by sha256); remove --code")
         from acct.engine import load_run_settings
 
-        settings = load_run_settings(target).model_copy(update={"resume": True, "output_dir": target, "overwrite": False})
+        from acct.engine import user_trusts_remote_code
+
+        saved = load_run_settings(target)
+        # Trust is asked for again: the saved config.json never grants it.
+        trusted = saved.model.model_copy(update={"trust_remote_code": user_trusts_remote_code(trust_remote_code)})
+        settings = saved.model_copy(update={"resume": True, "output_dir": target, "overwrite": False, "model": trusted})
     else:
         if trust_remote_code:
             flat["model.trust_remote_code"] = True
