@@ -69,19 +69,19 @@ def _agnostic_notice(n_tasks: int) -> str:
 def _single(settings: PredictSettings, as_json: bool) -> None:
     from rich.table import Table
 
-    from acct.inference import Predictor, Question, check_question, resolve_task
+    from acct.inference import Predictor, Question, canonical_task, check_question
 
     check_question(settings.question or "", settings.choices or [])
     predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision)
-    resolve_task(settings.task, predictor.tasks)
-    if settings.task is None:
+    task = canonical_task(settings.task, predictor.tasks)
+    if task is None:
         err.print(f"[dim]no --task: {_agnostic_notice(len(predictor.tasks))}; pass --task NAME for a subject[/]",
                   highlight=False, soft_wrap=True)
-    [pred] = predictor.predict([Question(settings.question, tuple(settings.choices), settings.task)])
+    [pred] = predictor.predict([Question(settings.question, tuple(settings.choices), task)])
     if as_json:
         print_json(pred.to_dict())
         return
-    table = Table(title=f"{settings.question}", caption=f"task: {settings.task or 'none (task-agnostic)'}",
+    table = Table(title=f"{settings.question}", caption=f"task: {task or 'none (task-agnostic)'}",
                   show_header=True, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("choice")
