@@ -181,7 +181,9 @@ class TrainSettings(BaseSettings):
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings, description="Task curriculum.")
     loss: LossSettings = Field(default_factory=LossSettings, description="Loss weights.")
     optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimizer and schedule.")
-    output_dir: Path | None = Field(None, description="Run directory; empty means runs/<strategy>-seed<seed>.")
+    output_dir: Path | None = Field(
+        None, description="Run directory; empty means runs/<strategy>-seed<seed>, or runs/<preset>-seed<seed> with --preset tiny."
+    )
     seed: int = Field(0, ge=0, description="Seed of data split, sampling, initialisation and dropout.")
     device: Device = Field("auto", description="auto picks CUDA when available.")
     precision: Precision = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU.")
@@ -306,7 +308,11 @@ def resolve_train(
         layers.append(PRESETS[preset])
     if config_file is not None:
         layers.append(read_yaml(config_file))
-    return resolve(TrainSettings, flags, layers=layers)
+    settings = resolve(TrainSettings, flags, layers=layers)
+    if settings.output_dir is None and preset not in (None, "default"):
+        # `acct train --preset tiny` writes runs/tiny-seed0, the path the docs use.
+        settings = settings.model_copy(update={"output_dir": Path("runs") / f"{preset}-seed{settings.seed}"})
+    return settings
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -57,8 +57,14 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
+def escape(text: Any) -> str:
+    """`text` shown literally by rich: square brackets are never read as markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
+
+
+_escape = escape
 
 
 def print_json(obj: Any) -> None:
@@ -72,7 +78,7 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def eval_tables(result: Any, *, title: str, limit: int | None = None) -> list[Table]:
+def eval_tables(result: Any, *, title: str | None, limit: int | None = None) -> list[Table]:
     """Summary and per-task tables of an EvalResult (best and worst tasks first)."""
     summary = Table(title=title, show_header=True, header_style="bold")
     summary.add_column("metric")
