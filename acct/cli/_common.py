@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -33,7 +35,10 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not debug_enabled():
-            # The hub client logs every failed retry; our own error line says what matters.
+            # The hub client logs every failed retry; our own error line says what matters. The
+            # variables are read when the clients are imported, which has not happened yet.
+            os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+            os.environ.setdefault("DATASETS_VERBOSITY", "error")
             logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         try:
             return fn(*args, **kwargs)
@@ -105,3 +110,51 @@ def eval_tables(result: Any, *, title: str | None, limit: int | None = None) -> 
         else:
             per_task.add_row(name, str(row["n"]), pct(row["accuracy"]))
     return [summary, per_task]
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def needs_hub(settings: Any) -> bool:
+    """Whether training would reach the Hugging Face hub (data, model or tokenizer not local)."""
+    from pathlib import Path
+
+    from acct.config import TINY
+
+    if settings.data.source == "hub":
+        return True
+    names = [settings.model.name_or_path, settings.model.tokenizer or settings.model.name_or_path]
+    return any(n != TINY and not Path(n).expanduser().exists() for n in names)
+
+
+def hub_endpoint() -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co")
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def offline_unless_hub_reachable(timeout: float = 2.0) -> bool:
+    """Check once, with a short timeout, that the hub answers; if not, switch the clients to offline mode.
+
+    Offline, the hub and datasets clients use their local caches and fail at once on what is not
+    there, instead of retrying for half a minute. Returns True when offline mode was switched on.
+    """
+    if _offline_env():
+        return False
+    host, port = hub_endpoint()
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return False
+    except OSError:
+        pass
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
+                         ("datasets.config", "HF_DATASETS_OFFLINE")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, attr):
+            setattr(loaded, attr, True)
+    return True

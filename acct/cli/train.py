@@ -137,13 +137,17 @@ def run(settings: TrainSettings) -> None:
     events silently; the process group is torn down (barrier, then destroy) when training ends.
     """
     from acct import distributed
+    from acct.cli._common import needs_hub, offline_unless_hub_reachable
 
+    if needs_hub(settings):
+        offline_unless_hub_reachable()
     stop = {"requested": False}
 
     def request_stop(signum: int, frame: Any) -> None:
         stop["requested"] = True
 
     rank = distributed.launched()[0]
+    created = first_missing(settings.run_dir())
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with distributed.session():
@@ -151,6 +155,10 @@ def run(settings: TrainSettings) -> None:
 
             events = engine.train(settings, should_stop=lambda: stop["requested"])
             finished = render(events) if rank == 0 else drain(events)
+    except BaseException:
+        if rank == 0 and created is not None:
+            remove_empty(settings.run_dir(), created)  # a failed start leaves no empty run directory
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -159,6 +167,29 @@ def run(settings: TrainSettings) -> None:
             err.print(f"[yellow]interrupted at step {finished.step}; saved {escape(str(finished.run_dir))}/checkpoints/last.[/] "
                       f"Continue with: acct train --resume {escape(str(finished.run_dir))}", soft_wrap=True)
         raise typer.Exit(130)
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost directory of `path` that does not exist yet (None if `path` exists)."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def remove_empty(path: Path, created: Path) -> None:
+    """Remove `path` and its parents up to `created` as long as they are empty directories."""
+    path, created = Path(path).absolute(), Path(created).absolute()
+    while True:
+        try:
+            path.rmdir()  # only ever removes an empty directory
+        except OSError:
+            return
+        if path == created or created not in path.parents:
+            return
+        path = path.parent
 
 
 def drain(events) -> Any:

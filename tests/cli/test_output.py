@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from acct.cli.train import CurriculumLines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,3 +91,32 @@ def test_terminal_shows_a_bar_and_one_line_validation_titles(tmp_path):
     assert proc.returncode == 0, text
     assert "━" in text  # the live bar
     assert re.search(r"validation at step 20 \(epoch 0\.20\) — new best\s*\r?\n", text), text
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("endpoint", ["closed-port", "no-route"])
+def test_offline_failure_is_one_line_and_fast(tmp_path, endpoint):
+    """The hub is unreachable and HF_HUB_OFFLINE is unset: acct's one line, within seconds, no retries."""
+    import time
+
+    url = f"http://127.0.0.1:{_free_port()}" if endpoint == "closed-port" else "http://10.255.255.1"
+    env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")}
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_VERBOSITY", "DATASETS_VERBOSITY"):
+        env.pop(name, None)
+    start = time.monotonic()
+    result = acct("train", "--preset", "default", "--max-steps", "1", "--output-dir", str(tmp_path / "runs" / "r"),
+                  cwd=tmp_path, env=env)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: could not load dataset 'cais/mmlu'"), result.stderr
+    assert "Retrying" not in result.stderr and "unexpected" not in result.stderr
+    assert elapsed < 20, elapsed  # the hub client's own retries take half a minute
+    assert not (tmp_path / "runs").exists()  # the failed start left no empty run directory
