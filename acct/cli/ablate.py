@@ -16,11 +16,7 @@ from acct.config import nest, resolve_train
 
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
 # lambda_con are what the study varies, and --output-dir names the study's directory.
-TRAIN_OVERRIDES = [
-    "--model", "--tokenizer", "--data-source", "--data-dir", "--protocol", "--max-steps", "--epochs", "--lr",
-    "--batch-size", "--tasks-per-batch", "--examples-per-task", "--group-by-length", "--seed", "--device", "--precision",
-    "--eval-every-n-steps",
-]
+TRAIN_OVERRIDES = [flag for flag in TRAIN_FLAGS if flag not in ("--strategy", "--output-dir")]
 
 EPILOG = (
     "Configurations: baseline (lambda_con = 0, uniform sampling), contrastive (lambda_con from the settings, 0.3 by "
@@ -51,17 +47,28 @@ def ablate_command(
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
     batch_size: Optional[int] = _opt("--batch-size"),
+    grad_accum_steps: Optional[int] = _opt("--grad-accum-steps"),
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
     group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
+    max_length: Optional[int] = _opt("--max-length"),
+    lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
+    gather_negatives: Optional[bool] = _opt("--gather-negatives"),
     seed: Optional[int] = _opt("--seed"),
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
+    patience: Optional[int] = _opt("--patience"),
+    save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
+    ),
 ) -> None:
     """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
     values = locals()
     flat = {TRAIN_FLAGS[flag]: values[flag[2:].replace("-", "_")] for flag in TRAIN_OVERRIDES}
+    if trust_remote_code:
+        flat["model.trust_remote_code"] = True
     base = resolve_train(nest(flat), preset=preset, config_file=config)
     chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
     settings: AblateSettings = resolve_flags(AblateSettings, {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from acct.cli._common import err, handles_errors, out, pct, print_json
 from acct.cli_settings import PredictSettings, resolve_flags
@@ -25,6 +28,7 @@ EPILOG = (
 
 @handles_errors
 def predict_command(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
     choice_args: Optional[list[str]] = typer.Argument(
         None, metavar="CHOICES", help="The answer options, given after --choices.", show_default=False
@@ -49,6 +53,7 @@ def predict_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
 ) -> None:
     """Predict the answer to a question (or a file of questions) with a trained run, offline."""
+    _no_stray_options(choice_args or [], ctx.meta.get("acct_literal", []))
     if choice_args and not choices_flag:
         raise UsageError(f"unexpected arguments {' '.join(choice_args)!r}: answer options go after --choices")
     choices = list(choice_args or []) if choices_flag else None
@@ -60,6 +65,30 @@ def predict_command(
         _file_mode(settings, as_json)
     else:
         _single(settings, as_json)
+
+
+_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?$")
+OPTIONS = ("--question", "-q", "--choices", "--task", "--input", "--output", "--checkpoint", "--eval-batch-size",
+           "--batch-size", "--device", "--precision", "--json", "--help")
+
+
+class PredictCommand(TyperCommand):
+    """Remembers the arguments given after `--`: those are choices whatever they look like."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["acct_literal"] = args[args.index("--") + 1:] if "--" in args else []
+        return super().parse_args(ctx, args)
+
+
+def _no_stray_options(args: list[str], literal: list[str]) -> None:
+    """Unknown options reach the choices (so that `--choices -3 8 11` works): refuse those that are not numbers."""
+    checked = args[: len(args) - len(literal)] if literal and args[len(args) - len(literal):] == literal else args
+    for arg in checked:
+        if arg.startswith("-") and len(arg) > 1 and not _NUMBER.match(arg):
+            close = difflib.get_close_matches(arg.split("=")[0], OPTIONS, n=3, cutoff=0.6)
+            hint = f" (Possible options: {', '.join(close)})" if close else ""
+            raise UsageError(f"No such option: {arg}{hint}; to give a choice that starts with '-', "
+                             f"put -- before the choices: --choices -- {arg} ...")
 
 
 def _agnostic_notice(n_tasks: int) -> str:

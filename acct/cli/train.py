@@ -14,12 +14,28 @@ from acct.errors import UsageError
 
 
 def field_help(path: str) -> str:
-    """The description of a (dotted) TrainSettings field, so flags and settings share one text."""
+    """The description of a (dotted) TrainSettings field, with its allowed values and default.
+
+    Flags and settings share one text; the default is the field's own (a preset may change it).
+    """
+    import typing
+
     model: Any = TrainSettings
     *parents, leaf = path.split(".")
     for p in parents:
         model = model.model_fields[p].annotation
-    return model.model_fields[leaf].description or ""
+    info = model.model_fields[leaf]
+    text = info.description or ""
+    extra = []
+    literal = [a for a in (info.annotation, *typing.get_args(info.annotation)) if typing.get_origin(a) is typing.Literal]
+    if literal:
+        extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
+    default = info.get_default(call_default_factory=True)
+    if default is not None and not isinstance(default, bool):
+        extra.append(f"default: {default}")
+    if extra:
+        text += f" [{'; '.join(extra)}]"
+    return escape(text)
 
 
 # flag -> dotted settings path; the order is the order of --help.
@@ -35,15 +51,18 @@ FLAGS = {
     "--epochs": "optim.epochs",
     "--lr": "optim.lr",
     "--batch-size": "batch.batch_size",
+    "--grad-accum-steps": "batch.grad_accum_steps",
     "--tasks-per-batch": "batch.tasks_per_batch",
     "--examples-per-task": "batch.examples_per_task",
     "--group-by-length": "batch.group_by_length",
+    "--max-length": "model.max_length",
     "--lambda-contrastive": "loss.lambda_contrastive",
     "--gather-negatives": "loss.gather_negatives",
     "--seed": "seed",
     "--device": "device",
     "--precision": "precision",
     "--eval-every-n-steps": "eval_every_n_steps",
+    "--patience": "patience",
     "--save-every-n-steps": "save_every_n_steps",
 }
 FLAG_NAMES.update({path: flag for flag, path in FLAGS.items()})
@@ -69,7 +88,10 @@ _opt = settings_option
 
 @handles_errors
 def train_command(
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (see below).", show_default=False),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML file of settings, nested as in RUN_DIR/config.json (e.g. optim: {lr: 2e-5}).",
+        show_default=False,
+    ),
     preset: Optional[str] = typer.Option(
         None, "--preset", help="tiny: offline CPU run on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."
     ),
@@ -84,15 +106,18 @@ def train_command(
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
     batch_size: Optional[int] = _opt("--batch-size"),
+    grad_accum_steps: Optional[int] = _opt("--grad-accum-steps"),
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
     group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
+    max_length: Optional[int] = _opt("--max-length"),
     lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
     gather_negatives: Optional[bool] = _opt("--gather-negatives"),
     seed: Optional[int] = _opt("--seed"),
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
+    patience: Optional[int] = _opt("--patience"),
     save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
@@ -117,7 +142,10 @@ def train_command(
         given = [flag for flag, path in FLAGS.items() if flat[path] is not None and path != "output_dir"]
         given += [name for name, v in (("--config", config), ("--preset", preset), ("--overwrite", overwrite)) if v]
         if given:
-            raise UsageError(f"--resume continues with the run's saved settings; remove {', '.join(given)}")
+            raise UsageError(
+                f"--resume continues with the run's saved settings; remove {', '.join(given)} "
+                "(to start a new run from this one's weights, use a new run directory)"
+            )
         from acct.engine import load_run_settings
 
         settings = load_run_settings(target).model_copy(update={"resume": True, "output_dir": target, "overwrite": False})
