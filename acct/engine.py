@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from acct import attention, distributed
 from acct import checkpoint as ckpt_io
-from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings
+from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings, format_validation_error
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, load_csv_source, load_hub_source, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
@@ -237,6 +238,8 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
     saved = ckpt_io.read_json(Path(run_dir) / "config.json", "run settings")
     try:
         return TrainSettings.model_validate(saved)
+    except ValidationError as exc:
+        raise CheckpointError(f"{run_dir}/config.json does not hold valid settings: {format_validation_error(exc)}") from None
     except Exception as exc:
         raise CheckpointError(f"{run_dir}/config.json does not hold valid settings: {str(exc).splitlines()[0]}") from None
 
@@ -894,8 +897,11 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device | None = N
         raise CheckpointError(f"{ckpt}/acct.json has an unreadable head description") from None
     if head.num_tasks != len(meta["tasks"]):
         raise CheckpointError(f"{ckpt}: head has {head.num_tasks} tasks but the task list has {len(meta['tasks'])}")
+    for folder in ("encoder", "tokenizer"):
+        if not (ckpt / folder).is_dir():
+            raise CheckpointError(f"{ckpt} is incomplete: the {folder}/ folder is missing (a partial copy?)")
     if not (ckpt / "encoder" / "config.json").is_file():
-        raise CheckpointError(f"{ckpt} has no encoder/config.json")
+        raise CheckpointError(f"{ckpt} is incomplete: encoder/config.json is missing (a partial copy?)")
     tokenizer = load_tokenizer(str(ckpt / "tokenizer"))
     encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=settings.model.trust_remote_code)
     model = MultipleChoiceModel(encoder, head, fast_attention=settings.model.fast_attention)

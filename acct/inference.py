@@ -230,6 +230,7 @@ def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"input file not found: {path}")
+    check_utf8(path)
     default_task = canonical_task(default_task, tasks)
     notices: list[str] = []
     suffix = path.suffix.lower()
@@ -251,6 +252,20 @@ def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = 
     else:
         raise UsageError(f"{path}: input must be .jsonl or .csv (the original MMLU layout)")
     return _checked_tasks(questions, tasks, path), notices
+
+
+def check_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8 text, naming the first line that is not."""
+    try:
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path} line {line_no}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                    f"column {exc.start + 1}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _checked_tasks(questions: Iterable[Question], tasks: Sequence[str], path: Path) -> Iterator[Question]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -50,16 +51,33 @@ def handles_errors(fn: F) -> F:
             raise fail(_escape(str(exc)), exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except OSError as exc:  # the file system said no: a path too long, read-only, full, not allowed
+            if debug_enabled() or exc.errno not in USER_ERRNOS:
+                if debug_enabled():
+                    raise
+                raise fail(unexpected(exc), 1) from None
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(escape(f"{exc.strerror or exc}{where}"), 2) from None
+        except UnicodeDecodeError as exc:
+            if debug_enabled():
+                raise
+            raise fail(escape(f"input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                              "save it as UTF-8"), 2) from None
         except Exception as exc:  # a bug: say so in one line unless debugging
             if debug_enabled():
                 raise
-            raise fail(
-                f"{type(exc).__name__}: {_escape(str(exc).splitlines()[0] if str(exc) else '')} "
-                "(unexpected; rerun with ACCT_DEBUG=1 for the traceback)",
-                1,
-            ) from None
+            raise fail(unexpected(exc), 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+USER_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.ELOOP}
+
+
+def unexpected(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {escape(first)} (unexpected; rerun with ACCT_DEBUG=1 for the traceback)"
 
 
 def escape(text: Any) -> str:
@@ -70,6 +88,18 @@ def escape(text: Any) -> str:
 
 
 _escape = escape
+
+
+def eval_batch_alias(eval_batch_size: int | None, batch_size: int | None) -> int | None:
+    """--eval-batch-size, or its deprecated spelling --batch-size (with a notice) for one release."""
+    if batch_size is None:
+        return eval_batch_size
+    if eval_batch_size is not None and eval_batch_size != batch_size:
+        from acct.errors import UsageError
+
+        raise UsageError("--batch-size is the old spelling of --eval-batch-size; give only --eval-batch-size")
+    err.print("[yellow]--batch-size is deprecated here: use --eval-batch-size[/]", highlight=False, soft_wrap=True)
+    return batch_size
 
 
 def print_json(obj: Any) -> None:
@@ -108,7 +138,7 @@ def eval_tables(result: Any, *, title: str | None, limit: int | None = None) -> 
         if row is None:
             per_task.add_row("…", "", "")
         else:
-            per_task.add_row(name, str(row["n"]), pct(row["accuracy"]))
+            per_task.add_row(escape(name), str(row["n"]), pct(row["accuracy"]))
     return [summary, per_task]
 
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import err, handles_errors, out, print_json
+from acct.cli._common import err, escape, handles_errors, out, print_json
 from acct.cli.train import FLAGS as TRAIN_FLAGS
 from acct.cli.train import settings_option as _opt
 from acct.cli_settings import AblateSettings, resolve_flags
@@ -83,8 +83,8 @@ def ablate_command(
     else:
         for table in tables(report, settings.top_tasks):
             out.print(table)
-        out.print(f"[dim]written to {settings.output_dir / 'ablation.json'} and {settings.output_dir / 'ablation.md'}[/]",
-                  highlight=False)
+        out.print(f"[dim]written to {escape(settings.output_dir / 'ablation.json')} and "
+                  f"{escape(settings.output_dir / 'ablation.md')}[/]", highlight=False, soft_wrap=True)
 
 
 def run(settings: AblateSettings, base: Any) -> Any:
@@ -130,7 +130,7 @@ def run(settings: AblateSettings, base: Any) -> Any:
 
     err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
     report = ablation.compare(settings, runs, device=base.device, precision=base.precision,
-                              on_scored=lambda r: err.print(f"[dim]scored {r.run_dir}[/]", highlight=False, soft_wrap=True))
+                              on_scored=lambda r: err.print(f"[dim]scored {escape(r.run_dir)}[/]", highlight=False, soft_wrap=True))
     ablation.write_reports(report, settings.output_dir, settings.top_tasks)
     return report
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from acct.cli._common import err, handles_errors, out, pct, print_json
+from acct.cli._common import err, escape, eval_batch_alias, handles_errors, out, pct, print_json
 from acct.cli_settings import PredictSettings, resolve_flags
 from acct.errors import UsageError
 
@@ -47,7 +47,10 @@ def predict_command(
         None, "--output", help="File mode: write the JSON lines here instead of to stdout.", show_default=False
     ),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions per batch in file mode (default 64)."),
+    eval_batch_size: Optional[int] = typer.Option(
+        None, "--eval-batch-size", help="Questions per batch in file mode (default 64)."
+    ),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", hidden=True, help="Deprecated spelling of --eval-batch-size."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
@@ -59,7 +62,7 @@ def predict_command(
     choices = list(choice_args or []) if choices_flag else None
     settings: PredictSettings = resolve_flags(PredictSettings, {
         "run_dir": run_dir, "question": question, "choices": choices, "task": task, "input": input_path,
-        "output": output, "checkpoint": checkpoint, "batch_size": batch_size, "device": device, "precision": precision,
+        "output": output, "checkpoint": checkpoint, "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
     })
     if settings.input is not None:
         _file_mode(settings, as_json)
@@ -110,16 +113,16 @@ def _single(settings: PredictSettings, as_json: bool) -> None:
     if as_json:
         print_json(pred.to_dict())
         return
-    table = Table(title=f"{settings.question}", caption=f"task: {task or 'none (task-agnostic)'}",
+    table = Table(title=escape(settings.question), caption=f"task: {escape(task or 'none (task-agnostic)')}",
                   show_header=True, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("choice")
     table.add_column("probability", justify="right")
     for i, (choice, p) in enumerate(zip(settings.choices, pred.probabilities)):
         mine = i == pred.prediction
-        table.add_row(str(i), choice, pct(p), style="bold green" if mine else None, end_section=False)
+        table.add_row(str(i), escape(choice), pct(p), style="bold green" if mine else None, end_section=False)
     out.print(table)
-    out.print(f"prediction: [bold green]{pred.choice}[/] ({pct(pred.probabilities[pred.prediction])})", highlight=False, soft_wrap=True)
+    out.print(f"prediction: [bold green]{escape(pred.choice)}[/] ({pct(pred.probabilities[pred.prediction])})", highlight=False, soft_wrap=True)
 
 
 def _file_mode(settings: PredictSettings, as_json: bool) -> None:
@@ -133,7 +136,7 @@ def _file_mode(settings: PredictSettings, as_json: bool) -> None:
                                precision=settings.precision, batch_size=settings.batch_size)
     questions, notices = read_questions(settings.input, predictor.tasks, settings.task)
     for note in notices:
-        err.print(f"[dim]{note}[/]", highlight=False, soft_wrap=True)
+        err.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
 
     tmp: Path | None = None
     if settings.output is not None:
@@ -171,7 +174,7 @@ def _file_mode(settings: PredictSettings, as_json: bool) -> None:
         print_json(report)
         return
     console = out if settings.output is not None else err  # stdout holds the JSON lines otherwise
-    where = f"written to {settings.output}" if settings.output is not None else "written to stdout"
+    where = f"written to {escape(settings.output)}" if settings.output is not None else "written to stdout"
     line = f"{summary.n} question(s) {where}"
     if summary.accuracy is not None:
         line += f"; accuracy {pct(summary.accuracy)} on the {summary.answered} with an answer"

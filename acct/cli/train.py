@@ -200,10 +200,13 @@ def run(settings: TrainSettings) -> None:
 def first_missing(path: Path) -> Path | None:
     """The outermost directory of `path` that does not exist yet (None if `path` exists)."""
     path = Path(path).absolute()
-    if path.exists():
+    try:
+        if path.exists():
+            return None
+        while not path.parent.exists() and path.parent != path:
+            path = path.parent
+    except OSError:  # a name too long, a parent not readable: training reports it
         return None
-    while not path.parent.exists() and path.parent != path:
-        path = path.parent
     return path
 
 
