@@ -56,7 +56,7 @@ def commands(path: Path) -> list[str]:
             continue
         pending = ""
         line = line.removeprefix("$ ").strip()
-        if re.match(r"^(acct|torchrun|python -m acct)\b", line):
+        if re.match(r"^(acct|python -m acct) (train|evaluate|predict|ablate|inspect-confusion)\b|^torchrun ", line):
             found.append(re.sub(r"\s+#.*$", "", line).strip())
     return found
 
