@@ -93,3 +93,17 @@ def test_plot_into_a_directory(tiny_run, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"heatmap written to {png}" in result.stderr
     assert not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+
+
+def test_evaluate_notes_subject_split_comparability(tmp_path):
+    from acct.cli.evaluate import comparability_note
+    from acct.config import TrainSettings
+
+    for source, protocol, noted in (("csv", "subject-split", True), ("csv", "standard", False),
+                                    ("synthetic", "subject-split", False)):
+        run = tmp_path / f"{source}-{protocol}"
+        run.mkdir()
+        data = {"source": source, "protocol": protocol, "data_dir": str(tmp_path) if source == "csv" else None}
+        (run / "config.json").write_text(TrainSettings(data=data).model_dump_json())
+        note = comparability_note(run)
+        assert (note is not None and "not comparable to the standard MMLU leaderboard" in note) == noted
