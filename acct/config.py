@@ -274,7 +274,9 @@ class TrainSettings(BaseSettings):
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings, description="Task curriculum.")
     loss: LossSettings = Field(default_factory=LossSettings, description="Loss weights.")
     optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimizer and schedule.")
-    output_dir: Path | None = Field(None, description="Run directory; empty means runs/<strategy>-seed<seed>.")
+    output_dir: Path | None = Field(
+        None, description="Run directory; empty means runs/<strategy>-seed<seed>, or runs/<preset>-seed<seed> with --preset tiny."
+    )
     seed: int = Field(0, ge=0, description="Seed of data split, sampling, initialisation and dropout.")
     device: Device = Field("auto", description="auto picks CUDA when available.")
     precision: Precision = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU.")
@@ -376,16 +378,55 @@ FLAG_NAMES: dict[str, str] = {}  # dotted field path -> flag, filled in by the C
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: the field path, the flag or variable that sets it, the message."""
     parts = []
+    whole = True  # every problem is about the settings as a whole (a check across fields)
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "settings"
+        msg = err["msg"]
+        if err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        path = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        if not path or (err["type"] == "value_error" and path in _sections()):
+            parts.append(msg)  # a check across the fields of the settings or of one section
+            continue
+        whole = False
         env = "ACCT_" + path.upper().replace(".", "__")
         flag = FLAG_NAMES.get(path)
         where = f"{flag} / {env}" if flag else env
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting"
         parts.append(f"{path} ({where}): {msg}")
-    return "invalid settings: " + "; ".join(parts)
+    return "; ".join(parts) if whole else "invalid settings: " + "; ".join(parts)
+
+
+def _sections() -> set[str]:
+    return {name for name in _dotted_fields(TrainSettings) if any(f.startswith(name + ".") for f in _dotted_fields(TrainSettings))}
+
+
+def _dotted_fields(model: Any, prefix: str = "") -> list[str]:
+    names = []
+    for name, info in model.model_fields.items():
+        names.append(prefix + name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names.extend(_dotted_fields(info.annotation, f"{prefix}{name}."))
+    return names
+
+
+def check_yaml_keys(data: dict[str, Any], path: Path) -> None:
+    """Refuse an unknown key of a settings file, naming the file and the closest known key."""
+    import difflib
+
+    known = _dotted_fields(TrainSettings)
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if dotted not in known:
+                close = difflib.get_close_matches(dotted, known, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise UsageError(f"{path}: unknown setting {dotted}{hint}")
+            if isinstance(value, dict) and any(k.startswith(dotted + ".") for k in known):
+                walk(value, dotted + ".")
+
+    walk(data, "")
 
 
 def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict[str, Any]] = ()) -> Any:
@@ -419,8 +460,13 @@ def resolve_train(
     if config_file is not None:
         layer = read_yaml(config_file)
         check_sections(TrainSettings, layer, where=str(config_file))
+        check_yaml_keys(layer, config_file)
         layers.append(layer)
-    return resolve(TrainSettings, flags, layers=layers)
+    settings = resolve(TrainSettings, flags, layers=layers)
+    if settings.output_dir is None and preset not in (None, "default"):
+        # `acct train --preset tiny` writes runs/tiny-seed0, the path the docs use.
+        settings = settings.model_copy(update={"output_dir": Path("runs") / f"{preset}-seed{settings.seed}"})
+    return settings
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:

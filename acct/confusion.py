@@ -233,33 +233,67 @@ def category_order(report: ConfusionReport) -> list[int]:
     return sorted(range(len(report.tasks)), key=lambda i: (report.categories.get(report.tasks[i], "other"), report.tasks[i]))
 
 
+PLOT_NAME = "confusion.png"
+
+
+def plot_path(path: Path) -> Path:
+    """Where `--plot PATH` writes: PATH itself, or PATH/confusion.png when PATH is a directory."""
+    path = Path(path)
+    return path / PLOT_NAME if path.is_dir() else path
+
+
 def plot_heatmap(report: ConfusionReport, path: Path) -> Path:
-    """Write a labelled heatmap PNG of the matrix, tasks ordered by category."""
+    """Write a labelled heatmap PNG of the matrix, tasks ordered by category; returns the file written.
+
+    Pairs never observed are drawn in their own colour (grey), apart from zero confusion, and
+    each category is labelled along the axes.
+    """
     plt = require_matplotlib()
+    import copy
+
+    import numpy as np
+    from matplotlib.patches import Patch
+
     order = category_order(report)
     labels = [report.tasks[i] for i in order]
-    data = [[report.matrix[i][j] if i != j else float("nan") for j in order] for i in order]
+    data = np.ma.masked_invalid(np.array(
+        [[report.matrix[i][j] if i != j and report.seen[i][j] else float("nan") for j in order] for i in order],
+        dtype=float,
+    ))
     size = max(4.0, 0.22 * len(labels) + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    image = ax.imshow(data, cmap="magma", interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(size + 1.6, size + 0.6))
+    cmap = copy.copy(plt.get_cmap("magma"))
+    cmap.set_bad("#9e9e9e")  # never observed (and the diagonal): not zero confusion
+    image = ax.imshow(data, cmap=cmap, interpolation="nearest", vmin=0)
     ax.set_xticks(range(len(labels)))
     ax.set_yticks(range(len(labels)))
     fontsize = 8 if len(labels) <= 20 else 5
     ax.set_xticklabels(labels, rotation=90, fontsize=fontsize)
     ax.set_yticklabels(labels, fontsize=fontsize)
-    # Lines between categories make the block structure readable.
+    # Lines between categories make the block structure readable; each block carries its name.
     cats = [report.categories.get(t, "other") for t in labels]
-    for k in range(1, len(cats)):
-        if cats[k] != cats[k - 1]:
-            ax.axhline(k - 0.5, color="white", linewidth=0.8)
-            ax.axvline(k - 0.5, color="white", linewidth=0.8)
+    starts = [k for k in range(len(cats)) if k == 0 or cats[k] != cats[k - 1]]
+    for k in starts[1:]:
+        ax.axhline(k - 0.5, color="white", linewidth=0.8)
+        ax.axvline(k - 0.5, color="white", linewidth=0.8)
+    ends = starts[1:] + [len(cats)]
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([(a + b - 1) / 2 for a, b in zip(starts, ends)])
+    top.set_xticklabels([cats[a] for a in starts], fontsize=8)
+    top.tick_params(length=0)
+    right = ax.secondary_yaxis("right")
+    right.set_yticks([(a + b - 1) / 2 for a, b in zip(starts, ends)])
+    right.set_yticklabels([cats[a] for a in starts], fontsize=8, rotation=90, va="center")
+    right.tick_params(length=0)
     where = f"{report.split} split, recomputed" if report.source == "recomputed" else "saved in the checkpoint"
-    ax.set_title(f"inter-task confusion at step {report.step} ({where})", fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(f"inter-task confusion at step {report.step} ({where})", fontsize=10, pad=18)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.08)
+    fig.legend(handles=[Patch(color="#9e9e9e", label="never observed (or the diagonal)")], loc="lower left",
+               fontsize=7, frameon=False)
     fig.tight_layout()
-    path = Path(path)
+    path = plot_path(path)
     try:
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=150, format="png")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:

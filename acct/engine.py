@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from acct import distributed, plugins, registry
 from acct import checkpoint as ckpt_io
-from acct.config import TINY, CodeFile, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice
+from acct.config import TINY, CodeFile, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice, format_validation_error
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, Example, MMLU_CATEGORIES, apply_manifest, build_manifest, standard_split, subject_split
 from acct.errors import AcctError, CheckpointError, UsageError
@@ -384,6 +385,8 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
     saved = ckpt_io.read_json(Path(run_dir) / "config.json", "run settings")
     try:
         return TrainSettings.model_validate(saved)
+    except ValidationError as exc:
+        raise CheckpointError(f"{run_dir}/config.json does not hold valid settings: {format_validation_error(exc)}") from None
     except Exception as exc:
         raise CheckpointError(f"{run_dir}/config.json does not hold valid settings: {str(exc).splitlines()[0]}") from None
 
@@ -1255,10 +1258,13 @@ def _load_checkpoint(run_dir: Path, ckpt: Path, device: torch.device | None, tru
         raise CheckpointError(f"{ckpt}/acct.json has an unreadable head description") from None
     if head.num_tasks != len(meta["tasks"]):
         raise CheckpointError(f"{ckpt}: head has {head.num_tasks} tasks but the task list has {len(meta['tasks'])}")
+    for folder in ("encoder", "tokenizer"):
+        if not (ckpt / folder).is_dir():
+            raise CheckpointError(f"{ckpt} is incomplete: the {folder}/ folder is missing (a partial copy?)")
     if not (ckpt / "encoder" / "config.json").is_file():
-        raise CheckpointError(f"{ckpt} has no encoder/config.json")
+        raise CheckpointError(f"{ckpt} is incomplete: encoder/config.json is missing (a partial copy?)")
     if not (ckpt / "tokenizer").is_dir():
-        raise CheckpointError(f"{ckpt} has no tokenizer folder")
+        raise CheckpointError(f"{ckpt} is incomplete: the tokenizer folder is missing (a partial copy?)")
     check_no_remote_code(ckpt, trust)
     tokenizer = load_tokenizer(str(ckpt / "tokenizer"), trust_remote_code=trust)
     encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=trust)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,6 +42,12 @@ def closest_tasks(name: str, tasks: Sequence[str], n: int = 5) -> list[str]:
     contains = [t for low, t in lowered.items() if key and key in low]
     close = [lowered[h] for h in difflib.get_close_matches(key, list(lowered), n=n, cutoff=0.6)]
     return list(dict.fromkeys(contains + close))[:n]
+
+
+def canonical_task(name: str | None, tasks: Sequence[str]) -> str | None:
+    """The run's own spelling of task `name` (None stays None: task-agnostic)."""
+    index = resolve_task(name, tasks)
+    return None if index == AGNOSTIC else list(tasks)[index]
 
 
 def resolve_task(name: str | None, tasks: Sequence[str]) -> int:
@@ -123,8 +129,7 @@ class Predictor:
             return []
         for q in questions:
             check_question(q.question, q.choices)
-            if q.task is not None:
-                resolve_task(q.task, self.tasks)
+        questions = [replace(q, task=canonical_task(q.task, self.tasks)) for q in questions]
         index = {**self.task_index, _AGNOSTIC_KEY: AGNOSTIC}
         examples = [
             Example(q.question, tuple(q.choices), 0, q.task if q.task is not None else _AGNOSTIC_KEY, f"q{i}")
@@ -225,8 +230,8 @@ def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"input file not found: {path}")
-    if default_task is not None:
-        resolve_task(default_task, tasks)
+    check_utf8(path)
+    default_task = canonical_task(default_task, tasks)
     notices: list[str] = []
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
@@ -249,12 +254,26 @@ def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = 
     return _checked_tasks(questions, tasks, path), notices
 
 
+def check_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8 text, naming the first line that is not."""
+    try:
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path} line {line_no}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                    f"column {exc.start + 1}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _checked_tasks(questions: Iterable[Question], tasks: Sequence[str], path: Path) -> Iterator[Question]:
     known = set(tasks)
     for i, q in enumerate(questions, start=1):
         if q.task is not None and q.task not in known:
             try:
-                resolve_task(q.task, tasks)
+                q = replace(q, task=canonical_task(q.task, tasks))
             except UsageError as exc:
                 raise UsageError(f"{path} question {i}: {exc}") from None
         yield q

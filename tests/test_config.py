@@ -38,7 +38,7 @@ def test_default_settings_are_the_design_hyper_parameters():
         ({"batch": {"batch_size": 10}}, None, {}, "must equal tasks_per_batch x examples_per_task"),
         ({"loss": {"lambda_contrastive": 1.5}}, None, {}, "loss.lambda_contrastive"),
         ({"curriculum": {"temperature": 0}}, None, {}, "curriculum.temperature"),
-        ({}, "optim:\n  learning_rate: 1\n", {}, "optim.learning_rate (ACCT_OPTIM__LEARNING_RATE): unknown setting"),
+        ({}, "optim:\n  learning_rate: 1\n", {}, "c.yaml: unknown setting optim.learning_rate"),
         ({}, "optim: [1, 2\n", {}, "malformed YAML"),
         ({}, None, {"ACCT_OPTIM__LR": "fast"}, "optim.lr"),
         ({"data": {"source": "csv"}}, None, {}, "--data-dir"),

@@ -6,7 +6,16 @@ inside its function, so `acct --help` stays fast.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+try:  # recent Typer releases carry their own copy of click
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    from click import exceptions as click
 
 from acct import __version__
 from acct.cli import ablate as _ablate
@@ -16,7 +25,40 @@ from acct.cli import list_cmd as _list
 from acct.cli import predict as _predict
 from acct.cli import train as _train
 
+class AcctGroup(TyperGroup):
+    """Typer's group, with click's usage errors (missing or unknown options ...) as acct's one red line."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            from acct.cli._common import err, escape
+
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `acct`: Typer shows the help
+                from typer import rich_utils
+
+                rich_utils.rich_format_error(exc)
+                sys.exit(exc.exit_code)
+
+            message = exc.format_message()
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click.UsageError) and ctx is not None:
+                message += f" (see: {ctx.command_path} --help)"
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            from acct.cli._common import err
+
+            err.print("[bold red]error:[/] interrupted", highlight=False)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=AcctGroup,
     name="acct",
     help="Multi-task fine-tuning with a confusion-driven task curriculum and uncertainty-weighted InfoNCE.",
     no_args_is_help=True,
@@ -39,9 +81,12 @@ def _root(
     """acct: does this curriculum, this auxiliary loss, actually help multi-task transfer?"""
 
 
-app.command("train")(_train.train_command)
+app.command("train", epilog=_train.EPILOG)(_train.train_command)
 app.command("evaluate")(_evaluate.evaluate_command)
-app.command("predict", epilog=_predict.EPILOG)(_predict.predict_command)
+app.command("predict", epilog=_predict.EPILOG, cls=_predict.PredictCommand,
+            context_settings={"ignore_unknown_options": True})(
+    _predict.predict_command
+)
 app.command("ablate", epilog=_ablate.EPILOG)(_ablate.ablate_command)
 app.command("inspect-confusion")(_inspect_confusion.inspect_confusion_command)
 app.command("list")(_list.list_command)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
+import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -33,7 +36,10 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not debug_enabled():
-            # The hub client logs every failed retry; our own error line says what matters.
+            # The hub client logs every failed retry; our own error line says what matters. The
+            # variables are read when the clients are imported, which has not happened yet.
+            os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+            os.environ.setdefault("DATASETS_VERBOSITY", "error")
             logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         for warning in unknown_env_warnings():
             err.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
@@ -47,20 +53,55 @@ def handles_errors(fn: F) -> F:
             raise fail(_escape(str(exc)), exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except OSError as exc:  # the file system said no: a path too long, read-only, full, not allowed
+            if debug_enabled() or exc.errno not in USER_ERRNOS:
+                if debug_enabled():
+                    raise
+                raise fail(unexpected(exc), 1) from None
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(escape(f"{exc.strerror or exc}{where}"), 2) from None
+        except UnicodeDecodeError as exc:
+            if debug_enabled():
+                raise
+            raise fail(escape(f"input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                              "save it as UTF-8"), 2) from None
         except Exception as exc:  # a bug: say so in one line unless debugging
             if debug_enabled():
                 raise
-            raise fail(
-                f"{type(exc).__name__}: {_escape(str(exc).splitlines()[0] if str(exc) else '')} "
-                "(unexpected; rerun with ACCT_DEBUG=1 for the traceback)",
-                1,
-            ) from None
+            raise fail(unexpected(exc), 1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
+USER_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.ELOOP}
+
+
+def unexpected(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {escape(first)} (unexpected; rerun with ACCT_DEBUG=1 for the traceback)"
+
+
+def escape(text: Any) -> str:
+    """`text` shown literally by rich: square brackets are never read as markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
+
+
+_escape = escape
+
+
+def eval_batch_alias(eval_batch_size: int | None, batch_size: int | None) -> int | None:
+    """--eval-batch-size, or its deprecated spelling --batch-size (with a notice) for one release."""
+    if batch_size is None:
+        return eval_batch_size
+    if eval_batch_size is not None and eval_batch_size != batch_size:
+        from acct.errors import UsageError
+
+        raise UsageError("--batch-size is the old spelling of --eval-batch-size; give only --eval-batch-size")
+    err.print("[yellow]--batch-size is deprecated here: use --eval-batch-size[/]", highlight=False, soft_wrap=True)
+    return batch_size
 
 
 CODE_HELP = (
@@ -91,7 +132,7 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def eval_tables(result: Any, *, title: str, limit: int | None = None) -> list[Table]:
+def eval_tables(result: Any, *, title: str | None, limit: int | None = None) -> list[Table]:
     """Summary and per-task tables of an EvalResult (best and worst tasks first)."""
     summary = Table(title=title, show_header=True, header_style="bold")
     summary.add_column("metric")
@@ -116,5 +157,53 @@ def eval_tables(result: Any, *, title: str, limit: int | None = None) -> list[Ta
         if row is None:
             per_task.add_row("…", "", "")
         else:
-            per_task.add_row(name, str(row["n"]), pct(row["accuracy"]))
+            per_task.add_row(escape(name), str(row["n"]), pct(row["accuracy"]))
     return [summary, per_task]
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def needs_hub(settings: Any) -> bool:
+    """Whether training would reach the Hugging Face hub (data, model or tokenizer not local)."""
+    from pathlib import Path
+
+    from acct.config import TINY
+
+    if settings.data.source == "hub":
+        return True
+    names = [settings.model.name_or_path, settings.model.tokenizer or settings.model.name_or_path]
+    return any(n != TINY and not Path(n).expanduser().exists() for n in names)
+
+
+def hub_endpoint() -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co")
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def offline_unless_hub_reachable(timeout: float = 2.0) -> bool:
+    """Check once, with a short timeout, that the hub answers; if not, switch the clients to offline mode.
+
+    Offline, the hub and datasets clients use their local caches and fail at once on what is not
+    there, instead of retrying for half a minute. Returns True when offline mode was switched on.
+    """
+    if _offline_env():
+        return False
+    host, port = hub_endpoint()
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return False
+    except OSError:
+        pass
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
+                         ("datasets.config", "HF_DATASETS_OFFLINE")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, attr):
+            setattr(loaded, attr, True)
+    return True

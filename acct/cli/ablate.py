@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import code_option, err, handles_errors, import_code, out, print_json
+from acct.cli._common import code_option, err, escape, handles_errors, import_code, out, print_json
 from acct.cli.train import FLAGS as TRAIN_FLAGS
 from acct.cli.train import settings_option as _opt
 from acct.cli_settings import AblateSettings, resolve_flags
@@ -16,11 +16,7 @@ from acct.config import nest, resolve_train
 
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
 # lambda_con are what the study varies, and --output-dir names the study's directory.
-TRAIN_OVERRIDES = [
-    "--model", "--tokenizer", "--data-source", "--data-dir", "--protocol", "--allow-overlap", "--max-steps", "--epochs", "--lr",
-    "--batch-size", "--tasks-per-batch", "--examples-per-task", "--group-by-length", "--seed", "--device", "--precision",
-    "--eval-every-n-steps",
-]
+TRAIN_OVERRIDES = [flag for flag in TRAIN_FLAGS if flag not in ("--strategy", "--output-dir")]
 
 EPILOG = (
     "Configurations: baseline (lambda_con = 0, uniform sampling), contrastive (lambda_con from the settings, 0.3 by "
@@ -52,13 +48,24 @@ def ablate_command(
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
     batch_size: Optional[int] = _opt("--batch-size"),
+    grad_accum_steps: Optional[int] = _opt("--grad-accum-steps"),
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
     group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
+    max_length: Optional[int] = _opt("--max-length"),
+    lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
+    gather_negatives: Optional[bool] = _opt("--gather-negatives"),
     seed: Optional[int] = _opt("--seed"),
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
+    patience: Optional[int] = _opt("--patience"),
+    save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
+    deterministic: Optional[bool] = _opt("--deterministic"),
+    tf32: Optional[bool] = _opt("--tf32", "--no-tf32"),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
+    ),
     code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
@@ -67,6 +74,8 @@ def ablate_command(
     refs = import_code(code)
     if refs:
         flat["plugins"] = refs
+    if trust_remote_code:
+        flat["model.trust_remote_code"] = True
     base = resolve_train(nest(flat), preset=preset, config_file=config)
     chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
     settings: AblateSettings = resolve_flags(AblateSettings, {
@@ -81,8 +90,8 @@ def ablate_command(
     else:
         for table in tables(report, settings.top_tasks):
             out.print(table)
-        out.print(f"[dim]written to {settings.output_dir / 'ablation.json'} and {settings.output_dir / 'ablation.md'}[/]",
-                  highlight=False)
+        out.print(f"[dim]written to {escape(settings.output_dir / 'ablation.json')} and "
+                  f"{escape(settings.output_dir / 'ablation.md')}[/]", highlight=False, soft_wrap=True)
 
 
 def run(settings: AblateSettings, base: Any) -> Any:
@@ -128,7 +137,7 @@ def run(settings: AblateSettings, base: Any) -> Any:
 
     err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
     report = ablation.compare(settings, runs, device=base.device, precision=base.precision,
-                              on_scored=lambda r: err.print(f"[dim]scored {r.run_dir}[/]", highlight=False, soft_wrap=True))
+                              on_scored=lambda r: err.print(f"[dim]scored {escape(r.run_dir)}[/]", highlight=False, soft_wrap=True))
     ablation.write_reports(report, settings.output_dir, settings.top_tasks)
     return report
 

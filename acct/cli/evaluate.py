@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from acct.cli._common import code_option, eval_tables, handles_errors, import_code, out, print_json
+from acct.cli._common import code_option, err, escape, eval_batch_alias, eval_tables, handles_errors, import_code, out, print_json
 from acct.config import EvaluateSettings, resolve
 
 
@@ -16,8 +16,12 @@ def evaluate_command(
     run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): the run's held-out split to score."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions per evaluation batch (default 64)."),
+    eval_batch_size: Optional[int] = typer.Option(
+        None, "--eval-batch-size", help="Questions per evaluation batch (default 64)."
+    ),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", hidden=True, help="Deprecated spelling of --eval-batch-size."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
@@ -28,16 +32,36 @@ def evaluate_command(
 ) -> None:
     """Score the run's held-out split (never an example used in training): overall, macro, categories, tasks."""
     import_code(code)
-    flags = {"run_dir": run_dir, "split": split, "checkpoint": checkpoint, "batch_size": batch_size,
-             "device": device, "data_dir": data_dir}
+    flags = {"run_dir": run_dir, "split": split, "checkpoint": checkpoint, "batch_size": eval_batch_alias(eval_batch_size, batch_size),
+             "device": device, "precision": precision, "data_dir": data_dir}
     settings = resolve(EvaluateSettings, {k: v for k, v in flags.items() if v is not None})
 
     from acct.engine import evaluate
 
     result = evaluate(settings, trust_remote_code=trust_remote_code)
+    note = comparability_note(settings.run_dir)
+    if note is not None:
+        err.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)
     if as_json:
         print_json(result.to_dict())
         return
-    for table in eval_tables(result, title=f"{settings.run_dir} — {settings.split} ({settings.checkpoint} checkpoint)"):
+    out.print(f"{escape(settings.run_dir)} — {settings.split} ({settings.checkpoint} checkpoint)", highlight=False,
+              soft_wrap=True)
+    for table in eval_tables(result, title=None):
         out.print(table)
-    out.print(f"[dim]written to {settings.run_dir / f'eval-{settings.split}.json'}[/]", highlight=False)
+    out.print(f"[dim]written to {escape(settings.run_dir / f'eval-{settings.split}.json')}[/]", highlight=False,
+              soft_wrap=True)
+
+
+def comparability_note(run_dir: Path) -> str | None:
+    """The note `acct ablate` also gives: a subject-split MMLU run is not comparable to the leaderboard."""
+    from acct.engine import load_run_settings
+
+    try:
+        saved = load_run_settings(run_dir)
+    except Exception:
+        return None
+    if saved.data.source != "synthetic" and saved.data.protocol == "subject-split":
+        return ("subject-split protocol: dev+val+test pooled and re-split per subject; these accuracies are not "
+                "comparable to the standard MMLU leaderboard")
+    return None

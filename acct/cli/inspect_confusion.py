@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import code_option, err, handles_errors, import_code, out, pct, print_json
+from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
 from acct.cli_settings import InspectSettings, resolve_flags
 from acct.errors import UsageError
 
@@ -26,10 +26,15 @@ def inspect_confusion_command(
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the batches --recompute draws (default 0)."),
     plot: Optional[Path] = typer.Option(
-        None, "--plot", help="Write a heatmap PNG, tasks ordered by category (needs: pip install 'acct[plot]').", show_default=False
+        None, "--plot", help="Write a heatmap PNG, tasks ordered by category, to this file (or DIR/confusion.png for a directory); "
+        "needs: pip install 'acct\\[plot]'.", show_default=False
     ),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions per batch when scoring the split (default 64)."),
+    eval_batch_size: Optional[int] = typer.Option(
+        None, "--eval-batch-size", help="Questions per batch when scoring the split (default 64)."
+    ),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", hidden=True, help="Deprecated spelling of --eval-batch-size."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
@@ -46,7 +51,8 @@ def inspect_confusion_command(
             raise UsageError(f"{', '.join(given)}: only used with --recompute")
     settings: InspectSettings = resolve_flags(InspectSettings, {
         "run_dir": run_dir, "top": top, "checkpoint": checkpoint, "recompute": True if recompute else None,
-        "split": split, "batches": batches, "seed": seed, "plot": plot, "batch_size": batch_size, "device": device,
+        "split": split, "batches": batches, "seed": seed, "plot": plot,
+        "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
         "data_dir": data_dir,
     })
     from acct import confusion
@@ -63,10 +69,10 @@ def inspect_confusion_command(
     else:
         report = confusion.saved_confusion(settings.run_dir, settings.checkpoint)
     for note in report.notes:
-        err.print(f"[dim]{note}[/]", highlight=False, soft_wrap=True)
+        err.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
     if settings.plot is not None:
         path = confusion.plot_heatmap(report, settings.plot)
-        err.print(f"[dim]heatmap written to {path}[/]", highlight=False, soft_wrap=True)
+        err.print(f"[dim]heatmap written to {escape(path)}[/]", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report.to_dict(settings.top))
         return

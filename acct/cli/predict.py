@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
-from acct.cli._common import code_option, err, handles_errors, import_code, out, pct, print_json
+from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
 from acct.cli_settings import PredictSettings, resolve_flags
 from acct.errors import UsageError
 
@@ -25,6 +28,7 @@ EPILOG = (
 
 @handles_errors
 def predict_command(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
     choice_args: Optional[list[str]] = typer.Argument(
         None, metavar="CHOICES", help="The answer options, given after --choices.", show_default=False
@@ -43,7 +47,10 @@ def predict_command(
         None, "--output", help="File mode: write the JSON lines here instead of to stdout.", show_default=False
     ),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions per batch in file mode (default 64)."),
+    eval_batch_size: Optional[int] = typer.Option(
+        None, "--eval-batch-size", help="Questions per batch in file mode (default 64)."
+    ),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", hidden=True, help="Deprecated spelling of --eval-batch-size."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
@@ -55,17 +62,42 @@ def predict_command(
 ) -> None:
     """Predict the answer to a question (or a file of questions) with a trained run, offline."""
     import_code(code)
+    _no_stray_options(choice_args or [], ctx.meta.get("acct_literal", []))
     if choice_args and not choices_flag:
         raise UsageError(f"unexpected arguments {' '.join(choice_args)!r}: answer options go after --choices")
     choices = list(choice_args or []) if choices_flag else None
     settings: PredictSettings = resolve_flags(PredictSettings, {
         "run_dir": run_dir, "question": question, "choices": choices, "task": task, "input": input_path,
-        "output": output, "checkpoint": checkpoint, "batch_size": batch_size, "device": device, "precision": precision,
+        "output": output, "checkpoint": checkpoint, "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
     })
     if settings.input is not None:
         _file_mode(settings, as_json, trust_remote_code)
     else:
         _single(settings, as_json, trust_remote_code)
+
+
+_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?$")
+OPTIONS = ("--question", "-q", "--choices", "--task", "--input", "--output", "--checkpoint", "--eval-batch-size",
+           "--batch-size", "--device", "--precision", "--json", "--help")
+
+
+class PredictCommand(TyperCommand):
+    """Remembers the arguments given after `--`: those are choices whatever they look like."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["acct_literal"] = args[args.index("--") + 1:] if "--" in args else []
+        return super().parse_args(ctx, args)
+
+
+def _no_stray_options(args: list[str], literal: list[str]) -> None:
+    """Unknown options reach the choices (so that `--choices -3 8 11` works): refuse those that are not numbers."""
+    checked = args[: len(args) - len(literal)] if literal and args[len(args) - len(literal):] == literal else args
+    for arg in checked:
+        if arg.startswith("-") and len(arg) > 1 and not _NUMBER.match(arg):
+            close = difflib.get_close_matches(arg.split("=")[0], OPTIONS, n=3, cutoff=0.6)
+            hint = f" (Possible options: {', '.join(close)})" if close else ""
+            raise UsageError(f"No such option: {arg}{hint}; to give a choice that starts with '-', "
+                             f"put -- before the choices: --choices -- {arg} ...")
 
 
 def _agnostic_notice(n_tasks: int) -> str:
@@ -75,29 +107,29 @@ def _agnostic_notice(n_tasks: int) -> str:
 def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.table import Table
 
-    from acct.inference import Predictor, Question, check_question, resolve_task
+    from acct.inference import Predictor, Question, canonical_task, check_question
 
     check_question(settings.question or "", settings.choices or [])
     predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision,
                                trust_remote_code=trust_remote_code)
-    resolve_task(settings.task, predictor.tasks)
-    if settings.task is None:
+    task = canonical_task(settings.task, predictor.tasks)
+    if task is None:
         err.print(f"[dim]no --task: {_agnostic_notice(len(predictor.tasks))}; pass --task NAME for a subject[/]",
                   highlight=False, soft_wrap=True)
-    [pred] = predictor.predict([Question(settings.question, tuple(settings.choices), settings.task)])
+    [pred] = predictor.predict([Question(settings.question, tuple(settings.choices), task)])
     if as_json:
         print_json(pred.to_dict())
         return
-    table = Table(title=f"{settings.question}", caption=f"task: {settings.task or 'none (task-agnostic)'}",
+    table = Table(title=escape(settings.question), caption=f"task: {escape(task or 'none (task-agnostic)')}",
                   show_header=True, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("choice")
     table.add_column("probability", justify="right")
     for i, (choice, p) in enumerate(zip(settings.choices, pred.probabilities)):
         mine = i == pred.prediction
-        table.add_row(str(i), choice, pct(p), style="bold green" if mine else None, end_section=False)
+        table.add_row(str(i), escape(choice), pct(p), style="bold green" if mine else None, end_section=False)
     out.print(table)
-    out.print(f"prediction: [bold green]{pred.choice}[/] ({pct(pred.probabilities[pred.prediction])})", highlight=False, soft_wrap=True)
+    out.print(f"prediction: [bold green]{escape(pred.choice)}[/] ({pct(pred.probabilities[pred.prediction])})", highlight=False, soft_wrap=True)
 
 
 def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
@@ -112,7 +144,7 @@ def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool
                                trust_remote_code=trust_remote_code)
     questions, notices = read_questions(settings.input, predictor.tasks, settings.task)
     for note in notices:
-        err.print(f"[dim]{note}[/]", highlight=False, soft_wrap=True)
+        err.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
 
     tmp: Path | None = None
     if settings.output is not None:
@@ -150,7 +182,7 @@ def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool
         print_json(report)
         return
     console = out if settings.output is not None else err  # stdout holds the JSON lines otherwise
-    where = f"written to {settings.output}" if settings.output is not None else "written to stdout"
+    where = f"written to {escape(settings.output)}" if settings.output is not None else "written to stdout"
     line = f"{summary.n} question(s) {where}"
     if summary.accuracy is not None:
         line += f"; accuracy {pct(summary.accuracy)} on the {summary.answered} with an answer"

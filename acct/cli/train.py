@@ -8,18 +8,34 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import code_option, err, eval_tables, handles_errors, import_code, pct
+from acct.cli._common import code_option, err, escape, eval_tables, handles_errors, import_code, pct
 from acct.config import FLAG_NAMES, TrainSettings, nest, resolve_train
 from acct.errors import UsageError
 
 
 def field_help(path: str) -> str:
-    """The description of a (dotted) TrainSettings field, so flags and settings share one text."""
+    """The description of a (dotted) TrainSettings field, with its allowed values and default.
+
+    Flags and settings share one text; the default is the field's own (a preset may change it).
+    """
+    import typing
+
     model: Any = TrainSettings
     *parents, leaf = path.split(".")
     for p in parents:
         model = model.model_fields[p].annotation
-    return model.model_fields[leaf].description or ""
+    info = model.model_fields[leaf]
+    text = info.description or ""
+    extra = []
+    literal = [a for a in (info.annotation, *typing.get_args(info.annotation)) if typing.get_origin(a) is typing.Literal]
+    if literal:
+        extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
+    default = info.get_default(call_default_factory=True)
+    if default is not None and not isinstance(default, bool):
+        extra.append(f"default: {default}")
+    if extra:
+        text += f" [{'; '.join(extra)}]"
+    return escape(text)
 
 
 # flag -> dotted settings path; the order is the order of --help.
@@ -36,15 +52,18 @@ FLAGS = {
     "--epochs": "optim.epochs",
     "--lr": "optim.lr",
     "--batch-size": "batch.batch_size",
+    "--grad-accum-steps": "batch.grad_accum_steps",
     "--tasks-per-batch": "batch.tasks_per_batch",
     "--examples-per-task": "batch.examples_per_task",
     "--group-by-length": "batch.group_by_length",
+    "--max-length": "model.max_length",
     "--lambda-contrastive": "loss.lambda_contrastive",
     "--gather-negatives": "loss.gather_negatives",
     "--seed": "seed",
     "--device": "device",
     "--precision": "precision",
     "--eval-every-n-steps": "eval_every_n_steps",
+    "--patience": "patience",
     "--save-every-n-steps": "save_every_n_steps",
     "--deterministic": "deterministic",
     "--tf32": "tf32",
@@ -72,7 +91,10 @@ _opt = settings_option
 
 @handles_errors
 def train_command(
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (see below).", show_default=False),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML file of settings, nested as in RUN_DIR/config.json (e.g. optim: {lr: 2e-5}).",
+        show_default=False,
+    ),
     preset: Optional[str] = typer.Option(
         None, "--preset", help="tiny: offline CPU run on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."
     ),
@@ -88,15 +110,18 @@ def train_command(
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
     batch_size: Optional[int] = _opt("--batch-size"),
+    grad_accum_steps: Optional[int] = _opt("--grad-accum-steps"),
     tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
     examples_per_task: Optional[int] = _opt("--examples-per-task"),
     group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
+    max_length: Optional[int] = _opt("--max-length"),
     lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
     gather_negatives: Optional[bool] = _opt("--gather-negatives"),
     seed: Optional[int] = _opt("--seed"),
     device: Optional[str] = _opt("--device"),
     precision: Optional[str] = _opt("--precision"),
     eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
+    patience: Optional[int] = _opt("--patience"),
     save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
     deterministic: Optional[bool] = _opt("--deterministic"),
     tf32: Optional[bool] = _opt("--tf32", "--no-tf32"),
@@ -124,7 +149,10 @@ def train_command(
         given = [flag for flag, path in FLAGS.items() if flat[path] is not None and path != "output_dir"]
         given += [name for name, v in (("--config", config), ("--preset", preset), ("--overwrite", overwrite)) if v]
         if given:
-            raise UsageError(f"--resume continues with the run's saved settings; remove {', '.join(given)}")
+            raise UsageError(
+                f"--resume continues with the run's saved settings; remove {', '.join(given)} "
+                "(to start a new run from this one's weights, use a new run directory)"
+            )
         if code:
             raise UsageError("--resume imports the run's own copy of its plugins (RUN_DIR/code/, checked by sha256); remove --code")
         from acct.engine import load_run_settings
@@ -154,13 +182,17 @@ def run(settings: TrainSettings) -> None:
     events silently; the process group is torn down (barrier, then destroy) when training ends.
     """
     from acct import distributed
+    from acct.cli._common import needs_hub, offline_unless_hub_reachable
 
+    if needs_hub(settings):
+        offline_unless_hub_reachable()
     stop = {"requested": False}
 
     def request_stop(signum: int, frame: Any) -> None:
         stop["requested"] = True
 
     rank = distributed.launched()[0]
+    created = first_missing(settings.run_dir())
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with distributed.session():
@@ -168,14 +200,44 @@ def run(settings: TrainSettings) -> None:
 
             events = engine.train(settings, should_stop=lambda: stop["requested"])
             finished = render(events) if rank == 0 else drain(events)
+    except BaseException:
+        if rank == 0 and created is not None:
+            remove_empty(settings.run_dir(), created)  # a failed start leaves no empty run directory
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if finished is not None and finished.reason == "interrupted":
         if rank == 0:
-            err.print(f"[yellow]interrupted at step {finished.step}; saved {finished.run_dir}/checkpoints/last.[/] "
-                      f"Continue with: acct train --resume {finished.run_dir}")
+            err.print(f"[yellow]interrupted at step {finished.step}; saved {escape(str(finished.run_dir))}/checkpoints/last.[/] "
+                      f"Continue with: acct train --resume {escape(str(finished.run_dir))}", soft_wrap=True)
         raise typer.Exit(130)
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost directory of `path` that does not exist yet (None if `path` exists)."""
+    path = Path(path).absolute()
+    try:
+        if path.exists():
+            return None
+        while not path.parent.exists() and path.parent != path:
+            path = path.parent
+    except OSError:  # a name too long, a parent not readable: training reports it
+        return None
+    return path
+
+
+def remove_empty(path: Path, created: Path) -> None:
+    """Remove `path` and its parents up to `created` as long as they are empty directories."""
+    path, created = Path(path).absolute(), Path(created).absolute()
+    while True:
+        try:
+            path.rmdir()  # only ever removes an empty directory
+        except OSError:
+            return
+        if path == created or created not in path.parents:
+            return
+        path = path.parent
 
 
 def drain(events) -> Any:
@@ -189,65 +251,172 @@ def drain(events) -> Any:
     return finished
 
 
-def render(events, *, next_hint: bool = True) -> Any:
-    """Draw the engine's events: notices, a progress bar, validation tables, the final summary."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def render(events, *, next_hint: bool = True, plain: bool | None = None) -> Any:
+    """Draw the engine's events: notices, progress, validation summaries, the final summary.
 
+    On a terminal, progress is a live bar; otherwise (a log file, a pipe, a batch job) each
+    log step is one plain line, and no line is ever cut.
+    """
     from acct import engine
 
+    if plain is None:
+        plain = not err.is_terminal
+    view = _PlainView() if plain else _LiveView()
     finished = None
-    progress = Progress(
-        TextColumn("[bold]train[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-    bar = None
-    with progress:
+    try:
         for ev in events:
             if isinstance(ev, engine.RunStarted):
-                for note in ev.notices:
-                    style = "bold yellow" if "RANDOM" in note else "dim"
-                    progress.console.print(f"[{style}]{note}[/]", highlight=False)
-                progress.console.print(
-                    f"run [bold]{ev.run_dir}[/]: {len(ev.tasks)} tasks, {ev.num_train} train / {ev.num_val} val questions, "
-                    f"{ev.total_steps} steps ({ev.steps_per_epoch}/epoch) on {ev.device} ({ev.precision})"
-                    + (f" x {ev.world_size} processes" if ev.world_size > 1 else ""),
-                    highlight=False,
-                )
-                bar = progress.add_task("train", total=ev.total_steps, completed=ev.start_step, stats="")
+                view.started(ev)
             elif isinstance(ev, engine.StepLogged):
-                stats = (
-                    f"loss {ev.loss:.4f} acc {pct(ev.accuracy)} lr {ev.lr:.2e} "
-                    f"{ev.questions_per_s:.0f} q/s"
-                )
-                if ev.skipped_steps:
-                    stats += f" [yellow]skipped {ev.skipped_steps}[/]"
-                progress.update(bar, completed=ev.step, stats=stats)
+                view.step(ev)
             elif isinstance(ev, engine.CurriculumUpdated):
-                top = sorted(ev.weights.items(), key=lambda kv: -kv[1])[:3]
-                progress.console.print(
-                    f"[dim]step {ev.step} curriculum: " + ", ".join(f"{t} {w:.3f}" for t, w in top) + " …[/]",
-                    highlight=False,
-                )
+                line = view.curriculum.line(ev)
+                if line is not None:
+                    view.print(f"[dim]{line}[/]")
             elif isinstance(ev, engine.Validated):
-                mark = "[green]new best[/]" if ev.improved else f"best {pct(ev.best_accuracy)}"
-                for table in eval_tables(ev.result, title=f"validation at step {ev.step} (epoch {ev.epoch:.2f}) — {mark}", limit=5):
-                    progress.console.print(table)
+                view.validated(ev)
             elif isinstance(ev, engine.CheckpointSaved):
-                progress.console.print(f"[dim]saved {', '.join(ev.tags)} -> {ev.path}[/]", highlight=False)
+                view.print(f"[dim]saved {', '.join(ev.tags)} -> {escape(str(ev.path))}[/]")
             elif isinstance(ev, engine.Finished):
                 finished = ev
+    finally:
+        view.close()
     if finished is not None and finished.reason != "interrupted":
         err.print(
             f"[bold green]done[/] ({finished.reason.replace('_', ' ')}) at step {finished.step}: "
             f"best val accuracy {pct(finished.best_accuracy)} at step {finished.best_step}."
-            + (f" Next: acct evaluate {finished.run_dir} --split test" if next_hint else ""),
-            highlight=False,
+            + (f" Next: acct evaluate {escape(str(finished.run_dir))} --split test" if next_hint else ""),
+            highlight=False, soft_wrap=True,
         )
     return finished
+
+
+def run_line(ev: Any) -> str:
+    return (
+        f"run [bold]{escape(str(ev.run_dir))}[/]: {len(ev.tasks)} tasks, {ev.num_train} train / {ev.num_val} val questions, "
+        f"{ev.total_steps} steps ({ev.steps_per_epoch}/epoch) on {ev.device} ({ev.precision})"
+        + (f" x {ev.world_size} processes" if ev.world_size > 1 else "")
+    )
+
+
+def validation_title(ev: Any) -> str:
+    mark = "[green]new best[/]" if ev.improved else f"best {pct(ev.best_accuracy)}"
+    return f"validation at step {ev.step} (epoch {ev.epoch:.2f}) — {mark}"
+
+
+def step_line(ev: Any, eta_s: float | None) -> str:
+    """One log step as a plain line: step/total, epoch, loss and its parts, accuracy, lr, questions/s, ETA."""
+    line = (
+        f"step {ev.step}/{ev.total_steps} epoch {ev.epoch:.2f} loss {ev.loss:.4f} "
+        f"(cls {ev.cls_loss:.4f}, contrastive {ev.contrastive_loss:.4f}) acc {pct(ev.accuracy)} "
+        f"lr {ev.lr:.2e} {ev.questions_per_s:.0f} q/s eta {_duration(eta_s)}"
+    )
+    if ev.skipped_steps:
+        line += f" skipped {ev.skipped_steps}"
+    return line
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class CurriculumLines:
+    """Curriculum lines only when the weights change: 'uniform (warm-up)', or the top-3 and bottom-3 tasks."""
+
+    def __init__(self) -> None:
+        self.last: tuple[tuple[str, float], ...] | None = None
+
+    def line(self, ev: Any) -> str | None:
+        rounded = tuple((t, round(w, 3)) for t, w in sorted(ev.weights.items()))
+        if rounded == self.last:
+            return None
+        self.last = rounded
+        values = [w for _, w in rounded]
+        if max(values) - min(values) < 5e-4:
+            return f"step {ev.step} curriculum: uniform (warm-up)"
+        ranked = sorted(ev.weights.items(), key=lambda kv: (-kv[1], kv[0]))
+        show = lambda items: ", ".join(f"{escape(t)} {w:.3f}" for t, w in items)  # noqa: E731
+        if len(ranked) <= 6:
+            return f"step {ev.step} curriculum: {show(ranked)}"
+        return f"step {ev.step} curriculum: top {show(ranked[:3])}; bottom {show(ranked[-3:])}"
+
+
+class _PlainView:
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.curriculum = CurriculumLines()
+        self.t0: float | None = None
+        self.start_step = 0
+
+    def print(self, text: str) -> None:
+        err.print(text, highlight=False, soft_wrap=True)
+
+    def started(self, ev: Any) -> None:
+        for note in ev.notices:
+            style = "bold yellow" if "RANDOM" in note else "dim"
+            self.print(f"[{style}]{escape(note)}[/]")
+        self.print(run_line(ev))
+        self.t0, self.start_step = self.clock(), ev.start_step
+
+    def eta(self, ev: Any) -> float | None:
+        done = ev.step - self.start_step
+        if self.t0 is None or done <= 0:
+            return None
+        return (self.clock() - self.t0) / done * max(ev.total_steps - ev.step, 0)
+
+    def step(self, ev: Any) -> None:
+        self.print(step_line(ev, self.eta(ev)))
+
+    def validated(self, ev: Any) -> None:
+        r = ev.result
+        cats = "".join(f", {escape(name)} {pct(acc)}" for name, acc in r.categories.items())
+        self.print(f"{validation_title(ev)}: accuracy {pct(r.accuracy)}, macro {pct(r.macro_accuracy)}{cats} "
+                   f"on {r.n} questions (chance {pct(r.chance)})")
+
+    def close(self) -> None:
+        pass
+
+
+class _LiveView(_PlainView):
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress: Any = None
+        self.bar: Any = None
+
+    def print(self, text: str) -> None:
+        console = self.progress.console if self.progress is not None else err
+        console.print(text, highlight=False, soft_wrap=True)
+
+    def started(self, ev: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        super().started(ev)
+        # Started only now: a failure before training leaves no empty bar (no blank line before the error).
+        self.progress = Progress(
+            TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False,
+        )
+        self.progress.start()
+        self.bar = self.progress.add_task("train", total=ev.total_steps, completed=ev.start_step, stats="")
+
+    def step(self, ev: Any) -> None:
+        stats = f"loss {ev.loss:.4f} acc {pct(ev.accuracy)} lr {ev.lr:.2e} {ev.questions_per_s:.0f} q/s"
+        if ev.skipped_steps:
+            stats += f" [yellow]skipped {ev.skipped_steps}[/]"
+        self.progress.update(self.bar, completed=ev.step, stats=stats)
+
+    def validated(self, ev: Any) -> None:
+        self.print(validation_title(ev))  # its own line: a table title would wrap at the table's width
+        for table in eval_tables(ev.result, title=None, limit=5):
+            self.progress.console.print(table)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

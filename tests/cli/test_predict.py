@@ -99,3 +99,37 @@ def test_file_mode_errors_leave_no_output(tiny_run, tmp_path):
     result = predict(tiny_run, "--input", src, "--output", dst)
     assert result.exit_code == 2 and "line 2: a question needs at least 2 choices" in result.stderr
     assert not dst.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+SPELLINGS = ["even_number", "Even Number", "even-number", "EVEN_NUMBER", " even number "]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_task_spellings_resolve_to_the_run_task_single(tiny_run, held_out_even, spelling):
+    ex = held_out_even
+    result = predict(tiny_run, "--question", ex.question, "--choices", *ex.choices, "--task", spelling, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["task"] == "even_number" and out["prediction"] == ex.answer
+    table = predict(tiny_run, "--question", ex.question, "--choices", *ex.choices, "--task", spelling)
+    assert table.exit_code == 0, table.output
+    assert "task: even_number" in table.stdout
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_task_spellings_resolve_to_the_run_task_file_mode(tiny_run, held_out_even, tmp_path, spelling):
+    ex = held_out_even
+    rows = [{"question": ex.question, "choices": list(ex.choices), "answer": ex.answer},
+            {"question": ex.question, "choices": list(ex.choices), "task": spelling, "answer": ex.answer}]
+    src = tmp_path / "q.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = predict(tiny_run, "--input", src, "--task", spelling)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["task"] for r in lines] == ["even_number", "even_number"]
+    assert all(r["correct"] for r in lines)
+    csv = tmp_path / "questions.csv"
+    csv.write_text(",".join(f'"{x}"' for x in (ex.question, *ex.choices)) + f",{'ABCD'[ex.answer]}\n")
+    result = predict(tiny_run, "--input", csv, "--task", spelling)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["task"] == "even_number"

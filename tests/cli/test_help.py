@@ -1,0 +1,109 @@
+"""Help and flags that answer: allowed values and defaults, one name per meaning, the same training flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from acct.cli import app
+from acct.cli.train import FLAGS
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}
+
+
+def help_text(*command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def options(name: str) -> set[str]:
+    command = typer.main.get_command(app).commands[name]
+    return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")}
+
+
+def test_train_help_shows_allowed_values_and_defaults():
+    text = help_text("train")
+    for fragment in ("one of: hub, csv, synthetic; default: hub", "one of: auto, cpu, cuda; default: auto",
+                     "one of: auto, bf16, fp16, fp32; default: auto",
+                     "one of: uniform, difficulty, uncertainty_gradient; default: uncertainty_gradient",
+                     "default: 2e-05", "--patience", "--max-length", "--grad-accum-steps", "Precedence: defaults < preset"):
+        assert fragment in text, fragment
+    assert "see below" not in text
+
+
+def test_inspect_help_keeps_the_extra_name():
+    assert "pip install 'acct[plot]'" in help_text("inspect-confusion")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "inspect-confusion"])
+def test_eval_batch_size_and_precision(command):
+    text = help_text(command)
+    assert "--eval-batch-size" in text and "--precision" in text
+    assert "--batch-size " not in text.replace("--eval-batch-size", "")  # the old spelling is hidden
+    assert {"--eval-batch-size", "--batch-size", "--precision"} <= options(command)
+
+
+def test_ablate_takes_every_training_flag():
+    missing = {flag for flag in FLAGS if flag not in ("--strategy", "--output-dir")} - options("ablate")
+    assert not missing
+    assert {"--lambda-contrastive", "--save-every-n-steps", "--trust-remote-code", "--patience"} <= options("ablate")
+    assert {"--trust-remote-code", "--patience", "--max-length", "--grad-accum-steps"} <= options("train")
+
+
+def test_new_training_flags_reach_the_settings(tmp_path, monkeypatch):
+    import acct.cli.train as train
+
+    seen = {}
+    monkeypatch.setattr(train, "run", lambda settings: seen.setdefault("s", settings))
+    result = runner.invoke(app, ["train", "--preset", "tiny", "--patience", "7", "--max-length", "48",
+                                 "--grad-accum-steps", "2"])
+    assert result.exit_code == 0, result.output
+    s = seen["s"]
+    assert (s.patience, s.model.max_length, s.batch.grad_accum_steps) == (7, 48, 2)
+    assert str(s.output_dir) == "runs/tiny-seed0"
+
+
+def test_deprecated_batch_size_still_works(tiny_run):
+    result = runner.invoke(app, ["evaluate", str(tiny_run), "--batch-size", "32", "--precision", "fp32", "--device", "cpu",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert "--batch-size is deprecated here: use --eval-batch-size" in result.stderr
+    assert json.loads(result.stdout)["n"] > 0
+
+
+def test_negative_numbers_are_choices(tiny_run):
+    result = runner.invoke(app, ["predict", str(tiny_run), "--question", "Which is even?", "--choices", "-3", "8", "-11",
+                                 "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["probabilities"]) == 3
+    result = runner.invoke(app, ["predict", str(tiny_run), "--question", "q", "--choices", "3", "8", "--tsk", "x"])
+    assert result.exit_code == 2
+    assert "No such option: --tsk (Possible options: --task)" in result.stderr
+
+
+def test_plot_into_a_directory(tiny_run, tmp_path):
+    result = runner.invoke(app, ["inspect-confusion", str(tiny_run), "--plot", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "confusion.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"heatmap written to {png}" in result.stderr
+    assert not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+
+
+def test_evaluate_notes_subject_split_comparability(tmp_path):
+    from acct.cli.evaluate import comparability_note
+    from acct.config import TrainSettings
+
+    for source, protocol, noted in (("csv", "subject-split", True), ("csv", "standard", False),
+                                    ("synthetic", "subject-split", False)):
+        run = tmp_path / f"{source}-{protocol}"
+        run.mkdir()
+        data = {"source": source, "protocol": protocol, "data_dir": str(tmp_path) if source == "csv" else None}
+        (run / "config.json").write_text(TrainSettings(data=data).model_dump_json())
+        note = comparability_note(run)
+        assert (note is not None and "not comparable to the standard MMLU leaderboard" in note) == noted
