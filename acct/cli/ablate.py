@@ -13,6 +13,7 @@ from acct.cli.train import FLAGS as TRAIN_FLAGS
 from acct.cli.train import settings_option as _opt
 from acct.cli_settings import AblateSettings, resolve_flags
 from acct.config import nest, resolve_train
+from acct.errors import UsageError
 
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
 # lambda_con are what the study varies, and --output-dir names the study's directory.
@@ -33,6 +34,7 @@ EPILOG = (
 
 @handles_errors
 def ablate_command(
+    ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (as for acct train).", show_default=False),
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny: offline CPU study on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Directory of the study (default runs/ablation).", show_default=False),
@@ -42,6 +44,11 @@ def ablate_command(
     configs: Optional[str] = typer.Option(None, "--configs", help="Comma-separated subset of baseline,contrastive,full (baseline is always run)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain every run even if a finished one is there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else (progress goes to stderr)."),
+    allow_identical: bool = typer.Option(False, "--allow-identical", help="Run the study even if two arms would train identically (the report's notes say so)."),
+    print_commands: bool = typer.Option(False, "--print-commands", help="Print one `acct train` command per (arm, seed) with its run directory, for a job array, and exit."),
+    launcher: Optional[str] = typer.Option(None, "--launcher", help="With --print-commands: torchrun prefixes every command with torchrun.", show_default=False),
+    nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun: processes per node.", show_default=False),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the study's figures (PNG) into this directory; needs the plot extra.", show_default=False),
     model: Optional[str] = _opt("--model"),
     tokenizer: Optional[str] = _opt("--tokenizer"),
     data_source: Optional[str] = _opt("--data-source"),
@@ -62,14 +69,30 @@ def ablate_command(
 ) -> None:
     """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
     values = locals()
+    command = command_line(ctx)
     flat = {TRAIN_FLAGS[flag]: values[flag[2:].replace("-", "_")] for flag in TRAIN_OVERRIDES}
     base = resolve_train(nest(flat), preset=preset, config_file=config)
     chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
     settings: AblateSettings = resolve_flags(AblateSettings, {
         "output_dir": output_dir, "seeds": seeds, "split": split, "checkpoint": checkpoint, "configs": chosen,
-        "overwrite": True if overwrite else None,
+        "overwrite": True if overwrite else None, "allow_identical": True if allow_identical else None,
+        "plot_dir": plot,
     })
-    report = run(settings, base)
+    if launcher is not None and launcher != "torchrun":
+        raise UsageError(f"--launcher {launcher}: the one launcher acct knows is torchrun")
+    if (launcher or nproc_per_node is not None) and not print_commands:
+        raise UsageError("--launcher and --nproc-per-node go with --print-commands")
+    if nproc_per_node is not None and (launcher is None or nproc_per_node < 1):
+        raise UsageError("--nproc-per-node needs --launcher torchrun and a count of at least 1")
+    if print_commands:
+        from acct import ablation
+
+        runs = ablation.plan(settings, base)
+        for line in ablation.train_commands(runs, settings.output_dir, launcher=launcher,
+                                            nproc_per_node=nproc_per_node or 1):
+            typer.echo(line)
+        return
+    report = run(settings, base, command)
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         return
     if as_json:
@@ -77,11 +100,32 @@ def ablate_command(
     else:
         for table in tables(report, settings.top_tasks):
             out.print(table)
+        for note in report.notes:
+            out.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
         out.print(f"[dim]written to {settings.output_dir / 'ablation.json'} and {settings.output_dir / 'ablation.md'}[/]",
                   highlight=False)
 
 
-def run(settings: AblateSettings, base: Any) -> Any:
+def command_line(ctx: typer.Context) -> str:
+    """The command as the user could type it again: `acct ablate` with every flag that was given."""
+    import shlex
+
+    words = ["acct", "ablate"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name != "option" or value is None or value is False and not param.secondary_opts:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name == "DEFAULT":
+            continue
+        if isinstance(value, bool):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words)
+
+
+def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     """Train what is missing with the inner progress display, then compare; exit 130 when interrupted.
 
     Under torchrun every rank trains each run together; rank 0 draws the progress and, once the
@@ -123,16 +167,16 @@ def run(settings: AblateSettings, base: Any) -> Any:
         return None
 
     err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
-    report = ablation.compare(settings, runs, device=base.device, precision=base.precision,
+    report = ablation.compare(settings, runs, device=base.device, precision=base.precision, command=command,
                               on_scored=lambda r: err.print(f"[dim]scored {r.run_dir}[/]", highlight=False, soft_wrap=True))
-    ablation.write_reports(report, settings.output_dir, settings.top_tasks)
+    ablation.finish_report(report, settings)
     return report
 
 
 def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
-    from acct.ablation import top_task_deltas
+    from acct.ablation import describe_effective, top_task_deltas
 
     def pc(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.2f}%"
@@ -148,7 +192,9 @@ def tables(report: Any, top: int) -> list[Any]:
               f"{report.checkpoint} checkpoints{', mean ± sd over seeds ' + str(report.seeds) if multi else ''})",
         show_header=True, header_style="bold",
     )
-    for col in ["config", "accuracy", "macro", *cats, "Δ (pts)", "95% CI", "McNemar p"]:
+    ref = report.reference
+    for col in ["config", "accuracy", "macro", *cats, f"Δ vs {ref} (pts)", "95% CI", "McNemar p",
+                f"Holm p ({len(report.deltas)} arms)", "MDE (pts)"]:
         main.add_column(col, justify="left" if col == "config" else "right")
     for name, c in report.configs.items():
         acc = pc(c["accuracy"])
@@ -165,21 +211,35 @@ def tables(report: Any, top: int) -> list[Any]:
             delta = f"[{style}]{delta}[/]" if style else delta
             ci = f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]"
             p = f"{d['mcnemar_p']:.3g}"
+            holm_p = f"{d['holm_p']:.3g}"
+            mde = "-" if d["mde"] is None else f"{100 * d['mde']:.2f}"
         else:
-            delta, ci, p = "reference", "", ""
-        main.add_row(name, acc, macro, *(pc(c["categories"].get(x)) for x in cats), delta, ci, p)
-    out_tables = [main]
+            delta, ci, p, holm_p, mde = "reference", "", "", "", ""
+        label = name + (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
+                        if c["effective"]["identical_to"] else "")
+        main.add_row(label, acc, macro, *(pc(c["categories"].get(x)) for x in cats), delta, ci, p, holm_p, mde)
+    did = Table(title="what each arm did", show_header=True, header_style="bold")
+    for col in ["config", "steps", "curriculum", "weights first changed at step", "task weight min–max", "loss"]:
+        did.add_column(col)
+    for name, c in report.configs.items():
+        e = describe_effective(c["effective"])
+        did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"])
+    out_tables = [main, did]
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
-        t = Table(title=f"{name} vs baseline: largest per-task changes", show_header=True, header_style="bold")
+        t = Table(title=f"{name} vs {ref}: largest per-task changes (q: Benjamini-Hochberg)", show_header=True,
+                  header_style="bold")
         t.add_column("task")
         t.add_column("Δ (pts)", justify="right")
-        t.add_column("baseline", justify="right")
+        t.add_column(ref, justify="right")
         t.add_column(name, justify="right")
+        t.add_column("q", justify="right")
         for task, v in gains + losses:
+            q = d["per_task"].get(task, {}).get("q")
             t.add_row(task, f"[{'green' if v > 0 else 'red'}]{signed(v)}[/]",
-                      pc(report.configs["baseline"]["tasks"][task]), pc(report.configs[name]["tasks"][task]))
+                      pc(report.configs[ref]["tasks"][task]), pc(report.configs[name]["tasks"][task]),
+                      "-" if q is None else f"{q:.2g}")
         if not gains and not losses:
-            t.add_row("(no task changed)", "", "", "")
+            t.add_row("(no task changed)", "", "", "", "")
         out_tables.append(t)
     return out_tables
