@@ -835,7 +835,7 @@ def markdown(report: AblationReport, top: int = 5, directory: Path | None = None
         "bootstrap 95% CI and an exact McNemar p-value on the same examples; **Holm p is the McNemar p adjusted "
         f"across all {len(report.deltas)} comparisons with {ref}**; MDE is the smallest |Δ| the paired test "
         "detects with 80% power at α = 0.05 (Connor 1987)."
-        + (" Mean ± sd over seeds; 'seeds' is the mean ± sd of the per-seed Δ." if multi else ""),
+        + (" Mean ± sd over seeds. The 'seeds' column is the mean ± sd of the per-seed Δ." if multi else ""),
         "",
         "| config | accuracy [95% CI] | macro | " + " | ".join(cats) + f" | Δ vs {ref} [95% CI] |"
         + (" seeds mean ± sd |" if multi else "") + " McNemar p | Holm p | MDE |",
