@@ -537,6 +537,11 @@ def compare(
     return report
 
 
+def _drew_batches(logged: list[tuple[int, dict[str, float]]], last_step: int | None) -> list[tuple[int, dict[str, float]]]:
+    """The logged curriculum weights that drew at least one batch: those set after a step before the last."""
+    return [(step, w) for step, w in logged if last_step is None or step < last_step]
+
+
 def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
     """What an arm's runs actually did: steps, when the curriculum first moved the weights, how far, which loss."""
     mine = [r for r in runs if r.config == name]
@@ -544,7 +549,7 @@ def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str,
     steps, first_change, reached = [], [], []
     for r in mine:
         steps.append((r.finished or {}).get("step"))
-        logged = facts.get((name, r.seed), {}).get("curriculum", [])
+        logged = _drew_batches(facts.get((name, r.seed), {}).get("curriculum", []), steps[-1])
         start: dict[str, float] | None = None
         change = None
         for step, w in logged:
@@ -599,7 +604,8 @@ def trained_identical(
                     found.append((a.config, b.config, seed, f"byte-identical model weights ({'/'.join(same_weights)} checkpoint)"))
                 elif (a.settings.curriculum.strategy != b.settings.curriculum.strategy
                       and _differ_only_in_curriculum(a.settings, b.settings)
-                      and fa["curriculum"] == fb["curriculum"]):
+                      and [w for _, w in _drew_batches(fa["curriculum"], (a.finished or {}).get("step"))]
+                      == [w for _, w in _drew_batches(fb["curriculum"], (b.finished or {}).get("step"))]):
                     found.append((a.config, b.config, seed, "identical logged curriculum weights, the only setting they differ in"))
     return found
 

@@ -218,3 +218,25 @@ def test_effective_settings_ignore_what_cannot_act(tmp_path):
     # A different seed is a different run even when nothing else differs.
     c = config_settings(base, "full", 1, tmp_path / "c")
     assert effective_settings(c, schedule(c, 800)) != effective_settings(b, schedule(b, 800))
+
+
+def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_batches(tmp_path):
+    from acct.ablation import PlannedRun, trained_identical
+
+    base = tiny_settings(tmp_path / "x")
+    runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "reuse", {"step": 40})
+            for c in ("baseline", "contrastive", "full")]
+    uniform, moved = {"a": 0.5, "b": 0.5}, {"a": 0.7, "b": 0.3}
+    facts = {
+        ("baseline", 0): {"weights": {"best": "b1", "last": "b2"}, "curriculum": [(20, uniform), (40, uniform)]},
+        ("contrastive", 0): {"weights": {"best": "c1", "last": "c2"}, "curriculum": [(20, uniform), (40, uniform)]},
+        # full moved its weights only after its last step: no batch was drawn from them.
+        ("full", 0): {"weights": {"best": "f1", "last": "f2"}, "curriculum": [(20, uniform), (40, moved)]},
+    }
+    found = trained_identical(runs, facts)
+    assert [(a, b) for a, b, _, _ in found] == [("contrastive", "full")]  # baseline differs in its loss
+    assert "logged curriculum weights" in found[0][3]
+    facts["full", 0]["curriculum"] = [(20, moved), (40, moved)]
+    assert trained_identical(runs, facts) == []
+    facts["baseline", 0]["weights"]["last"] = "c2"
+    assert trained_identical(runs, facts) == [("baseline", "contrastive", 0, "byte-identical model weights (last checkpoint)")]

@@ -147,6 +147,7 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
             for i, r in enumerate(runs, start=1):
                 title = f"ablate {i}/{len(runs)}: [bold]{r.config}[/] seed {r.seed} — "
                 if r.action == "reuse":
+                    list(ablation.train_run(r))  # writes the done marker of a run a printed command trained
                     step = (r.finished or {}).get("step")
                     if rank == 0:
                         err.rule(title + f"finished run reused (step {step})", style="dim")
