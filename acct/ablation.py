@@ -812,7 +812,7 @@ def describe_effective(e: dict[str, Any]) -> dict[str, str]:
 
     change = e.get("first_weight_change_step")
     if change is None:
-        change_text = "- (uniform)"
+        change_text = "-"
     elif all(c is None for c in change):
         change_text = "never"
     else:
@@ -823,7 +823,7 @@ def describe_effective(e: dict[str, Any]) -> dict[str, str]:
     loss = e["loss"]
     loss_text = f"λ_cls {loss['lambda_cls']:g}, λ_con {loss['lambda_contrastive']:g}"
     if loss["tau"] is not None:
-        loss_text += f", τ {loss['tau']:g}, anchors weighted by {loss['contrastive_anchor_weighting']}"
+        loss_text += f", τ {loss['tau']:g}, entropy-weighted anchors"
     return {"steps": steps(e["steps_trained"]), "change": change_text, "weights": weights, "loss": loss_text,
             "identical": ", ".join(e["identical_to"]) or "-"}
 

@@ -194,38 +194,42 @@ def tables(report: Any, top: int) -> list[Any]:
         show_header=True, header_style="bold",
     )
     ref = report.reference
-    for col in ["config", "accuracy", "macro", *cats, f"Δ vs {ref} (pts)", "95% CI", "McNemar p",
-                f"Holm p ({len(report.deltas)} arms)", "MDE (pts)"]:
+    for col in ["config", "accuracy", "95% CI", "macro", *cats]:
         main.add_column(col, justify="left" if col == "config" else "right")
+    tests = Table(
+        title=f"each arm vs {ref} on the same questions: paired bootstrap 95% CI, exact McNemar p, Holm p (McNemar "
+              f"adjusted across all {len(report.deltas)} comparisons), MDE at 80% power, alpha 0.05",
+        show_header=True, header_style="bold",
+    )
+    for col in ["config", "Δ (pts)", "95% CI", "McNemar p", "Holm p", "MDE (pts)", *(["seeds mean ± sd"] if multi else [])]:
+        tests.add_column(col, justify="left" if col == "config" else "right")
     for name, c in report.configs.items():
         acc = pc(c["accuracy"])
         macro = pc(c["macro_accuracy"])
         if multi and c["sd"] is not None:
             acc += f" ± {100 * c['sd']['accuracy']:.2f}"
             macro += f" ± {100 * c['sd']['macro_accuracy']:.2f}"
-        if name in report.deltas:
-            d = report.deltas[name]
-            style = "green" if d["ci_low"] > 0 else "red" if d["ci_high"] < 0 else None
-            delta = signed(d["accuracy"])
-            if multi and d["sd"] is not None:
-                delta += f" ± {100 * d['sd']:.2f}"
-            delta = f"[{style}]{delta}[/]" if style else delta
-            ci = f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]"
-            p = f"{d['mcnemar_p']:.3g}"
-            holm_p = f"{d['holm_p']:.3g}"
-            mde = "-" if d["mde"] is None else f"{100 * d['mde']:.2f}"
-        else:
-            delta, ci, p, holm_p, mde = "reference", "", "", "", ""
         label = name + (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
                         if c["effective"]["identical_to"] else "")
-        main.add_row(label, acc, macro, *(pc(c["categories"].get(x)) for x in cats), delta, ci, p, holm_p, mde)
+        main.add_row(label, acc, f"[{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]", macro,
+                     *(pc(c["categories"].get(x)) for x in cats))
+        if name not in report.deltas:
+            continue
+        d = report.deltas[name]
+        style = "green" if d["ci_low"] > 0 else "red" if d["ci_high"] < 0 else None
+        delta = signed(d["accuracy"])
+        delta = f"[{style}]{delta}[/]" if style else delta
+        seeds_cell = [f"{signed(d['seed_mean'])} ± {100 * d['seed_sd']:.2f}"] if multi and d["seed_sd"] is not None else (
+            ["-"] if multi else [])
+        tests.add_row(label, delta, f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]", f"{d['mcnemar_p']:.3g}",
+                      f"{d['holm_p']:.3g}", "-" if d["mde"] is None else f"{100 * d['mde']:.2f}", *seeds_cell)
     did = Table(title="what each arm did", show_header=True, header_style="bold")
-    for col in ["config", "steps", "curriculum", "weights first changed at step", "task weight min–max", "loss"]:
-        did.add_column(col)
+    for col in ["config", "steps", "curriculum", "first change (step)", "task weights", "loss"]:
+        did.add_column(col, no_wrap=col == "curriculum")
     for name, c in report.configs.items():
         e = describe_effective(c["effective"])
         did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"])
-    out_tables = [main, did]
+    out_tables = [main, tests, did]
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
         t = Table(title=f"{name} vs {ref}: largest per-task changes (q: Benjamini-Hochberg)", show_header=True,
