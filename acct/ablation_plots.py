@@ -15,7 +15,8 @@ from typing import Any
 from acct.errors import UsageError
 
 
-def _pyplot() -> Any:
+def require_pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or one clear error naming the extra."""
     try:
         import matplotlib
     except ImportError:
@@ -28,7 +29,7 @@ def _pyplot() -> Any:
 
 def write_figures(report: Any, directory: Path) -> list[Path]:
     """Write the study's PNGs into `directory`; returns their paths in report order."""
-    plt = _pyplot()
+    plt = require_pyplot()
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--plot {directory} is a file, not a directory")

@@ -84,6 +84,10 @@ def ablate_command(
         raise UsageError("--launcher and --nproc-per-node go with --print-commands")
     if nproc_per_node is not None and (launcher is None or nproc_per_node < 1):
         raise UsageError("--nproc-per-node needs --launcher torchrun and a count of at least 1")
+    if plot is not None and not print_commands:
+        from acct.ablation_plots import require_pyplot
+
+        require_pyplot()  # before hours of training, not after
     if print_commands:
         from acct import ablation
 

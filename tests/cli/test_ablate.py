@@ -150,8 +150,9 @@ def test_plots_are_written_and_embedded(study):
         assert f"(figures/{name})" in text
 
 
-def test_an_unfinished_run_is_resumed_by_the_engine(study, tmp_path):
-    """The plain engine entry point (no Typer) resumes a run that lost its done marker."""
+def test_a_finished_run_that_lost_its_marker_is_reused_by_the_engine(study, tmp_path):
+    """The plain engine entry point (no Typer): a run killed after its last checkpoint (step 30 of 30) but before
+    its done marker was written is finished; it is reused, trains nothing, and gets its marker back."""
     from acct.ablation import run_ablation
     from acct.cli_settings import AblateSettings
     from acct.config import resolve_train
@@ -159,14 +160,14 @@ def test_an_unfinished_run_is_resumed_by_the_engine(study, tmp_path):
     directory, config, first = study
     copy = tmp_path / "study"
     shutil.copytree(directory, copy, symlinks=True)
-    (copy / "full-seed1" / "ablation-done.json").unlink()  # as if killed after its last checkpoint
+    (copy / "full-seed1" / "ablation-done.json").unlink()
     base = resolve_train({"device": "cpu", "seed": 1}, preset="tiny", config_file=config)
     events = []
     report = run_ablation(AblateSettings(output_dir=copy), base, on_event=lambda run, ev: events.append((run.config, ev)))
-    assert {r["config"]: r["action"] for r in report.runs} == {"baseline": "reuse", "contrastive": "reuse", "full": "resume"}
-    assert {name for name, _ in events} == {"full"}
-    assert type(events[-1][1]).__name__ == "Finished" and events[-1][1].step == 30
-    assert json.loads((copy / "full-seed1" / "ablation-done.json").read_text())["step"] == 30
+    assert {r["config"]: r["action"] for r in report.runs} == {"baseline": "reuse", "contrastive": "reuse", "full": "reuse"}
+    assert events == []
+    marker = json.loads((copy / "full-seed1" / "ablation-done.json").read_text())
+    assert (marker["step"], marker["reason"]) == (30, "completed")
     assert report.to_dict()["deltas"] == json.loads(first.stdout)["deltas"]
 
 
