@@ -88,6 +88,8 @@ def ablate_command(
         from acct.ablation_plots import require_pyplot
 
         require_pyplot()  # before hours of training, not after
+        if plot.exists() and not plot.is_dir():
+            raise UsageError(f"--plot {plot} is a file; give a directory for the figures")
     if print_commands:
         from acct import ablation
 

@@ -279,5 +279,8 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 2 and "split" in result.stderr
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--configs", "full,best"])
     assert result.exit_code == 2 and "configs" in result.stderr
+    (tmp_path / "file.png").write_text("")
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--plot", str(tmp_path / "file.png")])
+    assert result.exit_code == 2 and "--plot" in result.stderr and "is a file" in result.stderr
     result = runner.invoke(app, ["ablate", "--preset", "nope", "--output-dir", str(tmp_path)])
     assert result.exit_code == 2 and "unknown preset" in result.stderr
