@@ -1,9 +1,12 @@
 """Paired comparisons of two classifiers scored on the same examples: pure Python, seeded.
 
 Owns the statistics `acct ablate` reports: the paired bootstrap confidence interval of an
-accuracy difference and the exact McNemar test. Inputs are per-example correctness flags of
-configuration A and configuration B on the *same* examples, in the same order. No torch and
-no numpy, so the numbers can be checked by hand.
+accuracy difference, the exact McNemar test, the multiple-comparison adjustments (Holm across
+arms, Benjamini-Hochberg across tasks), a binomial interval for one accuracy, and the minimum
+detectable difference of the paired design. Inputs are per-example correctness flags of
+configuration A and configuration B on the *same* examples, in the same order. No torch; the
+bootstrap and McNemar are plain Python so they can be checked by hand, and scipy supplies what
+it already has (normal quantiles, Benjamini-Hochberg, Wilson intervals).
 """
 
 from __future__ import annotations
@@ -128,3 +131,84 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
         raise ValueError("mean of no values")
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order.
+
+    Sort ascending, multiply the i-th smallest (0-based) by m - i, take the running maximum so the
+    adjusted values keep the order of the raw ones, and cap at 1 (Holm 1979; R's p.adjust "holm").
+    """
+    m = len(pvalues)
+    for p in pvalues:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p-values must lie in [0, 1], got {p}")
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def bh_qvalues(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values, false discovery rate), in the input order."""
+    if not pvalues:
+        return []
+    from scipy.stats import false_discovery_control
+
+    return [float(q) for q in false_discovery_control(list(pvalues), method="bh")]
+
+
+def binomial_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (one arm's accuracy on n questions)."""
+    if n <= 0:
+        raise ValueError("a proportion of no trials has no interval")
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mcnemar_mde(n: int, discordance: float, *, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """Smallest accuracy difference |p_B - p_A| the paired McNemar test detects with `power`.
+
+    Normal approximation of Connor (1987) for n pairs with discordance rate psi = P(the two
+    configurations disagree on a question) and difference delta = p_01 - p_10:
+
+        n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 / delta^2
+
+    solved for delta (the positive root of a quadratic):
+
+        delta = sqrt(psi) (z_a sqrt(n) + z_b sqrt(n + z_b^2 - z_a^2)) / (n + z_b^2)
+
+    None when there is no discordance (nothing to detect with) or n is too small for the formula.
+    The result is capped at psi: a difference cannot exceed the share of questions that disagree.
+    """
+    if n <= 0:
+        raise ValueError("the minimum detectable difference needs at least one pair")
+    if not 0.0 <= discordance <= 1.0:
+        raise ValueError(f"the discordance rate must lie in [0, 1], got {discordance}")
+    if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
+        raise ValueError("alpha and power must lie in (0, 1)")
+    if discordance == 0.0:
+        return None
+    from scipy.stats import norm
+
+    z_a, z_b = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+    inner = n + z_b**2 - z_a**2
+    if inner < 0:
+        return None
+    delta = math.sqrt(discordance) * (z_a * math.sqrt(n) + z_b * math.sqrt(inner)) / (n + z_b**2)
+    return min(delta, discordance)
+
+
+def mcnemar_sample_size(delta: float, discordance: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Connor's (1987) number of pairs for difference `delta` at discordance rate psi (the inverse of the MDE)."""
+    if not 0.0 < abs(delta) <= discordance <= 1.0:
+        raise ValueError("need 0 < |delta| <= discordance <= 1")
+    from scipy.stats import norm
+
+    z_a, z_b = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+    return (z_a * math.sqrt(discordance) + z_b * math.sqrt(discordance - delta**2)) ** 2 / delta**2

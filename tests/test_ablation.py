@@ -78,7 +78,7 @@ def test_plan_reuses_resumes_trains_and_refuses(tmp_path):
     assert actions == {"baseline": "reuse", "contrastive": "resume", "full": "train"}
     assert {r.action for r in plan(study.model_copy(update={"overwrite": True}), base)} == {"train"}
 
-    changed = tiny_settings(tmp_path / "x", **{"optim.max_steps": 7})
+    changed = tiny_settings(tmp_path / "x", **{"optim.max_steps": 241})
     with pytest.raises(UsageError, match=r"trained with other settings \(optim.max_steps\).*--overwrite"):
         plan(study, changed)
     # Where the run is written and which device it ran on are not what it trained.
@@ -105,7 +105,7 @@ def test_markdown_and_task_deltas():
     report = AblationReport(split="test", checkpoint="best", seeds=[0], n_per_seed={0: 40},
                             configs={"baseline": config, "full": config}, deltas={"full": delta}, runs=[])
     text = markdown(report)
-    assert "| full (x) | 50.00 | 50.00 | 50.00 | +5.00 [-1.00, +11.00] | 0.2 |" in text
+    assert "| full (x) | 50.00 | 50.00 | 50.00 | +5.00 [-1.00, +11.00] | 0.2 | - | - |" in text
     assert "| a | +20.00 |" in text and "| b | -10.00 |" in text
 
 
@@ -124,7 +124,8 @@ def test_aggregate_over_two_seeds(tmp_path):
     runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", config_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
             for s in (0, 1) for c in ("baseline", "full")]
     results = {key: summarize("test", examples, [0 if ok else 1 for ok in f]) for key, f in flags.items()}
-    report = aggregate(study, runs, flags, results)
+    tasks = {s: [ex.task for ex in examples] for s in (0, 1)}
+    report = aggregate(study, runs, flags, results, tasks=tasks)
 
     full, baseline = report.configs["full"], report.configs["baseline"]
     assert full["accuracy"] == pytest.approx((1.0 + 0.75) / 2) and baseline["accuracy"] == pytest.approx((0.5 + 0.75) / 2)
@@ -142,3 +143,100 @@ def test_aggregate_over_two_seeds(tmp_path):
     assert "mean over 2 seeds" in " ".join(report.notes)
     text = markdown(report)
     assert "Mean ± sd over seeds." in text and "± 17.68" in text
+    # Per-seed deltas 0.5 and 0.0 beside the pooled comparison.
+    assert (d["seed_mean"], d["seed_sd"]) == (pytest.approx(0.25), pytest.approx(0.5 / 2 ** 0.5))
+    assert "seeds mean ± sd" in text and "| +25.00 ± 35.36 |" in text
+    assert d["holm_p"] == d["mcnemar_p"]  # one comparison: nothing to adjust
+    # 8 pairs, 4 of them discordant.
+    assert (d["pairs"], d["discordance"]) == (8, 0.5)
+    from acct.stats import mcnemar_mde
+
+    assert d["mde"] == mcnemar_mde(8, 0.5)
+    # Per task (pooled over seeds): the four even_number pairs all agree; animal_word has full-only 3, baseline-only 1.
+    assert d["per_task"]["even_number"] == {"n": 4, "delta": pytest.approx(0.0), "p": 1.0, "q": 1.0}
+    assert d["per_task"]["animal_word"]["p"] == pytest.approx(2 * (1 + 4) / 16)  # full-only 3, baseline-only 1
+    assert d["per_task"]["animal_word"]["q"] == pytest.approx(1.0)  # BH: min(0.625 * 2 / 1, 1.0 * 2 / 2)
+    assert d["per_task"]["animal_word"]["delta"] == pytest.approx(0.5)
+    assert {"acct_version", "holm_p", "mde", "notes", "reference"} <= set(report.to_dict())
+    assert report.to_dict()["holm_p"] == {"full": d["holm_p"]}
+
+
+def three_arm_plan(tmp_path, max_steps, **study):
+    base = tiny_settings(tmp_path / "x", **{"optim.max_steps": max_steps})
+    return plan(AblateSettings(output_dir=tmp_path / "study", **study), base)
+
+
+def test_schedule_mirrors_the_engine(tmp_path):
+    """The guard's step plan is the one the engine announces when it starts."""
+    from acct import engine
+    from acct.ablation import schedule, train_questions
+
+    settings = tiny_settings(tmp_path / "run", **{"optim.max_steps": None, "optim.epochs": 2.5})
+    started = next(engine.train(settings))
+    sched = schedule(settings, train_questions(settings))
+    assert (sched.train_questions, sched.steps_per_epoch, sched.total_steps) == (
+        started.num_train, started.steps_per_epoch, started.total_steps)
+    assert sched.warmup_steps == round(settings.curriculum.warmup_epochs * started.steps_per_epoch)
+
+
+def test_guard_refuses_arms_that_would_train_identically(tmp_path):
+    # Tiny preset: 100 steps per epoch, one epoch of warm-up, updates every 20 steps: the full arm's
+    # curriculum first acts on the batch of step 101.
+    with pytest.raises(UsageError) as caught:
+        three_arm_plan(tmp_path, 100)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("arms contrastive and full would train identically")
+    assert "after step 100 (warm-up 100 steps, updates every 20)" in message and "ends at step 100" in message
+    assert "smallest --max-steps that separates them is 101" in message and "--allow-identical" in message
+    runs = three_arm_plan(tmp_path, 101)
+    assert [r.planned_identical for r in runs] == [[], [], []]
+    assert runs[2].schedule.first_update == 100 and runs[2].schedule.adapts
+    runs = three_arm_plan(tmp_path, 100, allow_identical=True)
+    assert [bool(r.planned_identical) for r in runs] == [False, True, True]
+    assert runs[1].planned_identical[0].startswith("full: ")
+
+
+def test_guard_sees_a_curriculum_that_can_never_act(tmp_path):
+    base = tiny_settings(tmp_path / "x", **{"curriculum.floor": 1.0})
+    with pytest.raises(UsageError, match="floor 1, which keeps the weights uniform; no --max-steps separates them"):
+        plan(AblateSettings(output_dir=tmp_path / "study"), base)
+    # The baseline differs from both in its loss, so a two-arm study is fine.
+    assert len(plan(AblateSettings(output_dir=tmp_path / "study", configs=["full"]), base)) == 2
+
+
+def test_effective_settings_ignore_what_cannot_act(tmp_path):
+    from acct.ablation import effective_settings, schedule
+
+    base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 60})
+    a = config_settings(base, "contrastive", 0, tmp_path / "a")
+    b = config_settings(base, "full", 0, tmp_path / "b")
+    assert effective_settings(a, schedule(a, 800)) == effective_settings(b, schedule(b, 800))
+    longer = base.model_copy(update={"optim": base.optim.model_copy(update={"max_steps": 101})})
+    a, b = config_settings(longer, "contrastive", 0, tmp_path / "a"), config_settings(longer, "full", 0, tmp_path / "b")
+    assert effective_settings(a, schedule(a, 800)) != effective_settings(b, schedule(b, 800))
+    # A different seed is a different run even when nothing else differs.
+    c = config_settings(base, "full", 1, tmp_path / "c")
+    assert effective_settings(c, schedule(c, 800)) != effective_settings(b, schedule(b, 800))
+
+
+def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_batches(tmp_path):
+    from acct.ablation import PlannedRun, trained_identical
+
+    base = tiny_settings(tmp_path / "x")
+    runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "reuse", {"step": 40})
+            for c in ("baseline", "contrastive", "full")]
+    uniform, moved = {"a": 0.5, "b": 0.5}, {"a": 0.7, "b": 0.3}
+    facts = {
+        ("baseline", 0): {"weights": {"best": "b1", "last": "b2"}, "curriculum": [(20, uniform), (40, uniform)]},
+        ("contrastive", 0): {"weights": {"best": "c1", "last": "c2"}, "curriculum": [(20, uniform), (40, uniform)]},
+        # full moved its weights only after its last step: no batch was drawn from them.
+        ("full", 0): {"weights": {"best": "f1", "last": "f2"}, "curriculum": [(20, uniform), (40, moved)]},
+    }
+    found = trained_identical(runs, facts)
+    assert [(a, b) for a, b, _, _ in found] == [("contrastive", "full")]  # baseline differs in its loss
+    assert "logged curriculum weights" in found[0][3]
+    facts["full", 0]["curriculum"] = [(20, moved), (40, moved)]
+    assert trained_identical(runs, facts) == []
+    facts["baseline", 0]["weights"]["last"] = "c2"
+    assert trained_identical(runs, facts) == [("baseline", "contrastive", 0, "byte-identical model weights (last checkpoint)")]

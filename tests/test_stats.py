@@ -7,9 +7,14 @@ import math
 import pytest
 
 from acct.stats import (
+    bh_qvalues,
+    binomial_ci,
     discordant_counts,
+    holm,
     mcnemar_exact,
     mcnemar_exact_counts,
+    mcnemar_mde,
+    mcnemar_sample_size,
     mean_sd,
     paired_bootstrap_ci,
     percentile,
@@ -107,3 +112,72 @@ def test_percentile_and_mean_sd():
     assert percentile([0.0, 10.0], 0.025) == pytest.approx(0.25)
     assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_sd([5.0]) == (5.0, None)
+
+
+# Benjamini & Hochberg (1995), section 4: fifteen p-values of one study; at FDR 0.05 the
+# step-up procedure rejects the four smallest. The adjusted values below are R's
+# p.adjust(p, "holm") / p.adjust(p, "BH") (statsmodels' multipletests gives the same).
+BH_1995 = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262,
+           0.5719, 0.6528, 0.7590, 1.000]
+HOLM_1995 = [0.0015, 0.0056, 0.0247, 0.114, 0.2211, 0.278, 0.278, 0.278, 0.3213, 1, 1, 1, 1, 1, 1]
+BH_Q_1995 = [0.0015, 0.003, 0.0095, 0.035625, 0.0603, 0.063857, 0.063857, 0.0645, 0.0765, 0.486, 0.581182,
+             0.714875, 0.753231, 0.813214, 1.0]
+
+
+def test_holm_against_reference_values():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm(BH_1995) == pytest.approx(HOLM_1995, abs=1e-6)
+    shuffled = [BH_1995[i] for i in (14, 3, 0, 9, 7, 1, 12, 5, 2, 10, 4, 13, 6, 11, 8)]
+    expected = [HOLM_1995[i] for i in (14, 3, 0, 9, 7, 1, 12, 5, 2, 10, 4, 13, 6, 11, 8)]
+    assert holm(shuffled) == pytest.approx(expected, abs=1e-6)  # results come back in the input order
+    assert holm([0.2]) == [0.2] and holm([]) == []
+    with pytest.raises(ValueError, match="p-values"):
+        holm([1.5])
+
+
+def test_benjamini_hochberg_against_the_1995_example():
+    q = bh_qvalues(BH_1995)
+    assert q == pytest.approx(BH_Q_1995, abs=1e-6)
+    assert [x <= 0.05 for x in q] == [True] * 4 + [False] * 11
+    assert bh_qvalues(list(reversed(BH_1995))) == pytest.approx(list(reversed(BH_Q_1995)), abs=1e-6)
+
+
+def test_wilson_interval():
+    # Wilson score interval of 8/10 at 95% (Newcombe 1998, table I: 0.4902 to 0.9433).
+    low, high = binomial_ci(8, 10)
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_mde_inverts_connors_sample_size_and_scales_with_discordance():
+    for n, psi in ((1500, 0.1), (300, 0.25), (5000, 0.04)):
+        delta = mcnemar_mde(n, psi)
+        assert mcnemar_sample_size(delta, psi) == pytest.approx(n, rel=1e-9)
+    # Large n: delta ~ (z_a + z_b) sqrt(psi / n); four times the discordance doubles the MDE.
+    assert mcnemar_mde(10**6, 0.1) == pytest.approx((1.959964 + 0.841621) * math.sqrt(0.1 / 10**6), rel=1e-3)
+    assert mcnemar_mde(2000, 0.2) / mcnemar_mde(2000, 0.05) == pytest.approx(2.0, rel=0.01)
+    assert mcnemar_mde(100, 0.0) is None
+    assert mcnemar_mde(1, 0.5) is None  # too few pairs for the approximation
+    assert mcnemar_mde(4, 0.5) <= 0.5
+    with pytest.raises(ValueError):
+        mcnemar_mde(0, 0.1)
+
+
+def simulated_power(n: int, psi: float, delta: float, reps: int = 4000, seed: int = 0) -> float:
+    """Share of simulated studies in which the exact McNemar test rejects at 0.05."""
+    import numpy as np
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, [(psi - delta) / 2, (psi + delta) / 2, 1 - psi], size=reps)
+    only_a, only_b = counts[:, 0], counts[:, 1]
+    disc = only_a + only_b
+    p = np.minimum(1.0, 2 * binom.cdf(np.minimum(only_a, only_b), disc, 0.5))
+    p[disc == 0] = 1.0
+    return float((p < 0.05).mean())
+
+
+@pytest.mark.parametrize(("n", "psi"), [(1500, 0.12), (400, 0.3)])
+def test_mde_has_eighty_percent_power_in_simulation(n, psi):
+    delta = mcnemar_mde(n, psi)
+    assert simulated_power(n, psi, delta) == pytest.approx(0.8, abs=0.04)
+    assert simulated_power(n, psi, delta / 2) < 0.45  # half the MDE is detected far less often

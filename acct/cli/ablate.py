@@ -13,6 +13,7 @@ from acct.cli.train import FLAGS as TRAIN_FLAGS
 from acct.cli.train import settings_option as _opt
 from acct.cli_settings import AblateSettings, resolve_flags
 from acct.config import nest, resolve_train
+from acct.errors import UsageError
 
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
 # lambda_con are what the study varies, and --output-dir names the study's directory.
@@ -29,6 +30,7 @@ EPILOG = (
 
 @handles_errors
 def ablate_command(
+    ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (as for acct train).", show_default=False),
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny: offline CPU study on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Directory of the study (default runs/ablation).", show_default=False),
@@ -38,6 +40,11 @@ def ablate_command(
     configs: Optional[str] = typer.Option(None, "--configs", help="Comma-separated ablation arms: baseline, contrastive, full or a plugin's (baseline is always run)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain every run even if a finished one is there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else (progress goes to stderr)."),
+    allow_identical: bool = typer.Option(False, "--allow-identical", help="Run the study even if two arms would train identically (the report's notes say so)."),
+    print_commands: bool = typer.Option(False, "--print-commands", help="Print one `acct train` command per (arm, seed) with its run directory, for a job array, and exit."),
+    launcher: Optional[str] = typer.Option(None, "--launcher", help="With --print-commands: torchrun prefixes every command with torchrun.", show_default=False),
+    nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun: processes per node.", show_default=False),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the study's figures (PNG) into this directory; needs the plot extra.", show_default=False),
     model: Optional[str] = _opt("--model"),
     tokenizer: Optional[str] = _opt("--tokenizer"),
     data_source: Optional[str] = _opt("--data-source"),
@@ -70,6 +77,7 @@ def ablate_command(
 ) -> None:
     """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
     values = locals()
+    command = command_line(ctx)
     flat = {TRAIN_FLAGS[flag]: values[flag[2:].replace("-", "_")] for flag in TRAIN_OVERRIDES}
     refs = import_code(code)
     if refs:
@@ -80,9 +88,30 @@ def ablate_command(
     chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
     settings: AblateSettings = resolve_flags(AblateSettings, {
         "output_dir": output_dir, "seeds": seeds, "split": split, "checkpoint": checkpoint, "configs": chosen,
-        "overwrite": True if overwrite else None,
+        "overwrite": True if overwrite else None, "allow_identical": True if allow_identical else None,
+        "plot_dir": plot,
     })
-    report = run(settings, base)
+    if launcher is not None and launcher != "torchrun":
+        raise UsageError(f"--launcher {launcher}: the one launcher acct knows is torchrun")
+    if (launcher or nproc_per_node is not None) and not print_commands:
+        raise UsageError("--launcher and --nproc-per-node go with --print-commands")
+    if nproc_per_node is not None and (launcher is None or nproc_per_node < 1):
+        raise UsageError("--nproc-per-node needs --launcher torchrun and a count of at least 1")
+    if plot is not None and not print_commands:
+        from acct.ablation_plots import require_pyplot
+
+        require_pyplot()  # before hours of training, not after
+        if plot.exists() and not plot.is_dir():
+            raise UsageError(f"--plot {plot} is a file; give a directory for the figures")
+    if print_commands:
+        from acct import ablation
+
+        runs = ablation.plan(settings, base)
+        for line in ablation.train_commands(runs, settings.output_dir, launcher=launcher,
+                                            nproc_per_node=nproc_per_node or 1):
+            typer.echo(line)
+        return
+    report = run(settings, base, command)
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         return
     if as_json:
@@ -90,11 +119,32 @@ def ablate_command(
     else:
         for table in tables(report, settings.top_tasks):
             out.print(table)
+        for note in report.notes:
+            out.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         out.print(f"[dim]written to {escape(settings.output_dir / 'ablation.json')} and "
                   f"{escape(settings.output_dir / 'ablation.md')}[/]", highlight=False, soft_wrap=True)
 
 
-def run(settings: AblateSettings, base: Any) -> Any:
+def command_line(ctx: typer.Context) -> str:
+    """The command as the user could type it again: `acct ablate` with every flag that was given."""
+    import shlex
+
+    words = ["acct", "ablate"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name != "option" or value is None or value is False and not param.secondary_opts:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name == "DEFAULT":
+            continue
+        if isinstance(value, bool):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words)
+
+
+def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     """Train what is missing with the inner progress display, then compare; exit 130 when interrupted.
 
     Under torchrun every rank trains each run together; rank 0 draws the progress and, once the
@@ -116,6 +166,7 @@ def run(settings: AblateSettings, base: Any) -> Any:
             for i, r in enumerate(runs, start=1):
                 title = f"ablate {i}/{len(runs)}: [bold]{r.config}[/] seed {r.seed} — "
                 if r.action == "reuse":
+                    list(ablation.train_run(r))  # writes the done marker of a run a printed command trained
                     step = (r.finished or {}).get("step")
                     if rank == 0:
                         err.rule(title + f"finished run reused (step {step})", style="dim")
@@ -136,16 +187,16 @@ def run(settings: AblateSettings, base: Any) -> Any:
         return None
 
     err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
-    report = ablation.compare(settings, runs, device=base.device, precision=base.precision,
+    report = ablation.compare(settings, runs, device=base.device, precision=base.precision, command=command,
                               on_scored=lambda r: err.print(f"[dim]scored {escape(r.run_dir)}[/]", highlight=False, soft_wrap=True))
-    ablation.write_reports(report, settings.output_dir, settings.top_tasks)
+    ablation.finish_report(report, settings)
     return report
 
 
 def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
-    from acct.ablation import top_task_deltas
+    from acct.ablation import describe_effective, top_task_deltas
 
     def pc(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.2f}%"
@@ -161,38 +212,58 @@ def tables(report: Any, top: int) -> list[Any]:
               f"{report.checkpoint} checkpoints{', mean ± sd over seeds ' + str(report.seeds) if multi else ''})",
         show_header=True, header_style="bold",
     )
-    for col in ["config", "accuracy", "macro", *cats, "Δ (pts)", "95% CI", "McNemar p"]:
+    ref = report.reference
+    for col in ["config", "accuracy", "95% CI", "macro", *cats]:
         main.add_column(col, justify="left" if col == "config" else "right")
+    tests = Table(
+        title=f"each arm vs {ref} on the same questions: paired bootstrap 95% CI, exact McNemar p, Holm p (McNemar "
+              f"adjusted across all {len(report.deltas)} comparisons), MDE at 80% power, alpha 0.05",
+        show_header=True, header_style="bold",
+    )
+    for col in ["config", "Δ (pts)", "95% CI", "McNemar p", "Holm p", "MDE (pts)", *(["seeds mean ± sd"] if multi else [])]:
+        tests.add_column(col, justify="left" if col == "config" else "right")
     for name, c in report.configs.items():
         acc = pc(c["accuracy"])
         macro = pc(c["macro_accuracy"])
         if multi and c["sd"] is not None:
             acc += f" ± {100 * c['sd']['accuracy']:.2f}"
             macro += f" ± {100 * c['sd']['macro_accuracy']:.2f}"
-        if name in report.deltas:
-            d = report.deltas[name]
-            style = "green" if d["ci_low"] > 0 else "red" if d["ci_high"] < 0 else None
-            delta = signed(d["accuracy"])
-            if multi and d["sd"] is not None:
-                delta += f" ± {100 * d['sd']:.2f}"
-            delta = f"[{style}]{delta}[/]" if style else delta
-            ci = f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]"
-            p = f"{d['mcnemar_p']:.3g}"
-        else:
-            delta, ci, p = "reference", "", ""
-        main.add_row(name, acc, macro, *(pc(c["categories"].get(x)) for x in cats), delta, ci, p)
-    out_tables = [main]
+        label = name + (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
+                        if c["effective"]["identical_to"] else "")
+        main.add_row(label, acc, f"[{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]", macro,
+                     *(pc(c["categories"].get(x)) for x in cats))
+        if name not in report.deltas:
+            continue
+        d = report.deltas[name]
+        style = "green" if d["ci_low"] > 0 else "red" if d["ci_high"] < 0 else None
+        delta = signed(d["accuracy"])
+        delta = f"[{style}]{delta}[/]" if style else delta
+        seeds_cell = [f"{signed(d['seed_mean'])} ± {100 * d['seed_sd']:.2f}"] if multi and d["seed_sd"] is not None else (
+            ["-"] if multi else [])
+        tests.add_row(label, delta, f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]", f"{d['mcnemar_p']:.3g}",
+                      f"{d['holm_p']:.3g}", "-" if d["mde"] is None else f"{100 * d['mde']:.2f}", *seeds_cell)
+    did = Table(title="what each arm did", show_header=True, header_style="bold")
+    for col in ["config", "steps", "curriculum", "first change (step)", "task weights", "loss"]:
+        did.add_column(col, no_wrap=col == "curriculum")
+    for name, c in report.configs.items():
+        e = describe_effective(c["effective"])
+        did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"])
+    out_tables = [main, tests, did]
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
-        t = Table(title=f"{name} vs baseline: largest per-task changes", show_header=True, header_style="bold")
+        t = Table(title=f"{name} vs {ref}: largest per-task changes (q: Benjamini-Hochberg)", show_header=True,
+                  header_style="bold")
         t.add_column("task")
         t.add_column("Δ (pts)", justify="right")
-        t.add_column("baseline", justify="right")
+        t.add_column(ref, justify="right")
         t.add_column(name, justify="right")
+        t.add_column("q", justify="right")
         for task, v in gains + losses:
+            q = d["per_task"].get(task, {}).get("q")
             t.add_row(task, f"[{'green' if v > 0 else 'red'}]{signed(v)}[/]",
-                      pc(report.configs["baseline"]["tasks"][task]), pc(report.configs[name]["tasks"][task]))
+                      pc(report.configs[ref]["tasks"][task]), pc(report.configs[name]["tasks"][task]),
+                      "-" if q is None else f"{q:.2g}")
         if not gains and not losses:
-            t.add_row("(no task changed)", "", "", "")
+            t.add_row("(no task changed)", "", "", "", "")
         out_tables.append(t)
     return out_tables

@@ -63,6 +63,47 @@ def test_json_schema_and_consistency(study):
         assert f"{name} seed 1 — training" in result.stderr
 
 
+def test_report_adds_multiple_comparisons_power_and_what_each_arm_did(study):
+    from acct import __version__
+    from acct.stats import holm, mcnemar_mde
+
+    directory, _, result = study
+    report = json.loads(result.stdout)
+    assert report["acct_version"] == __version__ and report["reference"] == "baseline"
+    assert report["command"].startswith("acct ablate --config ") and "--max-steps" not in report["command"]
+    assert "--output-dir" in report["command"] and "--json" in report["command"]
+    deltas = report["deltas"]
+    assert [d["holm_p"] for d in deltas.values()] == pytest.approx(holm([d["mcnemar_p"] for d in deltas.values()]))
+    assert report["holm_p"] == {n: d["holm_p"] for n, d in deltas.items()}
+    for name, d in deltas.items():
+        assert d["pairs"] == report["examples_per_seed"]["1"]
+        assert d["discordance"] == pytest.approx(sum(d["discordant"].values()) / d["pairs"])
+        assert d["mde"] == report["mde"][name] == mcnemar_mde(d["pairs"], d["discordance"])
+        assert len(d["per_task"]) == 8 and sum(v["n"] for v in d["per_task"].values()) == d["pairs"]
+        assert all(v["p"] <= v["q"] <= 1.0 for v in d["per_task"].values())
+        assert d["seed_mean"] == pytest.approx(d["accuracy"]) and d["seed_sd"] is None
+    runs = {r["config"]: r for r in report["runs"]}
+    for name, c in report["configs"].items():
+        assert c["ci_low"] <= c["accuracy"] <= c["ci_high"]
+        assert c["settings_sha256"]["1"] == runs[name]["settings_sha256"]
+        e = c["effective"]
+        assert e["steps_trained"] == [30] and e["identical_to"] == [] and e["planned_identical_to"] == []
+        assert e["loss"]["lambda_contrastive"] == (0.0 if name == "baseline" else 0.3)
+    assert report["configs"]["contrastive"]["effective"]["first_weight_change_step"] is None
+    full = report["configs"]["full"]["effective"]
+    # 10 steps per epoch: warm-up ends at step 10, the first update is at step 20.
+    assert full["curriculum_first_update"] == 20 and full["first_weight_change_step"] == [20]
+    assert full["min_task_weight"] < 1 / 8 < full["max_task_weight"]
+    text = (directory / "ablation.md").read_text()
+    assert "Holm p is the McNemar p adjusted across all 2 comparisons with baseline" in text
+    assert "| McNemar p | Holm p | MDE |" in text and "## What each arm did" in text and "q (BH)" in text
+    assert f"acct {__version__}; command: `acct ablate " in text
+    for r in report["runs"]:
+        assert r["settings_sha256"] in text
+    assert "unadjusted per-task p-values are noise" in " ".join(report["notes"])
+    assert any(n.startswith("power (full vs baseline)") for n in report["notes"])
+
+
 def test_runs_share_the_split_and_differ_only_in_the_study_settings(study):
     directory, _, _ = study
     saved = {n: json.loads((directory / f"{n}-seed1" / "config.json").read_text()) for n in ("baseline", "contrastive", "full")}
@@ -80,20 +121,38 @@ def test_rerun_reuses_finished_runs(study):
     directory, config, first = study
     before = {n: (directory / f"{n}-seed1" / "checkpoints" / "last").resolve() for n in ("baseline", "full")}
     start = time.perf_counter()
-    result = ablate(directory, config)
+    result = ablate(directory, config, "--plot", str(directory / "figures"))
     assert result.exit_code == 0, result.output
     assert result.stderr.count("finished run reused") == 3
     assert "train ━" not in result.stderr  # nothing was trained again
-    assert time.perf_counter() - start < 30
-    for word in ("baseline", "contrastive", "full", "McNemar", "95% CI", "largest per-task changes"):
+    assert time.perf_counter() - start < 60
+    for word in ("baseline", "contrastive", "full", "McNemar", "95% CI", "largest per-task changes", "Holm p",
+                 "MDE", "what each arm did"):
         assert word in result.stdout
     assert {n: (directory / f"{n}-seed1" / "checkpoints" / "last").resolve() for n in before} == before
     again = json.loads((directory / "ablation.json").read_text())
     assert again["deltas"] == json.loads(first.stdout)["deltas"]  # same runs, same examples, same seeded bootstrap
 
 
-def test_an_unfinished_run_is_resumed_by_the_engine(study, tmp_path):
-    """The plain engine entry point (no Typer) resumes a run that lost its done marker."""
+def test_plots_are_written_and_embedded(study):
+    """Runs after test_rerun_reuses_finished_runs, which drew the figures with --plot."""
+    import matplotlib.image
+
+    directory, _, _ = study
+    names = ["accuracy.png", "validation.png", "weights-full.png", "categories.png"]
+    report = json.loads((directory / "ablation.json").read_text())
+    assert [p.rsplit("/", 1)[-1] for p in report["figures"]] == names
+    text = (directory / "ablation.md").read_text()
+    for name in names:
+        pixels = matplotlib.image.imread(directory / "figures" / name)
+        assert pixels.shape[0] >= 200 and pixels.shape[1] >= 300, name
+        assert pixels.std() > 0.01, name  # not a blank canvas
+        assert f"(figures/{name})" in text
+
+
+def test_a_finished_run_that_lost_its_marker_is_reused_by_the_engine(study, tmp_path):
+    """The plain engine entry point (no Typer): a run killed after its last checkpoint (step 30 of 30) but before
+    its done marker was written is finished; it is reused, trains nothing, and gets its marker back."""
     from acct.ablation import run_ablation
     from acct.cli_settings import AblateSettings
     from acct.config import resolve_train
@@ -101,14 +160,14 @@ def test_an_unfinished_run_is_resumed_by_the_engine(study, tmp_path):
     directory, config, first = study
     copy = tmp_path / "study"
     shutil.copytree(directory, copy, symlinks=True)
-    (copy / "full-seed1" / "ablation-done.json").unlink()  # as if killed after its last checkpoint
+    (copy / "full-seed1" / "ablation-done.json").unlink()
     base = resolve_train({"device": "cpu", "seed": 1}, preset="tiny", config_file=config)
     events = []
     report = run_ablation(AblateSettings(output_dir=copy), base, on_event=lambda run, ev: events.append((run.config, ev)))
-    assert {r["config"]: r["action"] for r in report.runs} == {"baseline": "reuse", "contrastive": "reuse", "full": "resume"}
-    assert {name for name, _ in events} == {"full"}
-    assert type(events[-1][1]).__name__ == "Finished" and events[-1][1].step == 30
-    assert json.loads((copy / "full-seed1" / "ablation-done.json").read_text())["step"] == 30
+    assert {r["config"]: r["action"] for r in report.runs} == {"baseline": "reuse", "contrastive": "reuse", "full": "reuse"}
+    assert events == []
+    marker = json.loads((copy / "full-seed1" / "ablation-done.json").read_text())
+    assert (marker["step"], marker["reason"]) == (30, "completed")
     assert report.to_dict()["deltas"] == json.loads(first.stdout)["deltas"]
 
 
@@ -133,10 +192,95 @@ def test_changed_settings_are_refused_not_silently_reused(study):
     assert result.exit_code == 2 and "(batch.group_by_length)" in result.stderr
 
 
+def test_arms_that_would_train_identically_are_refused_before_training(tmp_path):
+    # The issue's case: the tiny preset's warm-up (one epoch, 100 steps) outlasts 60 steps.
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--max-steps", "60", "--output-dir", str(tmp_path / "s"),
+                                 "--device", "cpu"])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: arms contrastive and full would train identically"), result.stderr
+    assert "ends at step 60" in lines[0] and "smallest --max-steps that separates them is 101" in lines[0]
+    assert "--allow-identical" in lines[0]
+    assert not (tmp_path / "s").exists()  # nothing trained, nothing written
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory):
+    """Two arms x one seed trained by executing the commands --print-commands printed."""
+    import shlex
+
+    root = tmp_path_factory.mktemp("printed")
+    config = root / "study.yaml"
+    config.write_text(STUDY_YAML)
+    result = ablate(root / "study", config, "--configs", "full", "--max-steps", "21", "--print-commands")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and not result.stderr.strip()
+    for line, name in zip(lines, ("baseline", "full")):
+        words = shlex.split(line)
+        assert words[:2] == ["acct", "train"] and words[-2:] == ["--output-dir", str(root / "study" / f"{name}-seed1")]
+        trained = runner.invoke(app, words[1:])
+        assert trained.exit_code == 0, trained.output
+    return root / "study", config
+
+
+def test_printed_commands_train_the_runs_a_later_ablate_reuses(printed):
+    directory, config = printed
+    assert not (directory / "full-seed1" / "ablation-done.json").exists()  # acct train knows nothing of the study
+    result = ablate(directory, config, "--configs", "full", "--max-steps", "21", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("finished run reused") == 2 and "training" not in result.stderr
+    report = json.loads(result.stdout)
+    assert [r["action"] for r in report["runs"]] == ["reuse", "reuse"]
+    assert report["configs"]["full"]["effective"]["steps_trained"] == [21]
+    assert report["configs"]["full"]["effective"]["first_weight_change_step"] == [20]
+    assert json.loads((directory / "full-seed1" / "ablation-done.json").read_text())["step"] == 21
+
+
+def test_print_commands_with_torchrun(printed, tmp_path):
+    directory, config = printed
+    result = ablate(tmp_path / "s", config, "--configs", "full", "--max-steps", "21", "--print-commands",
+                    "--launcher", "torchrun", "--nproc-per-node", "4")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(" train ")[0] for line in lines] == ["torchrun --nproc_per_node 4 -m acct"] * 2
+    assert lines[1].endswith(f"--output-dir {tmp_path / 's' / 'full-seed1'}")
+    for bad, words in (("torchrun", ["--launcher", "torchrun"]), ("slurm", ["--print-commands", "--launcher", "slurm"]),
+                       ("nproc", ["--print-commands", "--nproc-per-node", "2"])):
+        result = ablate(tmp_path / "s", config, *words)
+        assert result.exit_code == 2, bad
+        assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1, result.stderr
+
+
+def test_allowed_identical_arms_are_noted_and_marked(printed, tmp_path):
+    """contrastive and full stop at step 20, before full's curriculum acts: allowed, they train alike."""
+    directory, config = printed
+    result = ablate(tmp_path / "s", config, "--max-steps", "20")
+    assert result.exit_code == 2 and "smallest --max-steps that separates them is 21" in result.stderr
+    copy = tmp_path / "study"
+    shutil.copytree(directory, copy, symlinks=True)
+    result = ablate(copy, config, "--max-steps", "20", "--allow-identical", "--overwrite", "--configs", "contrastive,full",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    notes = " ".join(report["notes"])
+    assert "--allow-identical: arms contrastive and full were planned to train identically" in notes
+    assert "arms contrastive and full (seed 1) trained identically: byte-identical model weights" in notes
+    assert report["configs"]["full"]["effective"]["identical_to"] == ["contrastive"]
+    assert report["configs"]["contrastive"]["effective"]["identical_to"] == ["full"]
+    assert report["configs"]["baseline"]["effective"]["identical_to"] == []
+    assert report["configs"]["full"]["effective"]["first_weight_change_step"] == [None]
+    assert report["deltas"]["full"]["accuracy"] == report["deltas"]["contrastive"]["accuracy"]
+    assert "full (lambda_con = 0.3, uncertainty_gradient sampling) ⚠ identical to contrastive" in (copy / "ablation.md").read_text()
+
+
 def test_usage_errors(tmp_path):
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--split", "train"])
     assert result.exit_code == 2 and "split" in result.stderr
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--configs", "full,best"])
     assert result.exit_code == 2 and "configs" in result.stderr
+    (tmp_path / "file.png").write_text("")
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--plot", str(tmp_path / "file.png")])
+    assert result.exit_code == 2 and "--plot" in result.stderr and "is a file" in result.stderr
     result = runner.invoke(app, ["ablate", "--preset", "nope", "--output-dir", str(tmp_path)])
     assert result.exit_code == 2 and "unknown preset" in result.stderr

@@ -1,0 +1,110 @@
+"""The figures of an ablation study (`acct ablate --plot DIR`), drawn with matplotlib (the plot extra).
+
+- accuracy.png:       accuracy of every arm with its Wilson 95% CI;
+- validation.png:     the validation accuracy of every arm over training steps (one line per run);
+- weights-<arm>.png:  for each adaptive arm, its logged task weights over training as a heatmap,
+                      tasks grouped by category;
+- categories.png:     per-category accuracy deltas of every arm against the reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from acct.errors import UsageError
+
+
+def require_pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or one clear error naming the extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'acct[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_figures(report: Any, directory: Path) -> list[Path]:
+    """Write the study's PNGs into `directory`; returns their paths in report order."""
+    plt = require_pyplot()
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--plot {directory} is a file, not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    names = list(report.configs)
+    ref = report.reference
+
+    # 1. accuracy per arm with 95% CIs
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names)), 3.5))
+    acc = [100 * report.configs[n]["accuracy"] for n in names]
+    low = [100 * report.configs[n].get("ci_low", report.configs[n]["accuracy"]) for n in names]
+    high = [100 * report.configs[n].get("ci_high", report.configs[n]["accuracy"]) for n in names]
+    ax.bar(names, acc, color=["#888888"] + ["#4c72b0"] * (len(names) - 1))
+    ax.errorbar(names, acc, yerr=[[a - lo for a, lo in zip(acc, low)], [h - a for a, h in zip(acc, high)]],
+                fmt="none", ecolor="black", capsize=4)
+    ax.set_ylabel(f"{report.split} accuracy (%)")
+    ax.set_title("accuracy per arm (95% CI)")
+    paths.append(_save(fig, plt, directory / "accuracy.png"))
+
+    # 2. validation accuracy curves
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for (name, seed), h in sorted(report.histories.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
+        if h["validation"]:
+            steps, values = zip(*h["validation"])
+            ax.plot(steps, [100 * v for v in values], marker="o", markersize=3,
+                    label=name if len(report.seeds) == 1 else f"{name} seed {seed}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("validation accuracy over training")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    paths.append(_save(fig, plt, directory / "validation.png"))
+
+    # 3. task weights of every adaptive arm (first seed), tasks grouped by category
+    for name in names:
+        if report.configs[name].get("effective", {}).get("curriculum", "uniform") == "uniform":
+            continue
+        logged = report.histories.get((name, report.seeds[0]), {}).get("curriculum", [])
+        if not logged:
+            continue
+        tasks = sorted(logged[0][1], key=lambda t: (report.task_categories.get(t, ""), t))
+        grid = [[w[t] for _, w in logged] for t in tasks]
+        fig, ax = plt.subplots(figsize=(6, max(2.5, 0.22 * len(tasks) + 1)))
+        image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis")
+        ax.set_yticks(range(len(tasks)))
+        ax.set_yticklabels([f"{report.task_categories.get(t, '?')} · {t}" for t in tasks], fontsize=6)
+        ticks = list(range(0, len(logged), max(1, len(logged) // 8)))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(logged[i][0]) for i in ticks], fontsize=7)
+        ax.set_xlabel("step")
+        ax.set_title(f"{name}: task weights over training")
+        fig.colorbar(image, ax=ax, label="sampling weight")
+        paths.append(_save(fig, plt, directory / f"weights-{name}.png"))
+
+    # 4. per-category deltas against the reference
+    cats = sorted(set().union(*(d["categories"] for d in report.deltas.values()))) if report.deltas else []
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(cats) * max(1, len(report.deltas))), 3.5))
+    width = 0.8 / max(1, len(report.deltas))
+    for k, (name, d) in enumerate(report.deltas.items()):
+        xs = [i + k * width for i in range(len(cats))]
+        ax.bar(xs, [100 * d["categories"].get(c, 0.0) for c in cats], width=width, label=name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([i + width * (len(report.deltas) - 1) / 2 for i in range(len(cats))])
+    ax.set_xticklabels(cats)
+    ax.set_ylabel(f"Δ accuracy vs {ref} (points)")
+    ax.set_title(f"per-category Δ against {ref}")
+    if report.deltas:
+        ax.legend(fontsize=7)
+    paths.append(_save(fig, plt, directory / "categories.png"))
+    return paths
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
