@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from acct import distributed
+from acct import distributed, provenance
 from acct import checkpoint as ckpt_io
 from acct.config import TINY, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice
 from acct.curriculum import Curriculum, TaskBatchSampler
@@ -248,7 +248,7 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
     """The settings a run was trained with, as written to its config.json."""
     if not ckpt_io.is_run_dir(run_dir):
         raise UsageError(f"{run_dir} is not an acct run directory (no config.json)")
-    saved = ckpt_io.read_json(Path(run_dir) / "config.json", "run settings")
+    saved = provenance.without_provenance(ckpt_io.read_json(Path(run_dir) / "config.json", "run settings"))
     try:
         return TrainSettings.model_validate(saved)
     except Exception as exc:
@@ -256,7 +256,7 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
 
 
 class MetricsLog:
-    """Append-only JSONL of run events; truncated back to the last checkpoint on resume.
+    """Append-only JSONL of run events, each with its UTC time; truncated back to the last checkpoint on resume.
 
     Under torchrun only rank 0's log writes (`enabled=False` elsewhere).
     """
@@ -269,7 +269,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": kind, **fields}) + "\n")
+            f.write(json.dumps({"event": kind, "time": provenance.utc_now(), **fields}) + "\n")
 
     def size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
@@ -692,9 +692,11 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
         step, best_acc, best_step, bad_evals = resumed.step, resumed.best_accuracy, resumed.best_step, resumed.bad_evals
         restored_window = resumed.window
         notices.extend(resumed.notices)
+        log.write("resumed", step=step, provenance=provenance.collect(world_size=dist.world_size, device=device))
     else:
         def write_run_files() -> None:
-            ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
+            started = provenance.collect(world_size=dist.world_size, device=device)
+            ckpt_io.write_json(run_dir / "config.json", {**json.loads(settings.model_dump_json()), provenance.KEY: started})
             ckpt_io.write_json(run_dir / "split.json", manifest)
 
         dist.on_main(write_run_files)
@@ -837,7 +839,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
                 tokens_per_s=tokens / elapsed,
                 skipped_steps=int(skipped.item()),
             )
-            log.write("train", **{k: v for k, v in event.__dict__.items() if k not in ("questions_per_s", "tokens_per_s")})
+            log.write("train", **event.__dict__)
             yield event
             # Gradients are all-reduced, so every rank skipped the same steps and stops together.
             if int(streak.item()) >= settings.max_nonfinite_steps:
@@ -895,6 +897,7 @@ class LoadedRun:
     categories: dict[str, str]
     tokenizer: Any
     model: MultipleChoiceModel
+    split_manifest: Path | None = None  # default: RUN_DIR/split.json
 
     @property
     def pad_id(self) -> int:
@@ -902,7 +905,11 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path, which: str = "best", device: torch.device | None = None) -> LoadedRun:
-    """Rebuild the model of a run from its checkpoint alone (offline)."""
+    """Rebuild the model of a run from its checkpoint alone (offline); a folder written by `acct export` too."""
+    from acct import export
+
+    if export.is_export_dir(run_dir):
+        return export.load_export(Path(run_dir), device)
     ckpt = ckpt_io.checkpoint_dir(run_dir, which)
     settings = load_run_settings(run_dir)
     meta = ckpt_io.read_meta(ckpt)
@@ -941,7 +948,8 @@ def load_run_split(run: LoadedRun, data_dir: Path | None = None) -> DataSplit:
     if data_dir is not None:
         data = data.model_copy(update={"data_dir": data_dir})
     source = load_source(data, run.settings.seed)
-    return apply_manifest(source, ckpt_io.read_json(run.run_dir / "split.json", "split manifest"))
+    manifest = run.split_manifest or run.run_dir / "split.json"
+    return apply_manifest(source, ckpt_io.read_json(manifest, "split manifest"))
 
 
 def score_examples(

@@ -11,6 +11,7 @@ import typer
 from acct import __version__
 from acct.cli import ablate as _ablate
 from acct.cli import evaluate as _evaluate
+from acct.cli import export as _export
 from acct.cli import inspect_confusion as _inspect_confusion
 from acct.cli import predict as _predict
 from acct.cli import train as _train
@@ -43,6 +44,7 @@ app.command("evaluate")(_evaluate.evaluate_command)
 app.command("predict", epilog=_predict.EPILOG)(_predict.predict_command)
 app.command("ablate", epilog=_ablate.EPILOG)(_ablate.ablate_command)
 app.command("inspect-confusion")(_inspect_confusion.inspect_confusion_command)
+app.command("export")(_export.export_command)
 
 
 def main() -> None:
