@@ -221,6 +221,11 @@ class TrainSettings(BaseSettings):
     )
     overwrite: bool = Field(False, description="Replace an existing run in the output directory.")
     resume: bool = Field(False, description="Continue the run in the output directory from its 'last' checkpoint.")
+    init_from: str | None = Field(
+        None,
+        description="Start from the weights of RUN_DIR[:best|last] (encoder, heads, task rows matched by task name), "
+        "a folder written by `acct export`, or a Hugging Face encoder directory (encoder only); a new run with these settings.",
+    )
 
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"

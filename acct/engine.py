@@ -557,6 +557,12 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     backends = configure_backends(device, precision, deterministic=settings.deterministic, tf32=settings.tf32)
     trace = distributed.RankTrace(dist.rank)
     trace.write("started", pid=os.getpid(), world_size=dist.world_size)
+    # A new run from another's weights: read (and check) the source before the run directory is touched.
+    init = None
+    if settings.init_from is not None and not settings.resume:
+        from acct import init_from
+
+        init = init_from.open_source(settings.init_from, output_dir=run_dir)
     if not settings.resume:
         # Rank 0 clears or creates the directory; the others learn its outcome (or its error).
         run_dir = dist.on_main(lambda: prepare_run_dir(settings))
@@ -589,6 +595,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
 
     if resume_ckpt is not None:
         tokenizer = load_tokenizer(str(resume_ckpt / "tokenizer"))
+    elif init is not None:
+        tokenizer, init_notices = init_from.tokenizer_for(init, settings.model)
+        notices.extend(init_notices)
     elif settings.model.tokenizer == TINY:
         tokenizer = train_tiny_tokenizer(example_texts(split.train), settings.model.tiny.vocab_size)
         notices.append(f"tokenizer: WordPiece with {len(tokenizer)} pieces trained offline on the training split")
@@ -612,6 +621,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     head = HeadConfig(num_tasks=len(tasks), projection_dim=settings.model.projection_dim, pooling=settings.model.pooling)
     if resume_ckpt is not None:
         encoder = encoder_from_config_dir(resume_ckpt / "encoder", trust_remote_code=settings.model.trust_remote_code)
+    elif init is not None:
+        encoder, encoder_notices = init.build_encoder(settings.model, len(tokenizer))
+        notices.extend(encoder_notices)
     else:
         encoder, encoder_notices = build_encoder(settings.model, len(tokenizer))
         notices.extend(encoder_notices)
@@ -619,6 +631,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     notices.extend(model.notices)
     if resume_ckpt is not None:
         ckpt_io.load_model_weights(model, resume_ckpt)
+    elif init is not None:
+        notices.extend(init.apply_heads(model, tasks))
     model.to(device)
     model.train()
     # `model` is what is evaluated and saved (keys unchanged); `train_model` is what is trained.

@@ -32,6 +32,7 @@ FLAGS = {
     "--protocol": "data.protocol",
     "--allow-overlap": "data.allow_overlap",
     "--output-dir": "output_dir",
+    "--init-from": "init_from",
     "--max-steps": "optim.max_steps",
     "--epochs": "optim.epochs",
     "--lr": "optim.lr",
@@ -84,6 +85,7 @@ def train_command(
     protocol: Optional[str] = _opt("--protocol"),
     allow_overlap: Optional[bool] = _opt("--allow-overlap"),
     output_dir: Optional[Path] = _opt("--output-dir"),
+    init_from: Optional[str] = _opt("--init-from", metavar="RUN_DIR[:best|last]"),
     max_steps: Optional[int] = _opt("--max-steps"),
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
@@ -123,7 +125,10 @@ def train_command(
         given = [flag for flag, path in FLAGS.items() if flat[path] is not None and path != "output_dir"]
         given += [name for name, v in (("--config", config), ("--preset", preset), ("--overwrite", overwrite)) if v]
         if given:
-            raise UsageError(f"--resume continues with the run's saved settings; remove {', '.join(given)}")
+            raise UsageError(
+                f"--resume continues with the run's saved settings; remove {', '.join(given)}, or start a new run "
+                f"from its weights with other settings: acct train --init-from {target} --output-dir NEW_DIR ..."
+            )
         from acct.engine import load_run_settings
 
         settings = load_run_settings(target).model_copy(update={"resume": True, "output_dir": target, "overwrite": False})
