@@ -51,7 +51,8 @@ class InitSource:
         return {"run": "run checkpoint", "export": "exported model", "encoder": "Hugging Face encoder"}[self.kind]
 
     def build_encoder(self, model: ModelSettings, vocab_size: int) -> tuple[torch.nn.Module, list[str]]:
-        """The source's encoder, its weights loaded (never with remote code)."""
+        """The source's encoder, its weights loaded. Remote code never runs from an acct run or export; from a
+        Hugging Face encoder directory only with --trust-remote-code."""
         from transformers import AutoModel
 
         overrides = {} if model.dropout is None else {
@@ -59,8 +60,10 @@ class InitSource:
         if self.encoder_state is None:
             try:
                 with quiet_loading():
-                    encoder = AutoModel.from_pretrained(str(self.encoder_dir), dtype=torch.float32,
-                                                        trust_remote_code=False, **overrides)
+                    encoder = AutoModel.from_pretrained(
+                        str(self.encoder_dir), dtype=torch.float32,
+                        trust_remote_code=self.kind == "encoder" and model.trust_remote_code, **overrides,
+                    )
             except Exception as exc:
                 raise UsageError(f"--init-from {self.spec}: cannot load the encoder: {str(exc).splitlines()[0]}") from None
         else:
