@@ -302,6 +302,11 @@ class TrainSettings(BaseSettings):
         default_factory=list,
         description="Python files imported with --code / ACCT_CODE before the settings were resolved; copied into RUN_DIR/code/.",
     )
+    init_from: str | None = Field(
+        None,
+        description="Start from the weights of RUN_DIR[:best|last] (encoder, heads, task rows matched by task name), "
+        "a folder written by `acct export`, or a Hugging Face encoder directory (encoder only); a new run with these settings.",
+    )
 
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"

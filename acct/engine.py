@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from acct import distributed, plugins, registry
+from acct import distributed, plugins, provenance, registry
 from acct import checkpoint as ckpt_io
 from acct.config import TINY, CodeFile, DataSettings, EvaluateSettings, TrainSettings, contrastive_notice, format_validation_error
 from acct.curriculum import Curriculum, TaskBatchSampler
@@ -382,7 +382,7 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
     """The settings a run was trained with, as written to its config.json."""
     if not ckpt_io.is_run_dir(run_dir):
         raise UsageError(f"{run_dir} is not an acct run directory (no config.json)")
-    saved = ckpt_io.read_json(Path(run_dir) / "config.json", "run settings")
+    saved = provenance.without_provenance(ckpt_io.read_json(Path(run_dir) / "config.json", "run settings"))
     try:
         return TrainSettings.model_validate(saved)
     except ValidationError as exc:
@@ -392,7 +392,7 @@ def load_run_settings(run_dir: Path) -> TrainSettings:
 
 
 class MetricsLog:
-    """Append-only JSONL of run events; truncated back to the last checkpoint on resume.
+    """Append-only JSONL of run events, each with its UTC time; truncated back to the last checkpoint on resume.
 
     Under torchrun only rank 0's log writes (`enabled=False` elsewhere).
     """
@@ -405,7 +405,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": kind, **fields}) + "\n")
+            f.write(json.dumps({"event": kind, "time": provenance.utc_now(), **fields}) + "\n")
 
     def size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
@@ -837,6 +837,12 @@ def _train(
     backends = configure_backends(device, precision, deterministic=settings.deterministic, tf32=settings.tf32)
     trace = distributed.RankTrace(dist.rank)
     trace.write("started", pid=os.getpid(), world_size=dist.world_size)
+    # A new run from another's weights: read (and check) the source before the run directory is touched.
+    init = None
+    if settings.init_from is not None and not settings.resume:
+        from acct import init_from
+
+        init = init_from.open_source(settings.init_from, output_dir=run_dir)
     seed_everything(settings.seed)
     notices: list[str] = []
 
@@ -870,6 +876,9 @@ def _train(
 
     if resume_ckpt is not None:
         tokenizer = load_tokenizer(str(resume_ckpt / "tokenizer"), trust_remote_code=settings.model.trust_remote_code)
+    elif init is not None:
+        tokenizer, init_notices = init_from.tokenizer_for(init, settings.model)
+        notices.extend(init_notices)
     elif settings.model.tokenizer == TINY:
         tokenizer = train_tiny_tokenizer(example_texts(split.train), settings.model.tiny.vocab_size)
         notices.append(f"tokenizer: WordPiece with {len(tokenizer)} pieces trained offline on the training split")
@@ -898,6 +907,9 @@ def _train(
     head = HeadConfig(num_tasks=len(tasks), projection_dim=settings.model.projection_dim, pooling=settings.model.pooling)
     if resume_ckpt is not None:
         encoder = encoder_from_config_dir(resume_ckpt / "encoder", trust_remote_code=settings.model.trust_remote_code)
+    elif init is not None:
+        encoder, encoder_notices = init.build_encoder(settings.model, len(tokenizer))
+        notices.extend(encoder_notices)
     else:
         encoder, encoder_notices = build_encoder(settings.model, len(tokenizer))
         notices.extend(encoder_notices)
@@ -905,6 +917,8 @@ def _train(
     notices.extend(model.notices)
     if resume_ckpt is not None:
         ckpt_io.load_model_weights(model, resume_ckpt)
+    elif init is not None:
+        notices.extend(init.apply_heads(model, tasks))
     model.to(device)
     model.train()
     # `model` is what is evaluated and saved (keys unchanged); `train_model` is what is trained.
@@ -991,6 +1005,7 @@ def _train(
         saved_sampled = resumed_state["trainer"].get("sampled")
         if saved_sampled is not None and len(saved_sampled) == len(tasks):
             sampled = [int(n) for n in saved_sampled]
+        log.write("resumed", step=step, provenance=provenance.collect(world_size=dist.world_size, device=device))
     else:
         if settings.plugins:
             # The run keeps its own copy of every plugin, for --resume (after a sha256 check).
@@ -998,7 +1013,8 @@ def _train(
             settings = settings.model_copy(update={"plugins": [CodeFile(**c) for c in copies]})
 
         def write_run_files() -> None:
-            ckpt_io.write_json(run_dir / "config.json", json.loads(settings.model_dump_json()))
+            started = provenance.collect(world_size=dist.world_size, device=device)
+            ckpt_io.write_json(run_dir / "config.json", {**json.loads(settings.model_dump_json()), provenance.KEY: started})
             ckpt_io.write_json(run_dir / "split.json", manifest)
 
         writer.wrote_files = True
@@ -1158,7 +1174,7 @@ def _train(
                 tokens_per_s=tokens / elapsed,
                 skipped_steps=int(skipped.item()),
             )
-            log.write("train", **{k: v for k, v in event.__dict__.items() if k not in ("questions_per_s", "tokens_per_s")})
+            log.write("train", **event.__dict__)
             yield event
             # Gradients are all-reduced, so every rank skipped the same steps and stops together.
             if int(streak.item()) >= settings.max_nonfinite_steps:
@@ -1216,6 +1232,7 @@ class LoadedRun:
     categories: dict[str, str]
     tokenizer: Any
     model: MultipleChoiceModel
+    split_manifest: Path | None = None  # default: RUN_DIR/split.json
 
     @property
     def pad_id(self) -> int:
@@ -1225,12 +1242,16 @@ class LoadedRun:
 def load_run(
     run_dir: Path, which: str = "best", device: torch.device | None = None, *, trust_remote_code: bool = False,
 ) -> LoadedRun:
-    """Rebuild the model of a run from its checkpoint alone (offline).
+    """Rebuild the model of a run from its checkpoint alone (offline); a folder written by `acct export` too.
 
     The checkpoint link is resolved once and read from that directory under a shared lock the
     trainer respects; if training replaced it anyway, it is resolved and read once more.
     Code named in the checkpoint runs only if the caller trusts it (`user_trusts_remote_code`).
     """
+    from acct import export
+
+    if export.is_export_dir(run_dir):
+        return export.load_export(Path(run_dir), device)
     trust = user_trusts_remote_code(trust_remote_code)
     for attempt in range(2):
         ckpt = ckpt_io.checkpoint_dir(run_dir, which)
@@ -1263,8 +1284,6 @@ def _load_checkpoint(run_dir: Path, ckpt: Path, device: torch.device | None, tru
             raise CheckpointError(f"{ckpt} is incomplete: the {folder}/ folder is missing (a partial copy?)")
     if not (ckpt / "encoder" / "config.json").is_file():
         raise CheckpointError(f"{ckpt} is incomplete: encoder/config.json is missing (a partial copy?)")
-    if not (ckpt / "tokenizer").is_dir():
-        raise CheckpointError(f"{ckpt} is incomplete: the tokenizer folder is missing (a partial copy?)")
     check_no_remote_code(ckpt, trust)
     tokenizer = load_tokenizer(str(ckpt / "tokenizer"), trust_remote_code=trust)
     encoder = encoder_from_config_dir(ckpt / "encoder", trust_remote_code=trust)
@@ -1294,7 +1313,8 @@ def load_run_split(run: LoadedRun, data_dir: Path | None = None) -> DataSplit:
     if data.source not in registry.data_sources:
         raise UsageError(plugins.needs_code(run.run_dir, run.settings.plugins, f"data source {data.source!r}"))
     source = load_source(data, run.settings.seed)
-    return apply_manifest(source, ckpt_io.read_json(run.run_dir / "split.json", "split manifest"))
+    manifest = run.split_manifest or run.run_dir / "split.json"
+    return apply_manifest(source, ckpt_io.read_json(manifest, "split manifest"))
 
 
 def score_examples(

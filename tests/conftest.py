@@ -63,3 +63,15 @@ def held_out_even(tiny_run):
     right = [ex for ex, p in zip(candidates, predicted) if p == ex.answer]
     assert right, "the tiny run answers none of its held-out even_number questions"
     return right[0]
+
+
+# Fields of metrics.jsonl that depend on the clock, and events that only an interrupted run has.
+CLOCK_FIELDS = ("time", "questions_per_s", "tokens_per_s")
+
+
+def logged_outcomes(path: Path) -> list[dict]:
+    """metrics.jsonl without its clock readings and `resumed` events: what training computed."""
+    import json
+
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [{k: v for k, v in e.items() if k not in CLOCK_FIELDS} for e in lines if e["event"] != "resumed"]

@@ -11,7 +11,7 @@ import torch
 from acct import engine
 from acct.config import EvaluateSettings
 from acct.errors import AcctError, UsageError
-from tests.conftest import run_to_end, tiny_settings
+from tests.conftest import logged_outcomes, run_to_end, tiny_settings
 
 
 def test_tiny_run_learns_and_writes_a_complete_run_dir(tiny_run):
@@ -62,8 +62,7 @@ def test_evaluate_never_scores_a_training_example(tiny_run):
 def test_same_seed_same_numbers(tmp_path):
     def metrics(name):
         run_to_end(tiny_settings(tmp_path / name, **{"optim.max_steps": 30, "eval_every_n_steps": 30}))
-        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines]
+        return logged_outcomes(tmp_path / name / "metrics.jsonl")
 
     a, b = metrics("a"), metrics("b")
     assert a == b

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+from tests.conftest import logged_outcomes
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "40", "--eval-every-n-steps", "20",
         "--save-every-n-steps", "7", "--seed", "1"]
@@ -54,11 +57,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 14 <= last_step(killed) < 40
+    last_step_before = last_step(killed)
 
     code, out = finish(acct("train", "--resume", str(killed)))
     assert code == 0, out
     assert "resumed from step" in out
-    assert (killed / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
+    assert logged_outcomes(killed / "metrics.jsonl") == logged_outcomes(full / "metrics.jsonl")
+    assert [e["step"] for e in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())
+            if e["event"] == "resumed"] == [last_step_before]
     a, b = weights(full), weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older Typer uses click itself
 from acct import __version__
 from acct.cli import ablate as _ablate
 from acct.cli import evaluate as _evaluate
+from acct.cli import export as _export
 from acct.cli import inspect_confusion as _inspect_confusion
 from acct.cli import list_cmd as _list
 from acct.cli import predict as _predict
@@ -90,6 +91,7 @@ app.command("predict", epilog=_predict.EPILOG, cls=_predict.PredictCommand,
 app.command("ablate", epilog=_ablate.EPILOG)(_ablate.ablate_command)
 app.command("inspect-confusion")(_inspect_confusion.inspect_confusion_command)
 app.command("list")(_list.list_command)
+app.command("export")(_export.export_command)
 
 
 def main() -> None:

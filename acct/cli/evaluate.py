@@ -13,7 +13,7 @@ from acct.config import EvaluateSettings, resolve
 
 @handles_errors
 def evaluate_command(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
+    run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`, or a folder written by `acct export`.", show_default=False),
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): the run's held-out split to score."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
     eval_batch_size: Optional[int] = typer.Option(

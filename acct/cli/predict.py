@@ -29,7 +29,7 @@ EPILOG = (
 @handles_errors
 def predict_command(
     ctx: typer.Context,
-    run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
+    run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`, or a folder written by `acct export`.", show_default=False),
     choice_args: Optional[list[str]] = typer.Argument(
         None, metavar="CHOICES", help="The answer options, given after --choices.", show_default=False
     ),

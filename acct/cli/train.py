@@ -48,6 +48,7 @@ FLAGS = {
     "--protocol": "data.protocol",
     "--allow-overlap": "data.allow_overlap",
     "--output-dir": "output_dir",
+    "--init-from": "init_from",
     "--max-steps": "optim.max_steps",
     "--epochs": "optim.epochs",
     "--lr": "optim.lr",
@@ -106,6 +107,7 @@ def train_command(
     protocol: Optional[str] = _opt("--protocol"),
     allow_overlap: Optional[bool] = _opt("--allow-overlap"),
     output_dir: Optional[Path] = _opt("--output-dir"),
+    init_from: Optional[str] = _opt("--init-from", metavar="RUN_DIR[:best|last]"),
     max_steps: Optional[int] = _opt("--max-steps"),
     epochs: Optional[float] = _opt("--epochs"),
     lr: Optional[float] = _opt("--lr"),
@@ -150,8 +152,8 @@ def train_command(
         given += [name for name, v in (("--config", config), ("--preset", preset), ("--overwrite", overwrite)) if v]
         if given:
             raise UsageError(
-                f"--resume continues with the run's saved settings; remove {', '.join(given)} "
-                "(to start a new run from this one's weights, use a new run directory)"
+                f"--resume continues with the run's saved settings; remove {', '.join(given)}, or start a new run "
+                f"from its weights with other settings: acct train --init-from {target} --output-dir NEW_DIR ..."
             )
         if code:
             raise UsageError("--resume imports the run's own copy of its plugins (RUN_DIR/code/, checked by sha256); remove --code")
