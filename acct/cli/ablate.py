@@ -17,7 +17,7 @@ from acct.errors import UsageError
 
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
 # lambda_con are what the study varies, and --output-dir names the study's directory.
-TRAIN_OVERRIDES = [flag for flag in TRAIN_FLAGS if flag not in ("--strategy", "--output-dir")]
+TRAIN_OVERRIDES = [flag for flag in TRAIN_FLAGS if flag not in ("--strategy", "--output-dir", "--init-from")]
 
 EPILOG = (
     "Configurations: baseline (lambda_con = 0, uniform sampling), contrastive (lambda_con from the settings, 0.3 by "
