@@ -9,15 +9,15 @@ from typing import Any, Optional
 import typer
 
 from acct.cli._common import code_option, err, escape, handles_errors, import_code, out, print_json
-from acct.cli.train import FLAGS as TRAIN_FLAGS
-from acct.cli.train import settings_option as _opt
+from acct.cli.flags import settings_flags
 from acct.cli_settings import AblateSettings, resolve_flags
 from acct.config import nest, resolve_train
 from acct.errors import UsageError
 
-# Training overrides ablate accepts (same meaning as for `acct train`); the strategy and
-# lambda_con are what the study varies, and --output-dir names the study's directory.
-TRAIN_OVERRIDES = [flag for flag in TRAIN_FLAGS if flag not in ("--strategy", "--output-dir", "--init-from")]
+# Ablate takes every training flag (same meaning as for `acct train`) but these: the strategy is
+# what the study varies, --output-dir names the study's directory, and every arm starts from the
+# base model (--init-from is for one run).
+NOT_TRAINING_FLAGS = ("--strategy", "--output-dir", "--init-from")
 
 EPILOG = (
     "Configurations: baseline (lambda_con = 0, uniform sampling), contrastive (lambda_con from the settings, 0.3 by "
@@ -29,8 +29,10 @@ EPILOG = (
 
 
 @handles_errors
+@settings_flags(exclude=NOT_TRAINING_FLAGS)
 def ablate_command(
     ctx: typer.Context,
+    *,
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (as for acct train).", show_default=False),
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny: offline CPU study on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Directory of the study (default runs/ablation).", show_default=False),
@@ -45,40 +47,15 @@ def ablate_command(
     launcher: Optional[str] = typer.Option(None, "--launcher", help="With --print-commands: torchrun prefixes every command with torchrun.", show_default=False),
     nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun: processes per node.", show_default=False),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the study's figures (PNG) into this directory; needs the plot extra.", show_default=False),
-    model: Optional[str] = _opt("--model"),
-    tokenizer: Optional[str] = _opt("--tokenizer"),
-    data_source: Optional[str] = _opt("--data-source"),
-    data_dir: Optional[Path] = _opt("--data-dir"),
-    protocol: Optional[str] = _opt("--protocol"),
-    allow_overlap: Optional[bool] = _opt("--allow-overlap"),
-    max_steps: Optional[int] = _opt("--max-steps"),
-    epochs: Optional[float] = _opt("--epochs"),
-    lr: Optional[float] = _opt("--lr"),
-    batch_size: Optional[int] = _opt("--batch-size"),
-    grad_accum_steps: Optional[int] = _opt("--grad-accum-steps"),
-    tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
-    examples_per_task: Optional[int] = _opt("--examples-per-task"),
-    group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
-    max_length: Optional[int] = _opt("--max-length"),
-    lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
-    gather_negatives: Optional[bool] = _opt("--gather-negatives"),
-    seed: Optional[int] = _opt("--seed"),
-    device: Optional[str] = _opt("--device"),
-    precision: Optional[str] = _opt("--precision"),
-    eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
-    patience: Optional[int] = _opt("--patience"),
-    save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
-    deterministic: Optional[bool] = _opt("--deterministic"),
-    tf32: Optional[bool] = _opt("--tf32", "--no-tf32"),
+    overrides: dict[str, Any],
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
     ),
     code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
-    values = locals()
     command = command_line(ctx)
-    flat = {TRAIN_FLAGS[flag]: values[flag[2:].replace("-", "_")] for flag in TRAIN_OVERRIDES}
+    flat = dict(overrides)
     refs = import_code(code)
     if refs:
         flat["plugins"] = refs

@@ -9,67 +9,13 @@ from typing import Any, Optional
 import typer
 
 from acct.cli._common import code_option, err, escape, eval_tables, handles_errors, import_code, pct
-from acct.config import FLAG_NAMES, TrainSettings, nest, resolve_train
+from acct.cli.flags import SETTINGS_FLAGS, settings_flags
+from acct.config import TrainSettings, nest, resolve_train
 from acct.errors import UsageError
 
 
-def field_help(path: str) -> str:
-    """The description of a (dotted) TrainSettings field, with its allowed values and default.
-
-    Flags and settings share one text; the default is the field's own (a preset may change it).
-    """
-    import typing
-
-    model: Any = TrainSettings
-    *parents, leaf = path.split(".")
-    for p in parents:
-        model = model.model_fields[p].annotation
-    info = model.model_fields[leaf]
-    text = info.description or ""
-    extra = []
-    literal = [a for a in (info.annotation, *typing.get_args(info.annotation)) if typing.get_origin(a) is typing.Literal]
-    if literal:
-        extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
-    default = info.get_default(call_default_factory=True)
-    if default is not None and not isinstance(default, bool):
-        extra.append(f"default: {default}")
-    if extra:
-        text += f" [{'; '.join(extra)}]"
-    return escape(text)
-
-
-# flag -> dotted settings path; the order is the order of --help.
-FLAGS = {
-    "--strategy": "curriculum.strategy",
-    "--model": "model.name_or_path",
-    "--tokenizer": "model.tokenizer",
-    "--data-source": "data.source",
-    "--data-dir": "data.data_dir",
-    "--protocol": "data.protocol",
-    "--allow-overlap": "data.allow_overlap",
-    "--output-dir": "output_dir",
-    "--init-from": "init_from",
-    "--max-steps": "optim.max_steps",
-    "--epochs": "optim.epochs",
-    "--lr": "optim.lr",
-    "--batch-size": "batch.batch_size",
-    "--grad-accum-steps": "batch.grad_accum_steps",
-    "--tasks-per-batch": "batch.tasks_per_batch",
-    "--examples-per-task": "batch.examples_per_task",
-    "--group-by-length": "batch.group_by_length",
-    "--max-length": "model.max_length",
-    "--lambda-contrastive": "loss.lambda_contrastive",
-    "--gather-negatives": "loss.gather_negatives",
-    "--seed": "seed",
-    "--device": "device",
-    "--precision": "precision",
-    "--eval-every-n-steps": "eval_every_n_steps",
-    "--patience": "patience",
-    "--save-every-n-steps": "save_every_n_steps",
-    "--deterministic": "deterministic",
-    "--tf32": "tf32",
-}
-FLAG_NAMES.update({path: flag for flag, path in FLAGS.items()})
+# flag -> dotted settings path of the training flags (train takes them all; see acct.cli.flags).
+FLAGS = {flag: entry.path for flag, entry in SETTINGS_FLAGS.items()}
 
 EPILOG = (
     "Every setting can also come from --config FILE.yaml (nested keys, e.g. optim: {lr: 2e-5}) or from an "
@@ -78,20 +24,10 @@ EPILOG = (
 )
 
 
-def settings_option(flag: str, off: str | None = None, **kw: Any) -> Any:
-    """A Typer option for one of FLAGS, unset by default, with the setting's own description.
-
-    `off` names the flag that sets a boolean setting to False (needed where the default is True).
-    """
-    decl = flag if off is None else f"{flag}/{off}"
-    return typer.Option(None, decl, help=field_help(FLAGS[flag]), show_default=False, **kw)
-
-
-_opt = settings_option
-
-
 @handles_errors
+@settings_flags()
 def train_command(
+    *,
     config: Optional[Path] = typer.Option(
         None, "--config", help="YAML file of settings, nested as in RUN_DIR/config.json (e.g. optim: {lr: 2e-5}).",
         show_default=False,
@@ -99,34 +35,7 @@ def train_command(
     preset: Optional[str] = typer.Option(
         None, "--preset", help="tiny: offline CPU run on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."
     ),
-    strategy: Optional[str] = _opt("--strategy"),
-    model: Optional[str] = _opt("--model"),
-    tokenizer: Optional[str] = _opt("--tokenizer"),
-    data_source: Optional[str] = _opt("--data-source"),
-    data_dir: Optional[Path] = _opt("--data-dir"),
-    protocol: Optional[str] = _opt("--protocol"),
-    allow_overlap: Optional[bool] = _opt("--allow-overlap"),
-    output_dir: Optional[Path] = _opt("--output-dir"),
-    init_from: Optional[str] = _opt("--init-from", metavar="RUN_DIR[:best|last]"),
-    max_steps: Optional[int] = _opt("--max-steps"),
-    epochs: Optional[float] = _opt("--epochs"),
-    lr: Optional[float] = _opt("--lr"),
-    batch_size: Optional[int] = _opt("--batch-size"),
-    grad_accum_steps: Optional[int] = _opt("--grad-accum-steps"),
-    tasks_per_batch: Optional[int] = _opt("--tasks-per-batch"),
-    examples_per_task: Optional[int] = _opt("--examples-per-task"),
-    group_by_length: Optional[bool] = _opt("--group-by-length", "--no-group-by-length"),
-    max_length: Optional[int] = _opt("--max-length"),
-    lambda_contrastive: Optional[float] = _opt("--lambda-contrastive"),
-    gather_negatives: Optional[bool] = _opt("--gather-negatives"),
-    seed: Optional[int] = _opt("--seed"),
-    device: Optional[str] = _opt("--device"),
-    precision: Optional[str] = _opt("--precision"),
-    eval_every_n_steps: Optional[int] = _opt("--eval-every-n-steps"),
-    patience: Optional[int] = _opt("--patience"),
-    save_every_n_steps: Optional[int] = _opt("--save-every-n-steps"),
-    deterministic: Optional[bool] = _opt("--deterministic"),
-    tf32: Optional[bool] = _opt("--tf32", "--no-tf32"),
+    overrides: dict[str, Any],
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a hub model or tokenizer (or, with --resume, the run's checkpoint) to run its own code; off by default, never read from a run directory."
     ),
@@ -140,8 +49,8 @@ def train_command(
     code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Train one configuration and save its checkpoints to the run directory."""
-    values = locals()
-    flat = {path: values[flag[2:].replace("-", "_")] for flag, path in FLAGS.items()}
+    flat = dict(overrides)
+    output_dir = flat["output_dir"]
     if run_dir is not None and not resume:
         raise UsageError(f"unexpected argument {run_dir}: give the run directory with --output-dir (or add --resume)")
     if resume:

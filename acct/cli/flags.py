@@ -1,0 +1,163 @@
+"""The training flags `acct train` and `acct ablate` share, declared once.
+
+SETTINGS_FLAGS maps each flag to the dotted TrainSettings field it sets. `settings_flags` turns the
+table into Typer options on a command: the command declares one parameter, `overrides`, where the
+options go in --help, and receives {dotted path: value or None} in it. A flag added to the table
+reaches every command built from it, with the field's description as its help.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from acct.cli._common import escape
+from acct.config import FLAG_NAMES, TrainSettings
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One training flag: the settings field it sets and, for a boolean, the flag that sets it to False."""
+
+    path: str
+    off: str | None = None
+
+
+# flag -> setting; the order is the order of --help.
+SETTINGS_FLAGS: dict[str, Flag] = {
+    "--strategy": Flag("curriculum.strategy"),
+    "--model": Flag("model.name_or_path"),
+    "--tokenizer": Flag("model.tokenizer"),
+    "--data-source": Flag("data.source"),
+    "--data-dir": Flag("data.data_dir"),
+    "--protocol": Flag("data.protocol"),
+    "--allow-overlap": Flag("data.allow_overlap"),
+    "--output-dir": Flag("output_dir"),
+    "--init-from": Flag("init_from"),
+    "--max-steps": Flag("optim.max_steps"),
+    "--epochs": Flag("optim.epochs"),
+    "--lr": Flag("optim.lr"),
+    "--batch-size": Flag("batch.batch_size"),
+    "--grad-accum-steps": Flag("batch.grad_accum_steps"),
+    "--tasks-per-batch": Flag("batch.tasks_per_batch"),
+    "--examples-per-task": Flag("batch.examples_per_task"),
+    "--group-by-length": Flag("batch.group_by_length", off="--no-group-by-length"),
+    "--max-length": Flag("model.max_length"),
+    "--lambda-contrastive": Flag("loss.lambda_contrastive"),
+    "--gather-negatives": Flag("loss.gather_negatives"),
+    "--seed": Flag("seed"),
+    "--device": Flag("device"),
+    "--precision": Flag("precision"),
+    "--eval-every-n-steps": Flag("eval_every_n_steps"),
+    "--patience": Flag("patience"),
+    "--save-every-n-steps": Flag("save_every_n_steps"),
+    "--deterministic": Flag("deterministic"),
+    "--tf32": Flag("tf32", off="--no-tf32"),
+}
+
+
+def _field(path: str) -> Any:
+    model: Any = TrainSettings
+    *parents, leaf = path.split(".")
+    for p in parents:
+        model = model.model_fields[p].annotation
+    return model.model_fields[leaf]
+
+
+def field_help(path: str) -> str:
+    """The description of a (dotted) TrainSettings field, with its allowed values and default.
+
+    Flags and settings share one text; the default is the field's own (a preset may change it).
+    """
+    info = _field(path)
+    text = info.description or ""
+    extra = []
+    literal = [a for a in (info.annotation, *typing.get_args(info.annotation)) if typing.get_origin(a) is typing.Literal]
+    if literal:
+        extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
+    default = info.get_default(call_default_factory=True)
+    if default is not None and not isinstance(default, bool):
+        extra.append(f"default: {default}")
+    if extra:
+        text += f" [{'; '.join(extra)}]"
+    return escape(text)
+
+
+def field_type(path: str) -> type:
+    """The type a flag parses to: the field's type without None; a Literal's values' type."""
+    annotation = _field(path).annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(typing.get_args(annotation)[0])
+    if annotation in (str, int, float, bool) or (isinstance(annotation, type) and issubclass(annotation, Path)):
+        return annotation
+    raise TypeError(f"setting {path} ({annotation}) cannot be a flag: give it a str, int, float, bool or Path type")
+
+
+def param_name(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def settings_option(flag: str, table: dict[str, Flag] | None = None) -> Any:
+    """A Typer option for one flag of the table, unset by default, with the setting's own description."""
+    entry = (SETTINGS_FLAGS if table is None else table)[flag]
+    decl = flag if entry.off is None else f"{flag}/{entry.off}"
+    return typer.Option(None, decl, help=field_help(entry.path), show_default=False)
+
+
+def settings_flags(exclude: Iterable[str] = (), table: dict[str, Flag] | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """Give a command every flag of the table (but `exclude`) as options, in place of its `overrides` parameter.
+
+    The command is called with overrides={dotted path: value, None where the flag was not given}.
+    """
+    table = SETTINGS_FLAGS if table is None else table
+    excluded = set(exclude)
+    unknown = excluded - set(table)
+    if unknown:
+        raise ValueError(f"not in the flag table: {', '.join(sorted(unknown))}")
+    chosen = {flag: entry for flag, entry in table.items() if flag not in excluded}
+    FLAG_NAMES.update({entry.path: flag for flag, entry in table.items()})
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        signature = inspect.signature(fn, eval_str=True)
+        if "overrides" not in signature.parameters:
+            raise TypeError(f"{fn.__name__} needs an `overrides` parameter where the training flags go")
+        names = {param_name(flag): flag for flag in chosen}
+        clash = set(names) & (set(signature.parameters) - {"overrides"})
+        if clash:
+            raise TypeError(f"{fn.__name__} already has parameters {', '.join(sorted(clash))}")
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=settings_option(flag, table),
+                              annotation=Optional[field_type(chosen[flag].path)])
+            for name, flag in names.items()
+        ]
+        params: list[inspect.Parameter] = []
+        for p in signature.parameters.values():
+            if p.name == "overrides":
+                params.extend(added)
+            else:
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            overrides = {chosen[flag].path: kwargs.pop(name, None) for name, flag in names.items()}
+            return fn(**kwargs, overrides=overrides)
+
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        if signature.return_annotation is not inspect.Signature.empty:
+            command.__annotations__["return"] = signature.return_annotation
+        return command
+
+    return decorate
