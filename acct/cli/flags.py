@@ -64,6 +64,10 @@ SETTINGS_FLAGS: dict[str, Flag] = {
 }
 
 
+# Settings whose value is a registered name: their help lists the names (plugins' too, once imported).
+REGISTERED = {"curriculum.strategy": "strategies", "data.source": "data_sources"}
+
+
 def _field(path: str) -> Any:
     model: Any = TrainSettings
     *parents, leaf = path.split(".")
@@ -83,6 +87,10 @@ def field_help(path: str) -> str:
     literal = [a for a in (info.annotation, *typing.get_args(info.annotation)) if typing.get_origin(a) is typing.Literal]
     if literal:
         extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
+    elif path in REGISTERED:
+        from acct import registry
+
+        extra.append("one of: " + ", ".join(getattr(registry, REGISTERED[path]).names()))
     default = info.get_default(call_default_factory=True)
     if default is not None and not isinstance(default, bool):
         extra.append(f"default: {default}")
