@@ -30,10 +30,10 @@ SMALL = {
 def test_acct_list_shows_every_new_component() -> None:
     result = runner.invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    names = json.loads(result.output)
-    assert set(STRATEGIES) <= set(names["strategies"])
+    names = {kind: {item["name"] for item in items} for kind, items in json.loads(result.output).items()}
+    assert set(STRATEGIES) <= names["strategies"]
     assert "dwa" in names["task_weightings"]
-    assert set(ARMS) <= set(names["ablation_arms"])
+    assert set(ARMS) <= names["ablation_arms"]
 
 
 def _events(run_dir) -> list[dict]:
@@ -60,8 +60,9 @@ def test_engine_trains_each_strategy_and_dwa(tmp_path) -> None:
         assert curriculum and any(e["event"] == "validation" for e in events), name
         weights = curriculum[0]["weights"]
         if name == "proportional":
-            # 80% of each task's questions train: 48 and 9 (or so) against 19 for the others.
-            assert weights["even_number"] > 2 * weights["color_word"] > 4 * weights["odd_number"]
+            # About 80% of each task's questions train: 48 and 10 against 19 or 20 for the others.
+            assert weights["even_number"] > 2 * weights["color_word"]
+            assert weights["color_word"] > 1.5 * weights["odd_number"]
         if name == "phased":
             assert weights["random_answer"] == 0 and weights["animal_word"] == 0 and weights["even_number"] > 0
             assert curriculum[-1]["weights"]["even_number"] == 0 and curriculum[-1]["weights"]["random_answer"] > 0
