@@ -113,6 +113,16 @@ def test_each_arm_resolves_to_baseline_plus_one_component(arm, tmp_path) -> None
         "infonce_unweighted": {("loss", "lambda_contrastive"), ("loss", "anchor_weighting")},
     }[arm]
     assert differs == expected
+    values = {
+        "temperature": ("curriculum", "strategy", "temperature"),
+        "learning_progress": ("curriculum", "strategy", "learning_progress"),
+        "phased": ("curriculum", "strategy", "phased"),
+        "dwa": ("loss", "task_weighting", "dwa"),
+        "infonce_unweighted": ("loss", "anchor_weighting", "uniform"),
+    }
+    if arm in values:
+        section, key, value = values[arm]
+        assert getattr(getattr(settings, section), key) == value
     if arm == "phased":
         phases = settings.curriculum.options["phases"]
         assert [p["categories"] for p in phases] == [["numbers"], ["noise", "words"]]

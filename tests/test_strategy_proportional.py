@@ -25,7 +25,7 @@ def test_sampler_task_counts_match_the_sizes() -> None:
     sampler = TaskBatchSampler(example_tasks, 3, tasks_per_batch=4, examples_per_task=1, seed=0)
     c = Curriculum("proportional", 3, warmup_steps=0, update_every_n_steps=1, task_sizes=sampler.task_sizes)
     counts = [0, 0, 0]
-    steps = 1500
+    steps = 6000
     for step in range(steps):
         for task in sampler.slot_tasks(step, c.weights):
             counts[task] += 1
