@@ -12,7 +12,7 @@ from acct.errors import UsageError
 
 @register_strategy("temperature")
 class Temperature:
-    """p_t ∝ n_t^alpha (curriculum.alpha, default 0.5), never reweighted: size-tempered sampling as in T5/mT5/jiant."""
+    """p_t ∝ n_t^alpha (options.alpha, else curriculum.alpha: 0.5), never reweighted: size-tempered sampling as in T5/mT5/jiant."""
 
     # A fixed distribution: used as given from the first batch, no warm-up, floor or prior on top.
     schedule = True
