@@ -37,6 +37,7 @@ from acct.cli_settings import ABLATION_CONFIGS, AblateSettings
 from acct.config import TrainSettings, deep_merge
 from acct.errors import AcctError, UsageError
 from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)
+from acct.registry import strategies as ablation_strategies
 from acct.stats import (
     bh_qvalues,
     binomial_ci,
@@ -55,7 +56,15 @@ _NOT_COMPARED = ("output_dir", "overwrite", "resume", "device", "log_every_n_ste
 
 def describe(settings: TrainSettings) -> str:
     """What a configuration's run trains with, in the study's own terms."""
-    return f"lambda_con = {settings.loss.lambda_contrastive:g}, {settings.curriculum.strategy} sampling"
+    loss = settings.loss
+    text = f"lambda_con = {loss.lambda_contrastive:g}, {settings.curriculum.strategy} sampling"
+    if settings.curriculum.prior != "uniform":
+        text += f" ({settings.curriculum.prior} prior)"
+    if loss.task_weighting != "equal":
+        text += f", {loss.task_weighting} task-loss weighting"
+    if loss.lambda_contrastive > 0 and loss.anchor_weighting != "entropy":
+        text += f", {loss.anchor_weighting} anchor weighting"
+    return text
 
 
 def config_overrides(name: str, base: TrainSettings) -> dict[str, Any]:
@@ -155,9 +164,18 @@ def schedule(settings: TrainSettings, n_train: int) -> Schedule:
     warmup = round(settings.curriculum.warmup_epochs * per_epoch)
     every = settings.curriculum.update_every_n_steps
     cur = settings.curriculum
-    # With floor 1 the weights are mixed back to uniform at every update: the strategy never shows.
-    first = None if cur.strategy == "uniform" or cur.floor >= 1.0 else every * max(1, math.ceil(warmup / every))
+    if _is_schedule(cur.strategy):
+        # A schedule strategy (proportional, temperature, phased) sets the weights of the first batch.
+        first: int | None = 0
+    else:
+        # With floor 1 the weights are mixed back to the prior at every update: the strategy never shows.
+        first = None if cur.strategy == "uniform" or cur.floor >= 1.0 else every * max(1, math.ceil(warmup / every))
     return Schedule(n_train, per_epoch, total, warmup, every, first)
+
+
+def _is_schedule(strategy: str) -> bool:
+    """Whether the strategy is a fixed schedule, used from the first batch on (see acct.curriculum.Curriculum)."""
+    return bool(getattr(ablation_strategies.get(strategy), "schedule", False))
 
 
 def effective_settings(settings: TrainSettings, sched: Schedule) -> dict[str, Any]:
@@ -169,7 +187,8 @@ def effective_settings(settings: TrainSettings, sched: Schedule) -> dict[str, An
     """
     d = comparable(json.loads(settings.model_dump_json()))
     if not sched.adapts:
-        d["curriculum"] = {"strategy": "uniform"}
+        # It samples from its prior throughout, as the uniform strategy with that prior does.
+        d["curriculum"] = {"strategy": "uniform", **{k: d["curriculum"][k] for k in ("prior", "alpha") if k in d["curriculum"]}}
     if d["loss"]["lambda_contrastive"] == 0:
         d["loss"] = {k: v for k, v in d["loss"].items() if k not in ("tau", "gather_negatives")}
     return d

@@ -1,4 +1,6 @@
-"""acct's own ablation arms: the three configurations of the study behind its claim.
+"""acct's own ablation arms: the three configurations of the study behind its claim, and one
+arm per component of the field that a study compares with (each is `baseline` plus that one
+component).
 
 Contract of an arm (docs/extending.md): a function registered with
 `acct.ablation.register_ablation_arm`, called as `arm(base)` with the study's base
@@ -41,3 +43,90 @@ def full(base: Any) -> dict[str, Any]:
     """The base settings' InfoNCE weight with the uncertainty_gradient curriculum: the whole method."""
     _needs_contrastive(base)
     return {"curriculum": {"strategy": "uncertainty_gradient"}}
+
+
+def _plus_baseline(base: Any, **sections: dict[str, Any]) -> dict[str, Any]:
+    """The baseline layer with `sections` merged over it, section by section."""
+    layer = baseline(base)
+    for section, values in sections.items():
+        layer[section] = {**layer.get(section, {}), **values}
+    return layer
+
+
+@register_ablation_arm("uniform_tasks")
+def uniform_tasks(base: Any) -> dict[str, Any]:
+    """baseline with the uniform prior: every task drawn equally often, whatever its size (today's task-uniform sampling)."""
+    return _plus_baseline(base, curriculum={"strategy": "uniform", "prior": "uniform"})
+
+
+@register_ablation_arm("temperature")
+def temperature(base: Any) -> dict[str, Any]:
+    """baseline with temperature sampling of tasks, p_t ∝ n_t^alpha (curriculum.alpha; T5/mT5/jiant)."""
+    return _plus_baseline(base, curriculum={"strategy": "temperature"})
+
+
+@register_ablation_arm("learning_progress")
+def learning_progress(base: Any) -> dict[str, Any]:
+    """baseline with the learning_progress curriculum: a bandit rewarded by absolute learning progress (TSCL)."""
+    return _plus_baseline(base, curriculum={"strategy": "learning_progress"})
+
+
+# MMLU's categories in the phased arm's order: STEM first, then the other three together.
+_MMLU_PHASES = (("STEM",), ("humanities", "social sciences", "other"))
+
+
+def default_phases(base: Any) -> list[dict[str, Any]]:
+    """The phased arm's phases for the base settings' data.
+
+    Each phase's fraction of the steps is its share of the tasks, so that under the uniform
+    prior every task gets as many draws as in the baseline, only in another order.
+    """
+    source = base.data.source
+    if source in ("hub", "csv"):
+        from acct.data import MMLU_CATEGORIES
+
+        groups = [[t for t, c in MMLU_CATEGORIES.items() if c in cats] for cats in _MMLU_PHASES]
+        phases = [list(cats) for cats in _MMLU_PHASES]
+    elif source == "synthetic":
+        from acct.synthetic import NOISE_CATEGORY, NOISE_TASK, SYNTHETIC_CATEGORIES
+
+        categories = dict(SYNTHETIC_CATEGORIES)
+        if base.data.options.get("noise_task"):
+            categories[NOISE_TASK] = NOISE_CATEGORY
+        # numbers first, then words (and the noise task, when there is one)
+        first = sorted({c for c in categories.values() if c == "numbers"})
+        rest = sorted(set(categories.values()) - set(first))
+        phases = [first, rest]
+        groups = [[t for t, c in categories.items() if c in cats] for cats in phases]
+    else:
+        raise UsageError(
+            f"the phased arm knows phases for MMLU and the synthetic suite, not data source {source!r}; "
+            "set curriculum.options.phases in the base settings"
+        )
+    total = sum(len(g) for g in groups)
+    fractions = [len(g) / total for g in groups]
+    fractions[-1] = 1.0 - sum(fractions[:-1])
+    return [{"categories": cats, "fraction": f} for cats, f in zip(phases, fractions)]
+
+
+@register_ablation_arm("phased")
+def phased(base: Any) -> dict[str, Any]:
+    """baseline with a phased curriculum: MMLU's STEM subjects first, then the rest (synthetic: numbers, then words)."""
+    phases = base.curriculum.options.get("phases") or default_phases(base)
+    options = {"phases": phases}
+    if "replay" in base.curriculum.options:
+        options["replay"] = base.curriculum.options["replay"]
+    return _plus_baseline(base, curriculum={"strategy": "phased", "options": options})
+
+
+@register_ablation_arm("dwa")
+def dwa(base: Any) -> dict[str, Any]:
+    """baseline with Dynamic Weight Average task-loss weighting (Liu, Johns & Davison 2019)."""
+    return _plus_baseline(base, loss={"task_weighting": "dwa"})
+
+
+@register_ablation_arm("infonce_unweighted")
+def infonce_unweighted(base: Any) -> dict[str, Any]:
+    """baseline plus the base settings' InfoNCE with every anchor weighted 1 (plain SupCon); contrastive weights by entropy."""
+    _needs_contrastive(base)
+    return {"curriculum": {"strategy": "uniform"}, "loss": {"anchor_weighting": "uniform"}}

@@ -21,7 +21,15 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 from acct import registry
 from acct.errors import UsageError
 
-STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")  # acct's own; plugins add more
+STRATEGIES = (
+    "uniform",
+    "difficulty",
+    "uncertainty_gradient",
+    "proportional",
+    "temperature",
+    "learning_progress",
+    "phased",
+)  # acct's own; plugins add more
 Strategy = str  # a name registered in acct.registry.strategies
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -196,14 +204,38 @@ class CurriculumSettings(_Section):
         2.0, gt=0, description="Softmax temperature over the z-scored task statistic (for strategies that take one, unless options set it)."
     )
     update_every_n_steps: int = Field(100, gt=0, description="Optimizer steps between curriculum updates.")
-    warmup_epochs: float = Field(2.0, ge=0, description="Epochs of uniform sampling before the curriculum acts.")
-    floor: float = Field(0.1, ge=0, le=1, description="Share of uniform probability mixed in so no task starves.")
+    warmup_epochs: float = Field(
+        2.0, ge=0, description="Epochs of sampling from the prior before an adaptive curriculum acts."
+    )
+    floor: float = Field(
+        0.1, ge=0, le=1, description="Share of the prior mixed into an adaptive strategy's weights so no task starves."
+    )
     ema_decay: float = Field(0.9, ge=0, lt=1, description="Decay of the moving averages of confusion and error.")
+    prior: Literal["uniform", "proportional", "temperature"] = Field(
+        "uniform",
+        description="Task-sampling prior that adaptive strategies reweight, warm-up samples from and the floor mixes in: "
+        "uniform (every task alike), proportional (p_t ∝ n_t, the task's training questions) or temperature "
+        "(p_t ∝ n_t^alpha).",
+    )
+    alpha: float = Field(
+        0.5, gt=0, description="Exponent of the temperature prior and of the temperature strategy: p_t ∝ n_t^alpha."
+    )
 
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str, info: ValidationInfo) -> str:
         return _registered(registry.strategies, value, info)
+
+    @model_validator(mode="after")
+    def _prior_reaches_training(self) -> CurriculumSettings:
+        # The training loop builds its Curriculum without the prior yet; until it passes
+        # `prior` and `alpha`, any other value would be silently ignored.
+        if self.prior != "uniform" or self.alpha != 0.5:
+            raise ValueError(
+                "curriculum.prior other than uniform and curriculum.alpha other than 0.5 do not reach training yet; "
+                "use --strategy proportional or temperature (with curriculum.options.alpha) instead"
+            )
+        return self
 
 
 class LossSettings(_Section):

@@ -22,7 +22,18 @@ from acct.errors import CheckpointError, UsageError
 from acct.registry import register_strategy, strategies
 
 # acct's own strategies (acct/strategies/); plugins add theirs with `register_strategy`.
-STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")
+STRATEGIES = (
+    "uniform",
+    "difficulty",
+    "uncertainty_gradient",
+    "proportional",
+    "temperature",
+    "learning_progress",
+    "phased",
+)
+
+# What the task-sampling prior may be: curriculum.prior.
+PRIORS = ("uniform", "proportional", "temperature")
 
 # A statistic whose spread is below this is treated as constant: z-scoring it would only
 # amplify rounding noise into a preference between tasks.
@@ -318,12 +329,37 @@ def uncertainty_gradient_weights(confusion_scores: Tensor, temperature: float = 
     return torch.softmax(_zscore(confusion_scores) / temperature, dim=0)
 
 
-def mix_with_floor(weights: Tensor, floor: float) -> Tensor:
-    """(1 - floor) * w + floor / T, so no task's probability drops below floor / T."""
+def mix_with_floor(weights: Tensor, floor: float, prior: Tensor | None = None) -> Tensor:
+    """(1 - floor) * w + floor * prior, so no task's probability drops below floor * prior_t.
+
+    Without `prior` (the uniform prior) this is (1 - floor) * w + floor / T.
+    """
     if not 0.0 <= floor <= 1.0:
         raise UsageError(f"curriculum floor must be in [0, 1], got {floor}")
     w = weights.detach().to(device="cpu", dtype=torch.float64)
-    return (1.0 - floor) * w + floor / w.numel()
+    if prior is None:
+        return (1.0 - floor) * w + floor / w.numel()
+    return (1.0 - floor) * w + floor * prior.detach().to(device="cpu", dtype=torch.float64)
+
+
+def prior_weights(prior: str, task_sizes: Sequence[int], alpha: float = 0.5) -> Tensor:
+    """The task-sampling prior: uniform, p_t ∝ n_t (proportional) or p_t ∝ n_t^alpha (temperature).
+
+    n_t are the training questions of task t; a task without questions gets 0 under the
+    size-based priors. With `uniform` this is exactly `uniform_weights(T)`.
+    """
+    if prior not in PRIORS:
+        raise UsageError(f"curriculum prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    num_tasks = len(task_sizes)
+    if prior == "uniform":
+        return uniform_weights(num_tasks)
+    if not alpha > 0:
+        raise UsageError(f"curriculum alpha must be positive, got {alpha}")
+    sizes = torch.tensor([float(n) for n in task_sizes], dtype=torch.float64)
+    if num_tasks < 1 or bool((sizes < 0).any()) or not float(sizes.sum()) > 0:
+        raise UsageError(f"the {prior} prior needs the training questions of each task, got sizes {list(task_sizes)}")
+    raw = sizes if prior == "proportional" else sizes.pow(alpha)
+    return raw / raw.sum()
 
 
 def impute_unseen(values: Tensor, seen: Tensor) -> Tensor:
@@ -360,6 +396,11 @@ class CurriculumStats:
     seen: Tensor  # [T] bool: the task has been observed
     confusion: Tensor  # [T, T] EMA of the entropy-weighted embedding similarity of task pairs
     confusion_seen: Tensor  # [T, T] bool: the pair has been observed
+    prior: Tensor | None = None  # [T] float64 task-sampling prior (None: uniform)
+
+    def prior_weights(self) -> Tensor:
+        """The prior as a [T] float64 probability vector (uniform when none was given)."""
+        return uniform_weights(len(self.tasks)) if self.prior is None else self.prior.clone()
 
     def confusion_scores(self) -> Tensor:
         """c_t: mean confusion of task t with the other tasks over the pairs seen so far (0 if none)."""
@@ -368,9 +409,12 @@ class CurriculumStats:
         return total / seen.sum(dim=1).clamp(min=1.0)
 
 
-def strategy_options(strategy: str, options: dict[str, Any] | None, temperature: float) -> dict[str, Any]:
+def strategy_options(
+    strategy: str, options: dict[str, Any] | None, temperature: float, alpha: float = 0.5
+) -> dict[str, Any]:
     """The options a strategy is built with: `curriculum.options`, plus `curriculum.temperature`
-    for a strategy whose constructor names a `temperature` parameter and that the options leave unset."""
+    (and `curriculum.alpha`) for a strategy whose constructor names a `temperature` (an `alpha`)
+    parameter and that the options leave unset."""
     cls = strategies.get(strategy)
     opts = dict(options or {})
     try:
@@ -379,6 +423,8 @@ def strategy_options(strategy: str, options: dict[str, Any] | None, temperature:
         params = {}
     if "temperature" in params and "temperature" not in opts:
         opts["temperature"] = temperature
+    if "alpha" in params and "alpha" not in opts:
+        opts["alpha"] = alpha
     return opts
 
 
@@ -397,7 +443,7 @@ def build_strategy(strategy: str, tasks: Sequence[str], options: dict[str, Any])
 def _as_weights(raw: Any, num_tasks: int, strategy: str) -> Tensor:
     """A strategy's answer as a float64 CPU probability vector; a wrong answer is one UsageError."""
     try:
-        w = torch.as_tensor(raw if isinstance(raw, Tensor) else [float(x) for x in raw])
+        w = torch.as_tensor(raw if isinstance(raw, Tensor) else [float(x) for x in raw], dtype=torch.float64)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"strategy {strategy!r} returned weights that are not numbers: {exc}") from None
     w = w.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
@@ -414,9 +460,19 @@ class Curriculum:
     """Task-sampling weights from a registered strategy, with the trackers that feed it.
 
     Call `observe(...)` after each forward pass and `step(step)` after each optimizer step.
-    Weights stay uniform until `warmup_steps`; from then on every `update_every_n_steps` the
-    strategy's weights are normalised and mixed with uniform by `floor`. Warm-up, update
-    period, floor and logging belong here, not to the strategy.
+
+    The prior (`prior`: uniform, proportional p_t ∝ n_t, or temperature p_t ∝ n_t^alpha) is
+    what an adaptive strategy reweights. Weights are the prior until `warmup_steps`; from then
+    on every `update_every_n_steps` the strategy's weights multiply the prior, are normalised,
+    and are mixed with the prior by `floor`. A strategy whose weights are flat therefore gives
+    back the prior; with the uniform prior the strategy's normalised weights are used as they
+    are and the floor mixes with 1/T. Warm-up, update period, prior, floor and logging belong
+    here, not to the strategy.
+
+    A *schedule* strategy (class attribute `schedule = True`: proportional, temperature,
+    phased) is a fixed function of the step and the task sizes: its weights are used as given
+    from the first batch on, recomputed after every optimizer step, with no warm-up, no floor
+    and no multiplication by the prior (it applies the prior itself where it uses one).
     """
 
     def __init__(
@@ -434,6 +490,8 @@ class Curriculum:
         task_sizes: Sequence[int] | None = None,
         categories: Sequence[str] | None = None,
         total_steps: int | None = None,
+        prior: str = "uniform",
+        alpha: float = 0.5,
     ) -> None:
         if strategy not in strategies:
             raise UsageError(strategies.unknown(strategy))
@@ -457,11 +515,19 @@ class Curriculum:
         if not len(self.tasks) == len(self.task_sizes) == len(self.categories) == num_tasks:
             raise UsageError(f"tasks, task_sizes and categories must each name {num_tasks} tasks")
         self.total_steps = total_steps or 0
-        self.impl = build_strategy(strategy, self.tasks, strategy_options(strategy, options, temperature))
+        self.prior_name = prior
+        self.alpha = alpha
+        self.prior = prior_weights(prior, self.task_sizes, alpha)
+        self.impl = build_strategy(strategy, self.tasks, strategy_options(strategy, options, temperature, alpha))
+        self.schedule = bool(getattr(self.impl, "schedule", False))
         self.confusion = ConfusionTracker(num_tasks, decay)
         self.task_stats = TaskStats(num_tasks, decay)
-        self.weights = uniform_weights(num_tasks)
         self._step = 0
+        self.weights = self.compute_weights() if self.schedule else self.prior.clone()
+
+    @property
+    def _uniform_prior(self) -> bool:
+        return self.prior_name == "uniform"
 
     def observe(
         self, z: Tensor, task_ids: Tensor, uncertainty: Tensor, correct: Tensor, loss: Tensor | None = None
@@ -488,29 +554,41 @@ class Curriculum:
             seen=ts.seen.cpu().clone(),
             confusion=conf.matrix.detach().cpu().clone(),
             confusion_seen=conf.seen.cpu().clone(),
+            prior=self.prior.clone(),
         )
 
     def compute_weights(self) -> Tensor:
-        """The strategy's weights from the current (folded) statistics, normalised, floor applied."""
-        raw = self.impl.weights(self.stats())
-        return mix_with_floor(_as_weights(raw, self.num_tasks, self.strategy), self.floor)
+        """The strategy's weights from the current (folded) statistics: a schedule's as given;
+        an adaptive strategy's multiplied by the prior, normalised, and mixed with the prior by the floor."""
+        w = _as_weights(self.impl.weights(self.stats()), self.num_tasks, self.strategy)
+        if self.schedule:
+            return w
+        if self._uniform_prior:
+            return mix_with_floor(w, self.floor)
+        reweighted = w * self.prior
+        if not float(reweighted.sum()) > 0:
+            raise UsageError(f"strategy {self.strategy!r} puts all its weight on tasks the {self.prior_name} prior gives 0")
+        return mix_with_floor(reweighted / reweighted.sum(), self.floor, self.prior)
 
     def step(self, step: int, all_reduce: Callable[[Tensor], None] | None = None) -> Tensor | None:
         """Hook after optimizer step `step` (1-based).
 
         On update steps: all-reduce the pending windows (in place) if `all_reduce` is given,
         fold them, recompute the weights once past warm-up, and return a copy of the current
-        weights (uniform ones during warm-up too, for logging). Otherwise return None.
+        weights (the prior during warm-up too, for logging). Otherwise return None; a schedule
+        strategy's weights are recomputed on every step all the same.
         """
         self._step = step
         if step % self.update_every_n_steps != 0:
+            if self.schedule:
+                self.weights = self.compute_weights()
             return None
         if all_reduce is not None:
             for pending in self.pending_tensors():
                 all_reduce(pending)
         self.confusion.fold()
         self.task_stats.fold()
-        if step >= self.warmup_steps:
+        if self.schedule or step >= self.warmup_steps:
             self.weights = self.compute_weights()
         return self.weights.clone()
 

@@ -90,9 +90,16 @@ strategies = Registry(
         "uniform": "acct.strategies.uniform:Uniform",
         "difficulty": "acct.strategies.difficulty:Difficulty",
         "uncertainty_gradient": "acct.strategies.uncertainty_gradient:UncertaintyGradient",
+        "proportional": "acct.strategies.proportional:Proportional",
+        "temperature": "acct.strategies.temperature:Temperature",
+        "learning_progress": "acct.strategies.learning_progress:LearningProgress",
+        "phased": "acct.strategies.phased:Phased",
     },
 )
-task_weightings = Registry("task loss weighting", {"equal": "acct.weightings:EqualTaskWeighting"})
+task_weightings = Registry(
+    "task loss weighting",
+    {"equal": "acct.weightings:EqualTaskWeighting", "dwa": "acct.weightings_dwa:DynamicWeightAverage"},
+)
 anchor_weightings = Registry(
     "anchor weighting",
     {"entropy": "acct.weightings:EntropyAnchorWeighting", "uniform": "acct.weightings:UniformAnchorWeighting"},
@@ -111,6 +118,12 @@ ablation_arms = Registry(
         "baseline": "acct.arms:baseline",
         "contrastive": "acct.arms:contrastive",
         "full": "acct.arms:full",
+        "uniform_tasks": "acct.arms:uniform_tasks",
+        "temperature": "acct.arms:temperature",
+        "learning_progress": "acct.arms:learning_progress",
+        "phased": "acct.arms:phased",
+        "dwa": "acct.arms:dwa",
+        "infonce_unweighted": "acct.arms:infonce_unweighted",
     },
 )
 

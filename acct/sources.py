@@ -39,12 +39,23 @@ class CsvSource:
 class SyntheticSource:
     """A procedural suite of confusable tasks (even/odd numbers, animal/fruit words ...), offline."""
 
-    def __init__(self) -> None:
-        from acct.synthetic import SYNTHETIC_CATEGORIES
+    def __init__(self, task_sizes: dict[str, int] | None = None, noise_task: bool = False) -> None:
+        # data.options: task_sizes (task -> questions, for imbalanced tasks) and noise_task
+        # (add `random_answer`, whose answers are random); both off by default.
+        from acct.synthetic import NOISE_CATEGORY, NOISE_TASK, SYNTHETIC_CATEGORIES
 
+        self.task_sizes = task_sizes
+        self.noise_task = noise_task
         self.categories = dict(SYNTHETIC_CATEGORIES)
+        if noise_task:
+            self.categories[NOISE_TASK] = NOISE_CATEGORY
 
     def load(self, data: Any, seed: int) -> dict[str, list[Example]]:
         from acct.synthetic import generate_suite
 
-        return generate_suite(examples_per_task=data.synthetic_examples_per_task, seed=seed)
+        return generate_suite(
+            examples_per_task=data.synthetic_examples_per_task,
+            seed=seed,
+            task_sizes=self.task_sizes,
+            noise_task=self.noise_task,
+        )

@@ -112,12 +112,30 @@ _ROLE: dict[str, tuple[_Pair, int]] = {
 MAX_CHOICES: int = 1 + min(len(pool) for pair in _PAIRS for pool in pair.pools)
 
 
+# The optional task whose gold answer is drawn at random: nothing about it can be learned.
+NOISE_TASK = "random_answer"
+NOISE_CATEGORY = "noise"
+_NOISE_POOL: tuple[str, ...] = tuple(sorted(set(_ANIMALS + _FRUITS + _COLORS + _TOOLS)))
+_NOISE_TEMPLATES: tuple[str, ...] = (
+    "Which of these words is the one?",
+    "Pick the word we mean.",
+    "One of these words is marked correct. Which?",
+)
+
+
 def generate_suite(
     examples_per_task: int = 250,
     seed: int = 0,
     num_choices: int = 4,
+    task_sizes: dict[str, int] | None = None,
+    noise_task: bool = False,
 ) -> dict[str, list[Example]]:
-    """Generate every synthetic task as one source split {"all": [...]}, deterministic for `seed`."""
+    """Generate every synthetic task as one source split {"all": [...]}, deterministic for `seed`.
+
+    `task_sizes` (task -> questions) overrides `examples_per_task` for the tasks it names, for
+    a suite with imbalanced tasks. `noise_task` adds the task `random_answer`, whose gold
+    choice is drawn at random: an unlearnable task. Neither changes the other tasks' questions.
+    """
     if not _is_int(examples_per_task) or examples_per_task < 3:
         raise UsageError(
             f"examples per synthetic task must be an integer >= 3, got {examples_per_task!r}"
@@ -126,19 +144,40 @@ def generate_suite(
         raise UsageError(
             f"synthetic num_choices must be an integer from 2 to {MAX_CHOICES}, got {num_choices!r}"
         )
+    if not isinstance(noise_task, bool):
+        raise UsageError(f"synthetic noise_task must be true or false, got {noise_task!r}")
+    names = SYNTHETIC_TASKS + ((NOISE_TASK,) if noise_task else ())
+    if not isinstance(task_sizes or {}, dict):
+        raise UsageError(f"synthetic task_sizes must map task names to question counts, got {task_sizes!r}")
+    sizes = dict(task_sizes or {})
+    for task, n in sizes.items():
+        if task not in names:
+            raise UsageError(f"synthetic task_sizes names unknown task {task!r}; tasks: {', '.join(names)}")
+        if not _is_int(n) or n < 3:
+            raise UsageError(f"synthetic task_sizes[{task!r}] must be an integer >= 3, got {n!r}")
 
     examples: list[Example] = []
-    for task in SYNTHETIC_TASKS:
-        pair, side = _ROLE[task]
-        answers, distractors = pair.pools[side], pair.pools[1 - side]
+    for task in names:
+        count = sizes.get(task, examples_per_task)
         # A string seed per task: deterministic across processes (str seeding does not use
         # hash randomisation), and one task's stream never shifts another's.
         rng = random.Random(f"{seed}/{task}")
+        if task == NOISE_TASK:
+            examples.extend(_noise_example(rng, f"{task}/{i}", num_choices) for i in range(count))
+            continue
+        pair, side = _ROLE[task]
+        answers, distractors = pair.pools[side], pair.pools[1 - side]
         examples.extend(
             _example(rng, task, f"{task}/{i}", pair.templates, answers, distractors, num_choices)
-            for i in range(examples_per_task)
+            for i in range(count)
         )
     return {"all": examples}
+
+
+def _noise_example(rng: random.Random, uid: str, num_choices: int) -> Example:
+    question = rng.choice(_NOISE_TEMPLATES)
+    choices = tuple(rng.sample(_NOISE_POOL, num_choices))
+    return Example(question=question, choices=choices, answer=rng.randrange(num_choices), task=NOISE_TASK, uid=uid)
 
 
 def _is_int(value: object) -> bool:

@@ -216,7 +216,9 @@ def test_curriculum_rejects_unknown_strategy_and_bad_settings() -> None:
         Curriculum("hardest_first", 3, warmup_steps=0, update_every_n_steps=1)
     with pytest.raises(UsageError):
         Curriculum("uniform", 3, warmup_steps=0, update_every_n_steps=0)
-    assert STRATEGIES == ("uniform", "difficulty", "uncertainty_gradient")
+    assert STRATEGIES == (
+        "uniform", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
+    )
 
 
 def test_curriculum_warmup_period_and_strategy() -> None:
@@ -285,8 +287,10 @@ def test_curriculum_state_round_trip_gives_identical_future() -> None:
             out.append(None if w is None else w.tolist())
         return out
 
+    phases = {"phases": [{"tasks": ["0"], "fraction": 0.5}, {"tasks": ["1", "2"], "fraction": 0.5}]}
     for strategy in STRATEGIES:
-        kwargs = dict(warmup_steps=2, update_every_n_steps=3)
+        kwargs = dict(warmup_steps=2, update_every_n_steps=3, task_sizes=[5, 3, 2], total_steps=16,
+                      options=phases if strategy == "phased" else None)
         original = Curriculum(strategy, 3, **kwargs)
         generator = torch.Generator().manual_seed(7)
         run(range(1, 6), original, generator)  # ends mid-window: pending tensors are non-empty
@@ -303,7 +307,7 @@ def test_curriculum_state_round_trip_gives_identical_future() -> None:
         assert torch.equal(resumed.confusion.matrix, original.confusion.matrix)
 
     with pytest.raises(CheckpointError):
-        Curriculum("difficulty", 4, **kwargs).load_state_dict(original.state_dict())
+        Curriculum("difficulty", 4, warmup_steps=2, update_every_n_steps=3).load_state_dict(original.state_dict())
 
 
 # --- TaskBatchSampler ------------------------------------------------------------------------

@@ -25,10 +25,15 @@ def test_builtins_are_listed_without_being_imported():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     names, loaded = json.loads(done.stdout)
-    assert names["strategies"] == ["uniform", "difficulty", "uncertainty_gradient"]
-    assert names["task_weightings"] == ["equal"] and names["anchor_weightings"] == ["entropy", "uniform"]
+    assert names["strategies"] == [
+        "uniform", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
+    ]
+    assert names["task_weightings"] == ["equal", "dwa"] and names["anchor_weightings"] == ["entropy", "uniform"]
     assert names["data_sources"] == ["hub", "csv", "synthetic"]
-    assert names["ablation_arms"] == ["baseline", "contrastive", "full"]
+    assert names["ablation_arms"] == [
+        "baseline", "contrastive", "full", "uniform_tasks", "temperature", "learning_progress", "phased", "dwa",
+        "infonce_unweighted",
+    ]
     assert loaded == []
 
 

@@ -1,0 +1,23 @@
+"""The `proportional` strategy: each task in proportion to its training questions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from acct.curriculum import CurriculumStats, prior_weights, register_strategy
+
+
+@register_strategy("proportional")
+class Proportional:
+    """p_t ∝ n_t, the task's training questions, never reweighted: plain multi-task sampling (shuffle everything)."""
+
+    # A fixed distribution: used as given from the first batch, no warm-up, floor or prior on top.
+    schedule = True
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        self.num_tasks = len(tasks)
+
+    def weights(self, stats: CurriculumStats) -> Tensor:
+        return prior_weights("proportional", stats.task_sizes)

@@ -1,0 +1,26 @@
+"""The `temperature` strategy: temperature sampling of tasks by size (T5, mT5, jiant)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from acct.curriculum import CurriculumStats, prior_weights, register_strategy
+from acct.errors import UsageError
+
+
+@register_strategy("temperature")
+class Temperature:
+    """p_t ∝ n_t^alpha (options.alpha, else curriculum.alpha: 0.5), never reweighted: size-tempered sampling as in T5/mT5/jiant."""
+
+    # A fixed distribution: used as given from the first batch, no warm-up, floor or prior on top.
+    schedule = True
+
+    def __init__(self, tasks: Sequence[str], alpha: float = 0.5) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+            raise UsageError(f"temperature strategy: alpha must be a positive number, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def weights(self, stats: CurriculumStats) -> Tensor:
+        return prior_weights("temperature", stats.task_sizes, self.alpha)
