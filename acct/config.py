@@ -120,7 +120,7 @@ class ModelSettings(_Section):
 
 class DataSettings(_Section):
     source: str = Field(
-        "hub", description="Where examples come from: a registered data source (hub, csv, synthetic, or a plugin's; see `acct list`)."
+        "hub", description="Where examples come from: a registered data source, acct's or a plugin's (`acct list` describes each)."
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the data source, passed to its constructor (a mapping)."
@@ -194,7 +194,7 @@ class BatchSettings(_Section):
 class CurriculumSettings(_Section):
     strategy: Strategy = Field(
         "uncertainty_gradient",
-        description="Task sampling: a registered strategy (uniform, difficulty, uncertainty_gradient, or a plugin's; see `acct list`).",
+        description="Task sampling: a registered strategy, acct's or a plugin's (`acct list` describes each).",
     )
     options: dict[str, Any] = Field(
         default_factory=dict,

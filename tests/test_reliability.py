@@ -222,7 +222,8 @@ def test_a_log_that_lost_its_tail_is_never_padded(tmp_path):
     text = log.read_bytes()
     assert b"\0" not in text
     records = [json.loads(line) for line in text.decode().splitlines()]
-    assert records[-1]["event"] == "segment" and records[-1]["step"] == 6
+    # The new segment starts at the checkpoint's step; the resume's own record follows it.
+    assert [r["event"] for r in records[-2:]] == ["segment", "resumed"] and records[-2]["step"] == 6
 
 
 def test_a_deleted_log_on_resume_is_a_notice(tmp_path):

@@ -103,7 +103,7 @@ CASES = [
     ("run-exists", lambda t, r: [*TRAIN, "--output-dir", str(r)], {}, 2, "already holds a run; pass --overwrite"),
     ("resume-not-a-run", lambda t, r: ["train", "--resume", str(t)], {}, 2, "is not an acct run directory"),
     ("resume-with-flags", lambda t, r: ["train", "--resume", str(r), "--lr", "1"], {}, 2,
-     "remove --lr (to start a new run from this one's weights, use a new run directory)"),
+     "remove --lr, or start a new run from its weights with other settings: acct train --init-from"),
     ("fp16-on-cpu", lambda t, r: [*TRAIN, "--device", "cpu", "--precision", "fp16", "--output-dir", str(t / "o")], {}, 2, "fp16 needs CUDA"),
     ("eval-missing-run", lambda t, r: ["evaluate", str(t / "nope")], {}, 2, "run directory not found"),
     ("eval-not-a-run", lambda t, r: ["evaluate", str(t)], {}, 2, "not an acct run directory"),
