@@ -685,8 +685,6 @@ class TaskBatchSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "cursors" in state and "epochs" not in state:
-            state = self._from_cursors(state["cursors"])
         epochs, used = state.get("epochs"), state.get("used")
         if epochs is None or used is None or len(epochs) != self.num_tasks or len(used) != self.num_tasks:
             raise CheckpointError(f"sampler state must hold epochs and used positions for {self.num_tasks} tasks")
@@ -702,25 +700,3 @@ class TaskBatchSampler:
         if any(e < 0 for e in values):
             raise CheckpointError("sampler epochs must be non-negative")
         self._epochs, self._used = values, masks
-
-    def _from_cursors(self, cursors: Any) -> dict[str, list]:
-        """The state of a sampler saved as one cursor per task.
-
-        Such a sampler served each epoch in permutation order, so a cursor c means that the
-        first c mod n examples of epoch c div n's permutation were used; with length grouping
-        those same examples sit elsewhere in the epoch order, and they are marked there.
-        """
-        if cursors is None or len(cursors) != self.num_tasks or any(int(c) < 0 for c in cursors):
-            raise CheckpointError(f"sampler state must hold {self.num_tasks} non-negative task cursors")
-        epochs, used = [], []
-        for task, (c, n) in enumerate(zip(cursors, self.task_sizes)):
-            k, offset = divmod(int(c), n) if n else (0, 0)
-            epochs.append(k)
-            if self._lengths is None or offset == 0:
-                used.append(list(range(offset)))
-            else:
-                perm = self._permutation(task, k)
-                # Position p of the epoch order holds perm[sort[p]]: used when sort[p] < offset.
-                sort = np.argsort(self._lengths[task][perm], kind="stable")
-                used.append(np.flatnonzero(sort < offset).tolist())
-        return {"epochs": epochs, "used": used}

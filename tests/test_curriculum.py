@@ -369,28 +369,6 @@ def test_sampler_state_round_trip(grouped: bool) -> None:
         resumed.load_state_dict({"epochs": [0] * 5, "used": [[0], [], [], [99], []]})
 
 
-def test_sampler_state_from_per_task_cursors() -> None:
-    """A state saved as one cursor per task resumes where that cursor points."""
-    original, weights = _advanced_sampler()
-    state = original.state_dict()
-    cursors = [e * n + len(u) for e, n, u in zip(state["epochs"], original.task_sizes, state["used"])]
-    resumed = TaskBatchSampler(_example_tasks(), 5, 3, 4, seed=3)
-    resumed.load_state_dict({"cursors": cursors})
-    assert [resumed.batch(s, weights) for s in range(8, 20)] == [original.batch(s, weights) for s in range(8, 20)]
-
-
-def test_cursors_loaded_into_a_length_grouped_sampler_finish_the_epoch_exactly():
-    example_tasks = _example_tasks()
-    members = sorted(i for i, t in enumerate(example_tasks) if t == 2)  # 12 examples
-    only = torch.eye(5, dtype=torch.float64)[2]
-    old = TaskBatchSampler(example_tasks, 5, tasks_per_batch=1, examples_per_task=1, seed=3)
-    seen = [old.batch(step, only)[0] for step in range(5)]  # a cursor-style sampler, 5 into the epoch
-    grouped = TaskBatchSampler(example_tasks, 5, 1, 1, seed=3, lengths=_lengths(example_tasks))
-    grouped.load_state_dict({"cursors": [0, 0, 5, 0, 0]})
-    rest = [grouped.batch(step, only)[0] for step in range(5, 12)]
-    assert sorted(seen + rest) == members
-
-
 def test_sampler_covers_each_task_once_per_permutation() -> None:
     example_tasks = _example_tasks()
     sampler = TaskBatchSampler(example_tasks, 5, tasks_per_batch=1, examples_per_task=1, seed=2)
