@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.cli_settings import AblateSettings
+from acct.config import AblateSettings
 from acct.config import TrainSettings, deep_merge
 from acct.errors import AcctError, UsageError
 from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)

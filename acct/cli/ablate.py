@@ -11,7 +11,7 @@ import typer
 from acct.cli._common import code_option, err, escape, handles_errors, import_code, out, print_json
 from acct.cli.train import FLAGS as TRAIN_FLAGS
 from acct.cli.train import settings_option as _opt
-from acct.cli_settings import AblateSettings, resolve_flags
+from acct.config import AblateSettings, resolve_flags
 from acct.config import nest, resolve_train
 
 # Training overrides ablate accepts (same meaning as for `acct train`); the strategy and

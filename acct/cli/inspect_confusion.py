@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
-from acct.cli_settings import InspectSettings, resolve_flags
+from acct.config import InspectSettings, resolve_flags
 from acct.errors import UsageError
 
 

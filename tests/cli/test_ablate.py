@@ -95,7 +95,7 @@ def test_rerun_reuses_finished_runs(study):
 def test_an_unfinished_run_is_resumed_by_the_engine(study, tmp_path):
     """The plain engine entry point (no Typer) resumes a run that lost its done marker."""
     from acct.ablation import run_ablation
-    from acct.cli_settings import AblateSettings
+    from acct.config import AblateSettings
     from acct.config import resolve_train
 
     directory, config, first = study
