@@ -3,7 +3,8 @@ them into task-sampling probabilities (the strategies), and drawing task-grouped
 
 Owns every piece of curriculum state that a checkpoint must carry for a bit-exact resume:
 the confusion matrix and task statistics (with their not-yet-folded windows), the current task
-weights, and the sampler's per-task epochs and used examples. See DESIGN.md section 5.
+weights, and the sampler's per-task epochs and used examples. The method is described in README.md
+("What it does"); the strategy contract in docs/extending.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torch import Tensor
 
 from acct.errors import CheckpointError, UsageError
 from acct.registry import register_strategy, strategies
+
+if TYPE_CHECKING:
+    from acct.losses import Observation
 
 # acct's own strategies (acct/strategies/); plugins add theirs with `register_strategy`.
 STRATEGIES = ("uniform", "difficulty", "uncertainty_gradient")
@@ -463,12 +467,13 @@ class Curriculum:
         self.weights = uniform_weights(num_tasks)
         self._step = 0
 
-    def observe(
-        self, z: Tensor, task_ids: Tensor, uncertainty: Tensor, correct: Tensor, loss: Tensor | None = None
-    ) -> None:
-        """Record one batch: embeddings for confusion, outcomes (and per-question losses) for the task EMAs."""
-        self.confusion.observe(z, task_ids, uncertainty)
-        self.task_stats.observe(task_ids, correct, uncertainty, loss)
+    def observe(self, obs: Observation) -> None:
+        """Record one batch's observation record: embeddings for confusion, outcomes and per-question
+        losses for the task EMAs."""
+        if obs.embeddings is None:
+            raise UsageError("the curriculum observes a batch with its embeddings: Observation.embeddings is None")
+        self.confusion.observe(obs.embeddings, obs.task_ids, obs.uncertainty)
+        self.task_stats.observe(obs.task_ids, obs.correct, obs.uncertainty, obs.loss)
 
     def pending_tensors(self) -> list[Tensor]:
         return self.confusion.pending_tensors() + self.task_stats.pending_tensors()

@@ -23,6 +23,7 @@ from acct.curriculum import (
     uniform_weights,
 )
 from acct.errors import CheckpointError, UsageError
+from acct.losses import Observation
 
 
 def _unit(angle: float) -> list[float]:
@@ -201,6 +202,12 @@ def test_bad_temperature_rejected() -> None:
 # --- Curriculum ------------------------------------------------------------------------------
 
 
+def _observation(z, tasks, u, correct, loss=None) -> Observation:
+    """The observation record of a batch with no per-question losses (they are zero)."""
+    loss = torch.zeros(len(tasks)) if loss is None else loss
+    return Observation(tasks, correct, u, loss, loss.mean(), int(tasks.max()) + 1, embeddings=z)
+
+
 def _feed_difficulty(curriculum: Curriculum, generator: torch.Generator) -> None:
     """A batch in which task 0 is always wrong and the others mostly right."""
     tasks = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -208,7 +215,7 @@ def _feed_difficulty(curriculum: Curriculum, generator: torch.Generator) -> None
     u = torch.rand(6, generator=generator)
     correct = torch.rand(6, generator=generator) < 0.8
     correct[tasks == 0] = False
-    curriculum.observe(z, tasks, u, correct)
+    curriculum.observe(_observation(z, tasks, u, correct))
 
 
 def test_curriculum_rejects_unknown_strategy_and_bad_settings() -> None:
@@ -270,7 +277,7 @@ def test_uncertainty_gradient_curriculum_follows_confusion() -> None:
     angles = [0.0, 0.0, 0.1, 0.1, math.pi, math.pi]
     z = torch.tensor([_unit(a) for a in angles])
     tasks = torch.tensor([0, 0, 1, 1, 2, 2])
-    curriculum.observe(z, tasks, torch.ones(6), torch.ones(6, dtype=torch.bool))
+    curriculum.observe(_observation(z, tasks, torch.ones(6), torch.ones(6, dtype=torch.bool)))
     w = curriculum.step(1)
     assert w[0] == pytest.approx(w[1].item())
     assert w[0] > w[2]
