@@ -55,7 +55,7 @@ def inspect_confusion_command(
         "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
         "data_dir": data_dir,
     })
-    from acct import confusion
+    from acct import confusion_report as confusion
 
     if settings.plot is not None:
         confusion.require_matplotlib()  # fail before any work
