@@ -16,6 +16,7 @@ from acct.rundir import LoadedRun, load_run, load_run_split
 from acct.tokenize import EncodedExamples, collate, default_cache_dir, encode_examples_cached
 from acct.train.device import autocast, resolve_device
 
+
 @torch.inference_mode()
 def predict_encoded(
     model: MultipleChoiceModel,

@@ -11,6 +11,7 @@ from acct.data import DataSplit, Example, MMLU_CATEGORIES, standard_split, subje
 from acct.errors import UsageError
 from acct.synthetic import SYNTHETIC_CATEGORIES
 
+
 def data_source(data: DataSettings) -> Any:
     """The registered data source `data.source`, built with `data.options`."""
     cls = registry.data_sources.get(data.source)

@@ -10,6 +10,7 @@ import torch
 
 from acct.errors import UsageError
 
+
 def resolve_device(device: str, precision: str) -> tuple[torch.device, str]:
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu")

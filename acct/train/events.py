@@ -7,6 +7,7 @@ from pathlib import Path
 
 from acct.metrics import EvalResult
 
+
 @dataclass
 class RunStarted:
     run_dir: Path

@@ -33,6 +33,7 @@ from acct.train.setup import Run, check_batch_splits, setup
 from acct.train.state import TrainState, checkpoint_state
 from acct.train.step import train_step
 
+
 def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
     """Train one configuration, yielding events; `should_stop` lets a signal end it cleanly.
 

@@ -23,6 +23,7 @@ from acct.losses import Observation, choice_log_probs, normalized_entropy, total
 from acct.tokenize import Batch
 from acct.train.device import autocast
 
+
 @dataclass
 class Weightings:
     """The run's registered task-loss weighting and contrastive anchor weighting."""
@@ -71,9 +72,8 @@ def gather_global_batch(dist: distributed.Distributed, obs: Observation, z: torc
 
     Rank r holds the global rows r, r + W, r + 2W, ...; one all-gather of one packed tensor (the
     embeddings `z` and every per-question field of `obs`) brings them together. With `grad`, this
-    rank's embeddings stay attached to the graph with
-    their gradient multiplied by W: each rank back-propagates the *global* InfoNCE into its own
-    embeddings only, and DDP then divides the summed gradients by W, so the product is exactly
+    rank's embeddings stay attached to the graph with their gradient multiplied by W: each rank
+    back-propagates the *global* InfoNCE into its own embeddings only, and DDP then divides the summed gradients by W, so the product is exactly
     the single-process gradient. (The cross-entropy needs no such factor: each rank's is a mean
     over its B / W questions, and the average of those means is the global mean.)
     """
