@@ -146,9 +146,7 @@ def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
     from acct.ablation import top_task_deltas
-
-    def pc(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}%"
+    from acct.cli._common import pct
 
     def signed(x: float) -> str:
         return f"{100 * x:+.2f}"
@@ -164,8 +162,8 @@ def tables(report: Any, top: int) -> list[Any]:
     for col in ["config", "accuracy", "macro", *cats, "Δ (pts)", "95% CI", "McNemar p"]:
         main.add_column(col, justify="left" if col == "config" else "right")
     for name, c in report.configs.items():
-        acc = pc(c["accuracy"])
-        macro = pc(c["macro_accuracy"])
+        acc = pct(c["accuracy"])
+        macro = pct(c["macro_accuracy"])
         if multi and c["sd"] is not None:
             acc += f" ± {100 * c['sd']['accuracy']:.2f}"
             macro += f" ± {100 * c['sd']['macro_accuracy']:.2f}"
@@ -180,7 +178,7 @@ def tables(report: Any, top: int) -> list[Any]:
             p = f"{d['mcnemar_p']:.3g}"
         else:
             delta, ci, p = "reference", "", ""
-        main.add_row(name, acc, macro, *(pc(c["categories"].get(x)) for x in cats), delta, ci, p)
+        main.add_row(name, acc, macro, *(pct(c["categories"].get(x)) for x in cats), delta, ci, p)
     out_tables = [main]
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
@@ -191,7 +189,7 @@ def tables(report: Any, top: int) -> list[Any]:
         t.add_column(name, justify="right")
         for task, v in gains + losses:
             t.add_row(task, f"[{'green' if v > 0 else 'red'}]{signed(v)}[/]",
-                      pc(report.configs["baseline"]["tasks"][task]), pc(report.configs[name]["tasks"][task]))
+                      pct(report.configs["baseline"]["tasks"][task]), pct(report.configs[name]["tasks"][task]))
         if not gains and not losses:
             t.add_row("(no task changed)", "", "", "")
         out_tables.append(t)
