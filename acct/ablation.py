@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,9 +432,7 @@ def write_reports(report: AblationReport, directory: Path, top: int = 5) -> tupl
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / "ablation.json", directory / "ablation.md"
     ckpt_io.write_json(json_path, report.to_dict())
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(markdown(report, top), encoding="utf-8")
-    os.replace(tmp, md_path)
+    ckpt_io.write_text(md_path, markdown(report, top))
     return json_path, md_path
 
 
