@@ -313,7 +313,7 @@ class Run:
     log: MetricsLog
     writer: RunWriter
     record: dict[str, Any]  # the settings a checkpoint vouches for (settings_record)
-    majority: Any
+    majority: int  # the most frequent answer position in training (the baseline in summaries)
     notices: list[str] = field(default_factory=list)
 
     @property
