@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from acct import __version__
-from acct.cli_settings import ABLATION_CONFIGS, AblateSettings
+from acct import checkpoint as ckpt_io
+from acct.config import ABLATION_CONFIGS, AblateSettings
 from acct.config import TrainSettings, deep_merge
 from acct.errors import AcctError, UsageError
 from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)
@@ -927,9 +928,7 @@ def write_reports(report: AblationReport, directory: Path, top: int = 5) -> tupl
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / "ablation.json", directory / "ablation.md"
     ckpt_io.write_json(json_path, report.to_dict())
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(markdown(report, top, directory), encoding="utf-8")
-    os.replace(tmp, md_path)
+    ckpt_io.write_text(md_path, markdown(report, top, directory))
     return json_path, md_path
 
 

@@ -67,11 +67,15 @@ def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON through a temporary file and an atomic rename; a failed write leaves no temporary file."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text through a temporary file and an atomic rename; a failed write leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -3,7 +3,8 @@ them into task-sampling probabilities (the strategies), and drawing task-grouped
 
 Owns every piece of curriculum state that a checkpoint must carry for a bit-exact resume:
 the confusion matrix and task statistics (with their not-yet-folded windows), the current task
-weights, and the sampler's per-task epochs and used examples. See DESIGN.md section 5.
+weights, and the sampler's per-task epochs and used examples. The method is described in README.md
+("What it does"); the strategy contract in docs/extending.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torch import Tensor
 
 from acct.errors import CheckpointError, UsageError
 from acct.registry import register_strategy, strategies
+
+if TYPE_CHECKING:
+    from acct.losses import Observation
 
 # acct's own strategies (acct/strategies/); plugins add theirs with `register_strategy`.
 STRATEGIES = (
@@ -529,12 +533,13 @@ class Curriculum:
     def _uniform_prior(self) -> bool:
         return self.prior_name == "uniform"
 
-    def observe(
-        self, z: Tensor, task_ids: Tensor, uncertainty: Tensor, correct: Tensor, loss: Tensor | None = None
-    ) -> None:
-        """Record one batch: embeddings for confusion, outcomes (and per-question losses) for the task EMAs."""
-        self.confusion.observe(z, task_ids, uncertainty)
-        self.task_stats.observe(task_ids, correct, uncertainty, loss)
+    def observe(self, obs: Observation) -> None:
+        """Record one batch's observation record: embeddings for confusion, outcomes and per-question
+        losses for the task EMAs."""
+        if obs.embeddings is None:
+            raise UsageError("the curriculum observes a batch with its embeddings: Observation.embeddings is None")
+        self.confusion.observe(obs.embeddings, obs.task_ids, obs.uncertainty)
+        self.task_stats.observe(obs.task_ids, obs.correct, obs.uncertainty, obs.loss)
 
     def pending_tensors(self) -> list[Tensor]:
         return self.confusion.pending_tensors() + self.task_stats.pending_tensors()
@@ -763,8 +768,6 @@ class TaskBatchSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "cursors" in state and "epochs" not in state:
-            state = self._from_cursors(state["cursors"])
         epochs, used = state.get("epochs"), state.get("used")
         if epochs is None or used is None or len(epochs) != self.num_tasks or len(used) != self.num_tasks:
             raise CheckpointError(f"sampler state must hold epochs and used positions for {self.num_tasks} tasks")
@@ -780,25 +783,3 @@ class TaskBatchSampler:
         if any(e < 0 for e in values):
             raise CheckpointError("sampler epochs must be non-negative")
         self._epochs, self._used = values, masks
-
-    def _from_cursors(self, cursors: Any) -> dict[str, list]:
-        """The state of a sampler saved as one cursor per task.
-
-        Such a sampler served each epoch in permutation order, so a cursor c means that the
-        first c mod n examples of epoch c div n's permutation were used; with length grouping
-        those same examples sit elsewhere in the epoch order, and they are marked there.
-        """
-        if cursors is None or len(cursors) != self.num_tasks or any(int(c) < 0 for c in cursors):
-            raise CheckpointError(f"sampler state must hold {self.num_tasks} non-negative task cursors")
-        epochs, used = [], []
-        for task, (c, n) in enumerate(zip(cursors, self.task_sizes)):
-            k, offset = divmod(int(c), n) if n else (0, 0)
-            epochs.append(k)
-            if self._lengths is None or offset == 0:
-                used.append(list(range(offset)))
-            else:
-                perm = self._permutation(task, k)
-                # Position p of the epoch order holds perm[sort[p]]: used when sort[p] < offset.
-                sort = np.argsort(self._lengths[task][perm], kind="stable")
-                used.append(np.flatnonzero(sort < offset).tolist())
-        return {"epochs": epochs, "used": used}

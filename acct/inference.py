@@ -111,7 +111,8 @@ class Predictor:
     @classmethod
     def open(cls, run_dir: Path, checkpoint: str = "best", *, device: str = "auto", precision: str = "auto",
              batch_size: int = 64, trust_remote_code: bool = False) -> Predictor:
-        from acct.engine import load_run, resolve_device
+        from acct.rundir import load_run
+        from acct.train.device import resolve_device
 
         dev, prec = resolve_device(device, precision)
         return cls(load_run(Path(run_dir), checkpoint, dev, trust_remote_code=trust_remote_code), dev, prec, batch_size)
@@ -122,7 +123,7 @@ class Predictor:
 
     def predict(self, questions: Sequence[Question]) -> list[Prediction]:
         """Probabilities over each question's own choices; tasks must be known (or None)."""
-        from acct.engine import predict_encoded
+        from acct.evaluation import predict_encoded
         from acct.tokenize import encode_examples
 
         if not questions:
@@ -326,7 +327,7 @@ def training_questions(run: Any) -> set[tuple[str, tuple[str, ...]]] | None:
     The subject-split protocol trains on part of MMLU's dev+val+test, so a file of MMLU
     questions usually holds some of them; their accuracy is not a held-out number.
     """
-    from acct.engine import load_run_split
+    from acct.rundir import load_run_split
     from acct.errors import AcctError
 
     from acct import registry
@@ -416,9 +417,9 @@ class ScoredSplit:
 def score_examples(run: Any, examples: Sequence[Example], train: Sequence[Example], split: str, *, device: Any,
                    precision: str, batch_size: int) -> ScoredSplit:
     """Score `run` on the given examples of its own split; `train` sets the majority baseline."""
-    from acct import engine
+    from acct import evaluation
 
-    preds, result = engine.score_examples(
+    preds, result = evaluation.score_examples(
         run, examples, train, split, device=device, precision=precision, batch_size=batch_size
     )
     return ScoredSplit(list(examples), preds, result)
@@ -427,7 +428,7 @@ def score_examples(run: Any, examples: Sequence[Example], train: Sequence[Exampl
 def score_split(run: Any, split: str, *, device: Any, precision: str, batch_size: int,
                 data_dir: Path | None = None) -> ScoredSplit:
     """Score `run` on its own `split` (val or test) through the saved manifest, keeping predictions."""
-    from acct.engine import load_run_split
+    from acct.rundir import load_run_split
 
     parts = load_run_split(run, data_dir)
     examples = list(parts.val if split == "val" else parts.test)

@@ -1,5 +1,5 @@
 """Loss functions of acct: per-question choice distributions, their normalised entropy, the
-classification loss and the entropy-weighted supervised InfoNCE loss (DESIGN.md section 5).
+classification loss and the entropy-weighted supervised InfoNCE loss (README.md, "The method").
 
 Everything here is a pure function of tensors; no state, no host synchronisation. The
 registered task-loss weightings and contrastive anchor weightings (acct/weightings.py and
@@ -8,7 +8,9 @@ plugins: `register_task_weighting`, `register_anchor_weighting`) read one `Obser
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -22,8 +24,14 @@ class Observation:
     """The per-question signals of one batch (B questions), read by the loss weightings, the
     curriculum and, under torchrun, the gather of the global batch.
 
-    `loss` keeps its graph (a task-loss weighting trains through it); the rest is detached.
+    `loss` (and `embeddings`) keep their graph (a task-loss weighting trains through the loss);
+    the rest is detached. A new per-question signal is one more [B] field here, named in
+    `PER_QUESTION` so that the gather of the global batch carries it, and computed in
+    `acct.train.step.forward_losses`.
     """
+
+    # The [B] per-question fields, in the order the gather of the global batch packs them.
+    PER_QUESTION: ClassVar[tuple[str, ...]] = ("task_ids", "correct", "uncertainty", "loss")
 
     task_ids: Tensor  # [B] long: task id of each question
     correct: Tensor  # [B] bool: the top-scoring choice is the gold one
@@ -32,6 +40,13 @@ class Observation:
     mean_loss: Tensor  # scalar: the batch's mean cross-entropy, what equal weighting trains on
     num_tasks: int  # T: task ids lie in [0, T)
     step: int = 0  # optimizer steps done before this batch
+    embeddings: Tensor | None = None  # [B, P] question embeddings: what the confusion tracker reads
+
+    def detached(self) -> Observation:
+        """The same record with no graph attached (what the curriculum keeps)."""
+        fields = {name: getattr(self, name).detach() for name in (*self.PER_QUESTION, "mean_loss")}
+        embeddings = None if self.embeddings is None else self.embeddings.detach()
+        return dataclasses.replace(self, **fields, embeddings=embeddings)
 
 
 def question_losses(scores: Tensor, choice_mask: Tensor, labels: Tensor) -> Tensor:

@@ -110,7 +110,7 @@ def sync_count() -> dict:
         torch.cuda.set_sync_debug_mode(0)
         list(events)
     where = [f"{Path(w.filename).name}:{w.lineno}: {linecache.getline(w.filename, w.lineno).strip()}" for w in caught]
-    log_reads = [w for w in where if "engine.py" in w and any(k in w for k in ("tolist()", ".item()"))]
+    log_reads = [w for w in where if "loop.py" in w and any(k in w for k in ("tolist()", ".item()"))]
     others = [w for w in where if w not in log_reads]
     return {"steps_watched": 20, "log_step_reads": log_reads, "waits_in_steps": others, "ok": not others}
 

@@ -50,6 +50,8 @@ def held_out_even(tiny_run):
     Tests of the prediction paths use it instead of a hand-written question, so they check that
     predict agrees with the engine's scoring rather than how well a 240-step model generalises.
     """
+    import torch
+
     from acct import engine
     from acct.tokenize import encode_examples
 
@@ -58,7 +60,7 @@ def held_out_even(tiny_run):
     candidates = [ex for ex in engine.load_run_split(run).test if ex.task == "even_number" and len(ex.choices) == 4]
     encoded = encode_examples(run.tokenizer, candidates, task_index, run.settings.model.max_length)
     predicted, _ = engine.predict_encoded(
-        run.model, encoded, device=engine.torch.device("cpu"), precision="fp32", batch_size=64, pad_id=run.pad_id
+        run.model, encoded, device=torch.device("cpu"), precision="fp32", batch_size=64, pad_id=run.pad_id
     )
     right = [ex for ex, p in zip(candidates, predicted) if p == ex.answer]
     assert right, "the tiny run answers none of its held-out even_number questions"

@@ -17,7 +17,7 @@ from acct.ablation import (
     settings_digest,
     top_task_deltas,
 )
-from acct.cli_settings import AblateSettings
+from acct.config import AblateSettings
 from acct.errors import UsageError
 from tests.conftest import tiny_settings
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from acct.confusion import (
+from acct.confusion_report import (
     PLOT_EXTRA_MESSAGE,
     ConfusionReport,
     category_order,

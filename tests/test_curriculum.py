@@ -23,6 +23,7 @@ from acct.curriculum import (
     uniform_weights,
 )
 from acct.errors import CheckpointError, UsageError
+from acct.losses import Observation
 
 
 def _unit(angle: float) -> list[float]:
@@ -201,6 +202,12 @@ def test_bad_temperature_rejected() -> None:
 # --- Curriculum ------------------------------------------------------------------------------
 
 
+def _observation(z, tasks, u, correct, loss=None) -> Observation:
+    """The observation record of a batch with no per-question losses (they are zero)."""
+    loss = torch.zeros(len(tasks)) if loss is None else loss
+    return Observation(tasks, correct, u, loss, loss.mean(), int(tasks.max()) + 1, embeddings=z)
+
+
 def _feed_difficulty(curriculum: Curriculum, generator: torch.Generator) -> None:
     """A batch in which task 0 is always wrong and the others mostly right."""
     tasks = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -208,7 +215,7 @@ def _feed_difficulty(curriculum: Curriculum, generator: torch.Generator) -> None
     u = torch.rand(6, generator=generator)
     correct = torch.rand(6, generator=generator) < 0.8
     correct[tasks == 0] = False
-    curriculum.observe(z, tasks, u, correct)
+    curriculum.observe(_observation(z, tasks, u, correct))
 
 
 def test_curriculum_rejects_unknown_strategy_and_bad_settings() -> None:
@@ -272,7 +279,7 @@ def test_uncertainty_gradient_curriculum_follows_confusion() -> None:
     angles = [0.0, 0.0, 0.1, 0.1, math.pi, math.pi]
     z = torch.tensor([_unit(a) for a in angles])
     tasks = torch.tensor([0, 0, 1, 1, 2, 2])
-    curriculum.observe(z, tasks, torch.ones(6), torch.ones(6, dtype=torch.bool))
+    curriculum.observe(_observation(z, tasks, torch.ones(6), torch.ones(6, dtype=torch.bool)))
     w = curriculum.step(1)
     assert w[0] == pytest.approx(w[1].item())
     assert w[0] > w[2]
@@ -371,28 +378,6 @@ def test_sampler_state_round_trip(grouped: bool) -> None:
         resumed.load_state_dict({"cursors": [0, 0]})
     with pytest.raises(CheckpointError):
         resumed.load_state_dict({"epochs": [0] * 5, "used": [[0], [], [], [99], []]})
-
-
-def test_sampler_state_from_per_task_cursors() -> None:
-    """A state saved as one cursor per task resumes where that cursor points."""
-    original, weights = _advanced_sampler()
-    state = original.state_dict()
-    cursors = [e * n + len(u) for e, n, u in zip(state["epochs"], original.task_sizes, state["used"])]
-    resumed = TaskBatchSampler(_example_tasks(), 5, 3, 4, seed=3)
-    resumed.load_state_dict({"cursors": cursors})
-    assert [resumed.batch(s, weights) for s in range(8, 20)] == [original.batch(s, weights) for s in range(8, 20)]
-
-
-def test_cursors_loaded_into_a_length_grouped_sampler_finish_the_epoch_exactly():
-    example_tasks = _example_tasks()
-    members = sorted(i for i, t in enumerate(example_tasks) if t == 2)  # 12 examples
-    only = torch.eye(5, dtype=torch.float64)[2]
-    old = TaskBatchSampler(example_tasks, 5, tasks_per_batch=1, examples_per_task=1, seed=3)
-    seen = [old.batch(step, only)[0] for step in range(5)]  # a cursor-style sampler, 5 into the epoch
-    grouped = TaskBatchSampler(example_tasks, 5, 1, 1, seed=3, lengths=_lengths(example_tasks))
-    grouped.load_state_dict({"cursors": [0, 0, 5, 0, 0]})
-    rest = [grouped.batch(step, only)[0] for step in range(5, 12)]
-    assert sorted(seen + rest) == members
 
 
 def test_sampler_covers_each_task_once_per_permutation() -> None:

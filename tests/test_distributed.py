@@ -25,7 +25,8 @@ from safetensors.torch import load_file
 
 from acct import distributed, engine
 from acct.errors import UsageError
-from acct.losses import weighted_info_nce
+from acct.losses import Observation, weighted_info_nce
+from acct.train.step import gather_global_batch
 from tests.conftest import logged_outcomes
 
 pytestmark = pytest.mark.skipif(
@@ -272,15 +273,15 @@ def test_gathered_info_nce_gives_the_single_process_gradient_after_ddp_averaging
     def gathered(r):
         rows = slice(r, None, world)
         z = embed(replicas[r], rows).float()
-        return engine._gather_global_batch(
-            ranks[r], z, tasks[rows], u[rows].float(), tasks[rows] == 0, 2 * u[rows].float(), grad=True
-        )
+        share = Observation(tasks[rows], tasks[rows] == 0, u[rows].float(), 2 * u[rows].float(), u[rows].mean(), 4)
+        return gather_global_batch(ranks[r], share, z, grad=True)
 
     for r in range(world):
         gathered(r)  # every rank's rows are known after this pass
     grads = []
     for r in range(world):
-        z, t, uu, correct, loss = gathered(r)
+        everyone = gathered(r)
+        z, t, uu, correct, loss = everyone.embeddings, everyone.task_ids, everyone.uncertainty, everyone.correct, everyone.loss
         assert torch.equal(t, tasks) and torch.equal(correct, tasks == 0)  # back in the sampler's order
         assert torch.equal(loss, 2 * u.float())
         assert torch.allclose(z.double(), embed(weight, slice(None)), atol=1e-6)

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from acct import engine
+from acct import engine, evaluation
+from acct.train import loop
+from acct.train import step as step_module
 from acct.config import EvaluateSettings
 from acct.errors import AcctError, UsageError
 from tests.conftest import logged_outcomes, run_to_end, tiny_settings
@@ -82,8 +84,9 @@ def test_length_grouping_pads_less_and_both_switches_can_be_turned_off(tmp_path,
         shares.append(batch.num_tokens / batch.input_ids.numel())
         return batch
 
-    real_collate = engine.collate
-    monkeypatch.setattr(engine, "collate", recording_collate)
+    real_collate = loop.collate
+    monkeypatch.setattr(loop, "collate", recording_collate)  # training batches
+    monkeypatch.setattr(evaluation, "collate", recording_collate)  # validation batches
 
     def real_token_share(name, **flags):
         shares.clear()
@@ -157,7 +160,7 @@ def test_no_weight_decay_on_biases_and_norms():
 
 def _poison(monkeypatch, bad_steps):
     """Make the loss NaN on the given (0-based) forward calls."""
-    original = engine.forward_losses
+    original = step_module.forward_losses
     calls = {"n": 0}
 
     def forward(*args, **kwargs):
@@ -167,7 +170,7 @@ def _poison(monkeypatch, bad_steps):
         calls["n"] += 1
         return out
 
-    monkeypatch.setattr(engine, "forward_losses", forward)
+    monkeypatch.setattr(step_module, "forward_losses", forward)
 
 
 def test_a_non_finite_step_is_skipped_and_counted(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ def _unit(angle: float) -> list[float]:
 def _reference_info_nce(
     z: list[list[float]], tasks: list[int], weights: list[float], tau: float
 ) -> float:
-    """The DESIGN.md formula written out with plain floats."""
+    """The loss formula (README.md, "What it does") written out with plain floats."""
     n = len(z)
     dot = [[sum(a * b for a, b in zip(z[i], z[j])) for j in range(n)] for i in range(n)]
     total, valid = 0.0, 0

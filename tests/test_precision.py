@@ -198,11 +198,12 @@ def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
     import types
 
     from acct import engine
+    from acct.train import loop
     from tests.conftest import tiny_settings
 
     now = [0.0]
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
-    real_step, real_predict = engine.train_step, engine.predict_encoded
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    real_step, real_predict = loop.train_step, loop.predict_encoded
 
     def timed_step(*args, **kwargs):
         now[0] += 1.0
@@ -212,8 +213,8 @@ def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
         now[0] += 100.0
         return real_predict(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "train_step", timed_step)
-    monkeypatch.setattr(engine, "predict_encoded", timed_predict)
+    monkeypatch.setattr(loop, "train_step", timed_step)
+    monkeypatch.setattr(loop, "predict_encoded", timed_predict)
     settings = tiny_settings(tmp_path / "run", **{"optim.max_steps": 30, "eval_every_n_steps": 10, "log_every_n_steps": 5})
     rates = {e.step: e.questions_per_s for e in engine.train(settings) if isinstance(e, engine.StepLogged)}
     # Validation (and a checkpoint) runs right after the log of steps 10 and 20, inside the

@@ -13,6 +13,7 @@ import torch
 from acct import registry
 from acct.curriculum import Curriculum, CurriculumStats, register_strategy
 from acct.errors import UsageError
+from acct.losses import Observation
 
 
 def test_builtins_are_listed_without_being_imported():
@@ -86,8 +87,9 @@ def _curriculum(strategy="test_recording", **kw):
 
 def _feed(curriculum):
     z = torch.nn.functional.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
-    curriculum.observe(z, torch.tensor([0, 0, 1, 1, 2, 2]), torch.full((6,), 0.5), torch.tensor([0, 1, 1, 1, 1, 1]).bool(),
-                       torch.tensor([3.0, 1.0, 1.0, 1.0, 2.0, 2.0]))
+    loss = torch.tensor([3.0, 1.0, 1.0, 1.0, 2.0, 2.0])
+    curriculum.observe(Observation(torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 1, 1, 1, 1]).bool(),
+                                   torch.full((6,), 0.5), loss, loss.mean(), 3, embeddings=z))
 
 
 def test_a_strategy_gets_the_documented_stats_and_options():

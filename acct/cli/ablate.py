@@ -10,7 +10,7 @@ import typer
 
 from acct.cli._common import code_option, err, escape, handles_errors, import_code, out, print_json
 from acct.cli.flags import settings_flags
-from acct.cli_settings import AblateSettings, resolve_flags
+from acct.config import AblateSettings, resolve_flags
 from acct.config import nest, resolve_train
 from acct.errors import UsageError
 
@@ -174,9 +174,7 @@ def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
     from acct.ablation import describe_effective, top_task_deltas
-
-    def pc(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}%"
+    from acct.cli._common import pct as pc
 
     def signed(x: float) -> str:
         return f"{100 * x:+.2f}"
@@ -200,8 +198,8 @@ def tables(report: Any, top: int) -> list[Any]:
     for col in ["config", "Δ (pts)", "95% CI", "McNemar p", "Holm p", "MDE (pts)", *(["seeds mean ± sd"] if multi else [])]:
         tests.add_column(col, justify="left" if col == "config" else "right")
     for name, c in report.configs.items():
-        acc = pc(c["accuracy"])
-        macro = pc(c["macro_accuracy"])
+        acc = pct(c["accuracy"])
+        macro = pct(c["macro_accuracy"])
         if multi and c["sd"] is not None:
             acc += f" ± {100 * c['sd']['accuracy']:.2f}"
             macro += f" ± {100 * c['sd']['macro_accuracy']:.2f}"

@@ -36,7 +36,7 @@ def evaluate_command(
              "device": device, "precision": precision, "data_dir": data_dir}
     settings = resolve(EvaluateSettings, {k: v for k, v in flags.items() if v is not None})
 
-    from acct.engine import evaluate
+    from acct.evaluation import evaluate
 
     result = evaluate(settings, trust_remote_code=trust_remote_code)
     note = comparability_note(settings.run_dir)
@@ -55,7 +55,7 @@ def evaluate_command(
 
 def comparability_note(run_dir: Path) -> str | None:
     """The note `acct ablate` also gives: a subject-split MMLU run is not comparable to the leaderboard."""
-    from acct.engine import load_run_settings
+    from acct.rundir import load_run_settings
 
     try:
         saved = load_run_settings(run_dir)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
-from acct.cli_settings import InspectSettings, resolve_flags
+from acct.config import InspectSettings, resolve_flags
 from acct.errors import UsageError
 
 
@@ -55,7 +55,7 @@ def inspect_confusion_command(
         "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
         "data_dir": data_dir,
     })
-    from acct import confusion
+    from acct import confusion_report as confusion
 
     if settings.plot is not None:
         confusion.require_matplotlib()  # fail before any work

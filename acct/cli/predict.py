@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperCommand
 
 from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
-from acct.cli_settings import PredictSettings, resolve_flags
+from acct.config import PredictSettings, resolve_flags
 from acct.errors import UsageError
 
 EPILOG = (

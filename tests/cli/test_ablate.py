@@ -154,7 +154,7 @@ def test_a_finished_run_that_lost_its_marker_is_reused_by_the_engine(study, tmp_
     """The plain engine entry point (no Typer): a run killed after its last checkpoint (step 30 of 30) but before
     its done marker was written is finished; it is reused, trains nothing, and gets its marker back."""
     from acct.ablation import run_ablation
-    from acct.cli_settings import AblateSettings
+    from acct.config import AblateSettings
     from acct.config import resolve_train
 
     directory, config, first = study

@@ -131,7 +131,7 @@ def saved_confusion(run_dir: Path, checkpoint: str = "best") -> ConfusionReport:
     weights = meta.get("curriculum_weights")
     if weights is not None and len(weights) != len(tasks):
         raise CheckpointError(f"{ckpt}/acct.json: {len(weights)} curriculum weights for {len(tasks)} tasks")
-    from acct.engine import task_categories
+    from acct.train.data import task_categories
 
     return ConfusionReport(
         tasks=tasks,
@@ -168,7 +168,8 @@ def recompute_confusion(
     import torch
 
     from acct.curriculum import ConfusionTracker, TaskBatchSampler, uniform_weights
-    from acct.engine import autocast, load_run, load_run_split, resolve_device
+    from acct.rundir import load_run, load_run_split
+    from acct.train.device import autocast, resolve_device
     from acct.inference import score_examples
     from acct.losses import normalized_entropy
     from acct.tokenize import collate, encode_examples

@@ -1,0 +1,86 @@
+"""Scoring a model on encoded examples, and evaluating a saved run on a split of its manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from acct import checkpoint as ckpt_io
+from acct.config import EvaluateSettings
+from acct.data import Example
+from acct.errors import CheckpointError
+from acct.metrics import EvalResult, majority_answer, summarize
+from acct.model import MultipleChoiceModel
+from acct.rundir import LoadedRun, load_run, load_run_split
+from acct.tokenize import EncodedExamples, collate, default_cache_dir, encode_examples_cached
+from acct.train.device import autocast, resolve_device
+
+
+@torch.inference_mode()
+def predict_encoded(
+    model: MultipleChoiceModel,
+    encoded: EncodedExamples,
+    *,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    pad_id: int,
+) -> tuple[list[int], torch.Tensor]:
+    """Predicted choice and per-choice probabilities ([N, K_max], 0 at padded choices) of every example."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(encoded)), key=lambda i: max(len(s) for s in encoded.sequences[i]))
+    probs_chunks: list[tuple[list[int], torch.Tensor]] = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate(encoded, idx, pad_id).to(device)
+        with autocast(device, precision):
+            out = model(**batch.model_inputs(questions=False))
+        probs_chunks.append((idx, out.scores.float().softmax(-1).cpu()))
+    model.train(was_training)
+    k_max = max((p.shape[1] for _, p in probs_chunks), default=2)
+    probs = torch.zeros(len(encoded), k_max)
+    for idx, p in probs_chunks:
+        probs[torch.tensor(idx), : p.shape[1]] = p
+    return probs.argmax(-1).tolist(), probs
+
+
+def shard(encoded: EncodedExamples, rank: int, world_size: int) -> EncodedExamples:
+    """Examples rank::world_size: this rank's share of an evaluation, without padding or overlap."""
+    if world_size == 1:
+        return encoded
+    return EncodedExamples(
+        sequences=encoded.sequences[rank::world_size],
+        answers=encoded.answers[rank::world_size],
+        task_ids=encoded.task_ids[rank::world_size],
+        questions=None if encoded.questions is None else encoded.questions[rank::world_size],
+    )
+
+
+def score_examples(
+    run: LoadedRun, examples: Sequence[Example], train: Sequence[Example], split: str, *,
+    device: torch.device, precision: str, batch_size: int,
+) -> tuple[list[int], EvalResult]:
+    """Predictions and accuracy summary of `run` on examples of its own split; `train` sets the majority baseline."""
+    unknown = sorted({ex.task for ex in examples} - set(run.tasks))
+    if unknown:
+        raise CheckpointError(f"the checkpoint's task list lacks {unknown[:3]}")
+    task_index = {t: i for i, t in enumerate(run.tasks)}
+    encoded = encode_examples_cached(run.tokenizer, examples, task_index, run.settings.model.max_length, default_cache_dir())
+    preds, _ = predict_encoded(run.model, encoded, device=device, precision=precision, batch_size=batch_size, pad_id=run.pad_id)
+    result = summarize(split, examples, preds, task_categories=run.categories, majority=majority_answer(train))
+    return [int(p) for p in preds], result
+
+
+def evaluate(settings: EvaluateSettings, *, trust_remote_code: bool = False) -> EvalResult:
+    """Score a held-out split of a run's manifest; writes RUN_DIR/eval-<split>.json."""
+    device, precision = resolve_device(settings.device, settings.precision)
+    run = load_run(settings.run_dir, settings.checkpoint, device, trust_remote_code=trust_remote_code)
+    split = load_run_split(run, settings.data_dir)
+    examples = split.val if settings.split == "val" else split.test
+    _, result = score_examples(
+        run, examples, split.train, settings.split, device=device, precision=precision, batch_size=settings.batch_size
+    )
+    ckpt_io.write_json(run.run_dir / f"eval-{settings.split}.json", result.to_dict())
+    return result
