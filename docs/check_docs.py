@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,31 @@ FIXTURES = {
         {"question": "Pick the word that belongs.", "choices": ["dog", "apple"]},
     ],
 }
+
+
+# Files whose content the docs give only in a comment.
+TEXT_FIXTURES = {
+    "scaled.yaml": "loss: {task_weighting: task_scaled, task_weighting_options: {scales: {even_number: 3.0}}}\n",
+}
+
+
+def shown_files(path: Path) -> dict[str, str]:
+    """Files a doc shows with `$ cat NAME` in a fenced block: the lines up to the next `$ ` prompt."""
+    files: dict[str, str] = {}
+    name, lines, fenced = None, [], False
+    for raw in path.read_text(encoding="utf-8").splitlines() + ["```"]:
+        prompt = raw.startswith("$ ") or raw.lstrip().startswith("```")
+        if name is not None and prompt:
+            files[name] = "\n".join(lines) + "\n"
+            name, lines = None, []
+        if raw.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced and raw.startswith("$ cat "):
+            name = re.sub(r"\s+#.*$", "", raw[len("$ cat "):]).strip()
+        elif name is not None:
+            lines.append(raw)
+    return files
 
 
 def commands(path: Path) -> list[str]:
@@ -98,6 +124,13 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     for name, rows in FIXTURES.items():
         (work / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for name, text in TEXT_FIXTURES.items():
+        (work / name).write_text(text, encoding="utf-8")
+    for doc in DOCS:
+        for name, text in shown_files(doc).items():
+            (work / name).write_text(text, encoding="utf-8")
+    # The plugin examples, at the paths the docs give them.
+    shutil.copytree(REPO / "docs" / "examples", work / "docs" / "examples", dirs_exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "ACCT_OPTIM__MAX_STEPS": str(args.max_steps), "ACCT_EVAL_EVERY_N_STEPS": str(max(1, args.max_steps // 2)),
            "ACCT_DEVICE": "cpu", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
