@@ -664,6 +664,10 @@ class AblateSettings(BaseSettings):
     bootstrap_resamples: int = Field(10_000, ge=100, description="Resamples of the paired bootstrap.")
     top_tasks: int = Field(5, ge=0, description="Per-task deltas shown: this many largest gains and losses.")
     overwrite: bool = Field(False, description="Retrain every run even if a finished one is there.")
+    allow_identical: bool = Field(
+        False, description="Run a study even if two arms would train identically (the report's notes say so)."
+    )
+    plot_dir: Path | None = Field(None, description="Write the study's PNG figures here (needs the acct[plot] extra).")
 
     @field_validator("configs")
     @classmethod
