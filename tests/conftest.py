@@ -77,3 +77,11 @@ def logged_outcomes(path: Path) -> list[dict]:
 
     lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
     return [{k: v for k, v in e.items() if k not in CLOCK_FIELDS} for e in lines if e["event"] != "resumed"]
+
+
+def observation(z, task_ids, uncertainty, correct, loss=None):
+    """An `Observation` of one hand-made batch, as the curriculum reads it (loss optional)."""
+    from acct.losses import Observation
+
+    return Observation(task_ids, correct, uncertainty, loss, None if loss is None else loss.mean(),
+                       int(task_ids.max()) + 1, embeddings=z)

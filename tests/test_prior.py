@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import observation
+
 from acct.config import CurriculumSettings
 from acct.curriculum import Curriculum, mix_with_floor, prior_weights, uniform_weights
 from acct.errors import UsageError
@@ -27,7 +29,7 @@ def test_prior_weights_by_hand() -> None:
 
 def _feed(curriculum: Curriculum, errors: list[bool]) -> None:
     tasks = torch.arange(len(errors))
-    curriculum.observe(torch.randn(len(errors), 4), tasks, torch.full((len(errors),), 0.5), ~torch.tensor(errors))
+    curriculum.observe(observation(torch.randn(len(errors), 4), tasks, torch.full((len(errors),), 0.5), ~torch.tensor(errors)))
 
 
 def test_warmup_samples_from_the_prior_and_flat_statistic_gives_it_back() -> None:

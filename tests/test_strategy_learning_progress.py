@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from tests.conftest import observation
+
 from acct.checkpoint import load_state, save_state
 from acct.curriculum import Curriculum, CurriculumStats
 from acct.strategies.learning_progress import LearningProgress
@@ -55,8 +57,8 @@ def _run_curriculum(strategy: str, seed: int) -> torch.Tensor:
         error = [min(0.74, x / 2) for x in loss[:2]] + [0.75]
         tasks = torch.arange(3).repeat_interleave(4)
         correct = torch.rand(12, generator=rng) >= torch.tensor(error).repeat_interleave(4)
-        c.observe(torch.randn(12, 4, generator=rng), tasks, torch.full((12,), 0.5), correct,
-                  torch.tensor(loss).repeat_interleave(4))
+        c.observe(observation(torch.randn(12, 4, generator=rng), tasks, torch.full((12,), 0.5), correct,
+                  torch.tensor(loss).repeat_interleave(4)))
         c.step(k)
     return c.weights
 
@@ -75,8 +77,8 @@ def test_flat_q_values_give_back_the_prior_under_a_floor() -> None:
     c = Curriculum("learning_progress", 3, warmup_steps=0, update_every_n_steps=1, floor=0.2,
                    prior="proportional", tasks=TASKS, task_sizes=[50, 30, 20])
     for k in range(1, 4):
-        c.observe(torch.randn(3, 4), torch.arange(3), torch.full((3,), 0.5), torch.ones(3, dtype=torch.bool),
-                  torch.full((3,), 1.0 - 0.1 * k))  # same progress on every task
+        c.observe(observation(torch.randn(3, 4), torch.arange(3), torch.full((3,), 0.5), torch.ones(3, dtype=torch.bool),
+                  torch.full((3,), 1.0 - 0.1 * k)))  # same progress on every task
         w = c.step(k)
     assert w.tolist() == pytest.approx([0.5, 0.3, 0.2], abs=1e-12)
 
@@ -89,8 +91,8 @@ def test_state_round_trip_through_a_checkpoint_gives_the_same_future(tmp_path) -
     def feed(c: Curriculum, steps: range, rng: torch.Generator) -> list:
         out = []
         for k in steps:
-            c.observe(torch.randn(6, 4, generator=rng), torch.tensor([0, 0, 1, 1, 2, 2]), torch.rand(6, generator=rng),
-                      torch.rand(6, generator=rng) < 0.5, torch.rand(6, generator=rng) * 2)
+            c.observe(observation(torch.randn(6, 4, generator=rng), torch.tensor([0, 0, 1, 1, 2, 2]), torch.rand(6, generator=rng),
+                      torch.rand(6, generator=rng) < 0.5, torch.rand(6, generator=rng) * 2))
             w = c.step(k)
             out.append(None if w is None else w.tolist())
         return out

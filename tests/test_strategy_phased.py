@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import observation
+
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.errors import UsageError
 
@@ -22,7 +24,7 @@ def _run(c: Curriculum, total: int) -> list[list[float]]:
     """The weights each batch (0-based step s) is drawn with."""
     used = [c.weights.tolist()]
     for step in range(1, total):
-        c.observe(torch.randn(4, 4), torch.arange(4), torch.rand(4), torch.ones(4, dtype=torch.bool))
+        c.observe(observation(torch.randn(4, 4), torch.arange(4), torch.rand(4), torch.ones(4, dtype=torch.bool)))
         c.step(step)
         used.append(c.weights.tolist())
     return used

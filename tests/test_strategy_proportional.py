@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from tests.conftest import observation
+
 from acct.curriculum import Curriculum, TaskBatchSampler
 
 SIZES = [60, 30, 10]
@@ -15,7 +17,7 @@ def test_weights_are_the_sizes_from_the_first_batch_whatever_the_floor() -> None
     c = Curriculum("proportional", 3, warmup_steps=100, update_every_n_steps=5, floor=0.5, task_sizes=SIZES)
     assert c.weights.tolist() == [0.6, 0.3, 0.1]
     for step in range(1, 11):
-        c.observe(torch.randn(3, 4), torch.arange(3), torch.rand(3), torch.tensor([False, True, True]))
+        c.observe(observation(torch.randn(3, 4), torch.arange(3), torch.rand(3), torch.tensor([False, True, True])))
         c.step(step)
         assert c.weights.tolist() == [0.6, 0.3, 0.1]  # never reweighted, never floored
 

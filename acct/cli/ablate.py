@@ -174,7 +174,7 @@ def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
     from acct.ablation import describe_effective, top_task_deltas
-    from acct.cli._common import pct as pc
+    from acct.cli._common import pct
 
     def signed(x: float) -> str:
         return f"{100 * x:+.2f}"
@@ -206,7 +206,7 @@ def tables(report: Any, top: int) -> list[Any]:
         label = name + (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
                         if c["effective"]["identical_to"] else "")
         main.add_row(label, acc, f"[{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]", macro,
-                     *(pc(c["categories"].get(x)) for x in cats))
+                     *(pct(c["categories"].get(x)) for x in cats))
         if name not in report.deltas:
             continue
         d = report.deltas[name]
@@ -236,7 +236,7 @@ def tables(report: Any, top: int) -> list[Any]:
         for task, v in gains + losses:
             q = d["per_task"].get(task, {}).get("q")
             t.add_row(task, f"[{'green' if v > 0 else 'red'}]{signed(v)}[/]",
-                      pc(report.configs[ref]["tasks"][task]), pc(report.configs[name]["tasks"][task]),
+                      pct(report.configs[ref]["tasks"][task]), pct(report.configs[name]["tasks"][task]),
                       "-" if q is None else f"{q:.2g}")
         if not gains and not losses:
             t.add_row("(no task changed)", "", "", "", "")

@@ -71,6 +71,7 @@ SAMPLES: dict[str, tuple[list[str], Any]] = {
     "--protocol": (["--protocol", "standard"], "standard"),
     "--allow-overlap": (["--allow-overlap"], True),
     "--output-dir": (["--output-dir", "elsewhere"], Path("elsewhere")),
+    "--init-from": (["--init-from", "runs/earlier"], "runs/earlier"),
     "--max-steps": (["--max-steps", "7"], 7),
     "--epochs": (["--epochs", "3.5"], 3.5),
     "--lr": (["--lr", "0.003"], 0.003),
@@ -112,7 +113,7 @@ def test_every_flag_reaches_the_training_settings(command, monkeypatch):
     if command == "train":
         monkeypatch.setattr(acct.cli.train, "run", lambda settings: seen.setdefault("s", settings))
     else:
-        monkeypatch.setattr(acct.cli.ablate, "run", lambda settings, base: seen.setdefault("s", base) and None)
+        monkeypatch.setattr(acct.cli.ablate, "run", lambda settings, base, command=None: seen.setdefault("s", base) and None)
     flags = [f for f in SETTINGS_FLAGS if command == "train" or f not in NOT_TRAINING_FLAGS]
     args = [a for f in flags for a in SAMPLES[f][0]]
     result = runner.invoke(app, [command, "--preset", "tiny", *args])
@@ -147,7 +148,7 @@ from typer.testing import CliRunner
 import acct.cli, acct.cli.train, acct.cli.ablate
 seen = {}
 acct.cli.train.run = lambda settings: seen.setdefault("train", settings)
-acct.cli.ablate.run = lambda settings, base: seen.setdefault("ablate", base) and None
+acct.cli.ablate.run = lambda settings, base, command=None: seen.setdefault("ablate", base) and None
 runner = CliRunner()
 out = {}
 for command in ("train", "ablate"):
