@@ -250,7 +250,6 @@ def plot_heatmap(report: ConfusionReport, path: Path) -> Path:
     each category is labelled along the axes.
     """
     plt = require_matplotlib()
-    import copy
 
     import numpy as np
     from matplotlib.patches import Patch
@@ -263,8 +262,8 @@ def plot_heatmap(report: ConfusionReport, path: Path) -> Path:
     ))
     size = max(4.0, 0.22 * len(labels) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.6, size + 0.6))
-    cmap = copy.copy(plt.get_cmap("magma"))
-    cmap.set_bad("#9e9e9e")  # never observed (and the diagonal): not zero confusion
+    # Grey for pairs never observed (and the diagonal): not zero confusion.
+    cmap = plt.get_cmap("magma").with_extremes(bad="#9e9e9e")
     image = ax.imshow(data, cmap=cmap, interpolation="nearest", vmin=0)
     ax.set_xticks(range(len(labels)))
     ax.set_yticks(range(len(labels)))
