@@ -1,6 +1,6 @@
 """A data-source plugin: questions about capital cities, two confusable tasks, generated offline.
 
-    acct train --preset tiny --code docs/examples/capitals.py --data-source capitals
+    acct train --preset tiny --code docs/examples/capitals.py --data-source capitals --output-dir runs/capitals
 """
 
 import random

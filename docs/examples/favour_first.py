@@ -1,7 +1,7 @@
 """A task-sampling strategy plugin: favour one task over all the others.
 
-    acct train --preset tiny --code docs/examples/favour_first.py --strategy favour_first
-    ACCT_CURRICULUM__OPTIONS='{"favourite": "odd_number"}' acct train --preset tiny --code docs/examples/favour_first.py --strategy favour_first
+    acct train --preset tiny --code docs/examples/favour_first.py --strategy favour_first --output-dir runs/favour_first
+    ACCT_CURRICULUM__OPTIONS='{"favourite": "odd_number"}' acct train --preset tiny --code docs/examples/favour_first.py --strategy favour_first --output-dir runs/favour_first
 """
 
 from acct.curriculum import register_strategy

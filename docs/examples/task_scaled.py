@@ -1,7 +1,7 @@
 """A task-loss weighting plugin: scale the cross-entropy of chosen tasks.
 
     acct train --preset tiny --code docs/examples/task_scaled.py \
-        --config scaled.yaml          # loss: {task_weighting: task_scaled, task_weighting_options: {scales: {even_number: 3.0}}}
+        --config scaled.yaml --output-dir runs/task_scaled   # loss: {task_weighting: task_scaled, task_weighting_options: {scales: {even_number: 3.0}}}
 """
 
 from acct.losses import register_task_weighting
