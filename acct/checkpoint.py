@@ -321,7 +321,11 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
 
 def load_model_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Fill a freshly built model from model.safetensors; a mismatch is a clear error, not a partial load."""
-    tensors = _load_tensors(ckpt / "model.safetensors")
+    load_state_strict(model, _load_tensors(ckpt / "model.safetensors"), ckpt)
+
+
+def load_state_strict(model: torch.nn.Module, tensors: dict[str, Any], where: Path) -> None:
+    """Fill `model` from `tensors`; any missing, unexpected or misshapen weight is a clear error."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -329,7 +333,7 @@ def load_model_weights(model: torch.nn.Module, ckpt: Path) -> None:
     if missing or unexpected or bad_shape:
         detail = (missing or unexpected or bad_shape)[:3]
         raise CheckpointError(
-            f"weights in {ckpt} do not match the model architecture "
+            f"weights in {where} do not match the model architecture "
             f"({len(missing)} missing, {len(unexpected)} unexpected, {len(bad_shape)} wrong shape; e.g. {detail})"
         )
     model.load_state_dict(tensors, strict=True)

@@ -21,15 +21,6 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 from acct import registry
 from acct.errors import UsageError
 
-STRATEGIES = (
-    "uniform",
-    "difficulty",
-    "uncertainty_gradient",
-    "proportional",
-    "temperature",
-    "learning_progress",
-    "phased",
-)  # acct's own; plugins add more
 Strategy = str  # a name registered in acct.registry.strategies
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]

@@ -295,21 +295,6 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def load_state_strict(model: Any, tensors: dict[str, Any], where: Path) -> None:
-    """Fill `model` from `tensors`; any missing, unexpected or misshapen weight is a clear error."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    bad_shape = [k for k in expected.keys() & tensors.keys() if expected[k].shape != tensors[k].shape]
-    if missing or unexpected or bad_shape:
-        detail = (missing or unexpected or bad_shape)[:3]
-        raise CheckpointError(
-            f"weights in {where} do not match the model architecture "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(bad_shape)} wrong shape; e.g. {detail})"
-        )
-    model.load_state_dict(tensors, strict=True)
-
-
 def read_tensors(path: Path) -> dict[str, Any]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -324,6 +309,7 @@ def read_tensors(path: Path) -> dict[str, Any]:
 
 def load_export(path: Path, device: Any = None) -> Any:
     """An exported folder rebuilt as an `engine.LoadedRun` (its own directory stands for the run's)."""
+    from acct import checkpoint as ckpt_io
     from acct import engine
     from acct.model import HeadConfig, MultipleChoiceModel, encoder_from_config_dir
     from acct.tokenize import load_tokenizer
@@ -348,7 +334,7 @@ def load_export(path: Path, device: Any = None) -> Any:
     model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=device)
     tensors = {f"encoder.{k}": v for k, v in read_tensors(encoder_dir / "model.safetensors").items()}
     tensors.update(read_tensors(path / HEADS_FILE))
-    load_state_strict(model, tensors, path)
+    ckpt_io.load_state_strict(model, tensors, path)
     if device is not None:
         model.to(device)
     model.eval()

@@ -71,7 +71,7 @@ class InitSource:
 
             config = AutoConfig.from_pretrained(str(self.encoder_dir), trust_remote_code=False, **overrides)
             encoder = AutoModel.from_config(config, trust_remote_code=False, dtype=torch.float32)
-            export.load_state_strict(encoder, self.encoder_state, self.encoder_dir.parent)
+            ckpt_io.load_state_strict(encoder, self.encoder_state, self.encoder_dir.parent)
         notices = [f"init-from: encoder from the {self.describe()} {self.spec}"]
         current = encoder.get_input_embeddings().num_embeddings
         if vocab_size > current:
