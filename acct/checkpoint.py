@@ -133,14 +133,15 @@ def save_state(directory: Path, name: str, state: dict[str, Any]) -> None:
 
 def load_state(directory: Path, name: str) -> dict[str, Any]:
     skeleton = read_json(directory / f"{name}.json", f"{name} state")
-    tensors = _load_tensors(directory / f"{name}.safetensors")
+    tensors = read_tensors(directory / f"{name}.safetensors")
     try:
         return _join_state(skeleton, tensors)
     except KeyError as exc:
         raise CheckpointError(f"{name} state in {directory} is inconsistent (missing tensor {exc})") from None
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing or damaged file is a clear error."""
     if not path.is_file():
         raise CheckpointError(f"missing {path.name} in {path.parent}")
     try:
@@ -321,7 +322,7 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
 
 def load_model_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Fill a freshly built model from model.safetensors; a mismatch is a clear error, not a partial load."""
-    load_state_strict(model, _load_tensors(ckpt / "model.safetensors"), ckpt)
+    load_state_strict(model, read_tensors(ckpt / "model.safetensors"), ckpt)
 
 
 def load_state_strict(model: torch.nn.Module, tensors: dict[str, Any], where: Path) -> None:

@@ -295,18 +295,6 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def read_tensors(path: Path) -> dict[str, Any]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(f"missing {path.name} in {path.parent}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is truncated or corrupted ({exc})") from None
-
-
 def load_export(path: Path, device: Any = None) -> Any:
     """An exported folder rebuilt as an `engine.LoadedRun` (its own directory stands for the run's)."""
     from acct import checkpoint as ckpt_io
@@ -332,8 +320,8 @@ def load_export(path: Path, device: Any = None) -> Any:
     tokenizer = load_tokenizer(str(path / config.get("tokenizer", ENCODER_DIR)))
     encoder = encoder_from_config_dir(encoder_dir, trust_remote_code=False)
     model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=device)
-    tensors = {f"encoder.{k}": v for k, v in read_tensors(encoder_dir / "model.safetensors").items()}
-    tensors.update(read_tensors(path / HEADS_FILE))
+    tensors = {f"encoder.{k}": v for k, v in ckpt_io.read_tensors(encoder_dir / "model.safetensors").items()}
+    tensors.update(ckpt_io.read_tensors(path / HEADS_FILE))
     ckpt_io.load_state_strict(model, tensors, path)
     if device is not None:
         model.to(device)

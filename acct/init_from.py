@@ -130,11 +130,11 @@ def open_source(spec: str, *, output_dir: Path | None = None) -> InitSource:
         config = export.read_config(path)
         encoder_dir = path / config.get("encoder", export.ENCODER_DIR)
         return InitSource(spec, "export", encoder_dir, path / config.get("tokenizer", export.ENCODER_DIR), None,
-                          export.read_tensors(path / export.HEADS_FILE), list(config["tasks"]))
+                          ckpt_io.read_tensors(path / export.HEADS_FILE), list(config["tasks"]))
     if (path / "checkpoints").is_dir() and ckpt_io.is_run_dir(path):
         ckpt = ckpt_io.checkpoint_dir(path, which or "best")
         meta = ckpt_io.read_meta(ckpt)
-        tensors = export.read_tensors(ckpt / "model.safetensors")
+        tensors = ckpt_io.read_tensors(ckpt / "model.safetensors")
         encoder_state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
         heads = {k: v for k, v in tensors.items() if not k.startswith("encoder.")}
         if not (ckpt / "encoder" / "config.json").is_file():
