@@ -41,7 +41,7 @@ def ablate_command(
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): held-out split to compare on."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best) checkpoint of each run."),
     arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated registered arms, run in this order (`acct list` names them; default baseline,contrastive,full). The first is the reference.", show_default=False),
-    study: Optional[Path] = typer.Option(None, "--study", help="YAML study file: named arms as settings overrides on the base settings (see docs/study.yaml); replaces --arms.", show_default=False),
+    study: Optional[Path] = typer.Option(None, "--study", help="YAML study file: named arms as settings overrides on the base settings (see docs/examples/study.yaml); replaces --arms.", show_default=False),
     reference: Optional[str] = typer.Option(None, "--reference", help="The arm every other arm is compared with (default: the first arm).", show_default=False),
     configs: Optional[str] = typer.Option(None, "--configs", hidden=True, help="Older spelling: --configs X means --arms baseline,X."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain every run even if a finished one is there."),
