@@ -16,7 +16,7 @@ KINDS = {
     "task_weightings": "task-loss weightings (loss.task_weighting)",
     "anchor_weightings": "contrastive anchor weightings (loss.anchor_weighting)",
     "data_sources": "data sources (data.source, --data-source)",
-    "ablation_arms": "ablation arms (acct ablate --configs)",
+    "ablation_arms": "ablation arms (acct ablate --arms)",
 }
 
 
