@@ -75,8 +75,9 @@ def answer_index(value: Any, choices: Sequence[str]) -> int:
     """The 0-based index of the right choice; ValueError with the reason when `value` names none.
 
     An integer (or a string of digits) is a 0-based index; one letter is A, B, C, ... in order;
-    any other string is the text of one of the choices. A digit or a letter that is also, word
-    for word, the text of a *different* choice is ambiguous and refused.
+    any other string, or a digit or letter that names no choice, is the text of one of the
+    choices. A digit or a letter that names one choice while another choice reads exactly
+    that is ambiguous and refused.
     """
     k = len(choices)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -104,6 +105,8 @@ def answer_index(value: Any, choices: Sequence[str]) -> int:
             raise ValueError(f"answer {text!r} is the text of {len(same_text)} choices; use its index or letter")
         raise ValueError(f"answer {text!r} is not an index, a letter or the text of one of the {k} choices")
     if not 0 <= index < k:
+        if len(same_text) == 1:  # "z" among the choices x, y, z: no letter z, so the text
+            return same_text[0]
         last = string.ascii_uppercase[min(k, 26) - 1]
         raise ValueError(f"answer {text!r} does not name one of {k} choices (0 to {k - 1}, or A to {last})")
     if same_text and index not in same_text:

@@ -240,9 +240,11 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
 def _locate_unreadable(path: Path, fmt: str, delimiter: str) -> None:
     """Find the line that made the loader fail, and raise its one-line error; return if none is found."""
     if fmt == "json":
+        blank = None
         with path.open(encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
+                    blank = blank or number
                     continue
                 if number == 1 and line.lstrip().startswith("["):
                     return  # one JSON array, not JSON Lines: no line to blame
@@ -252,6 +254,11 @@ def _locate_unreadable(path: Path, fmt: str, delimiter: str) -> None:
                     raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{path} line {number}: expected a JSON object (one question per line)")
+        if blank is not None:
+            # `datasets` reads blank lines in some files and not in others (e.g. when a column mixes numbers
+            # and text); here they are all that is wrong.
+            raise DataError(f"{path} line {blank}: a blank line, which the JSON reader of `datasets` refused in this "
+                            "file; remove the blank lines")
     elif fmt == "csv":
         with path.open(encoding="utf-8-sig", newline="") as handle:
             width = None
