@@ -99,16 +99,16 @@ def test_csv_choice_columns_keep_cells_verbatim_and_allow_fewer_choices(tmp_path
     path.write_text(
         "id,stem,A,B,C,D,key,topic\n"
         '1,"Which is zero, padded?",007,7,None,1.50,A,padding\n'
-        "2,Pick the second,first,second,,,B,padding\n"
-        "3,Which word is a colour?,red,run,,,red,words\n",
+        "2,Pick the second,first,2.50,,,B,padding\n"
+        "3,Which word is a colour?,red,010,,,red,words\n",  # column B looks numeric in every row
         encoding="utf-8",
     )
     mapping = ColumnMapping(question="stem", choices=None, choice_columns=("A", "B", "C", "D"), answer="key",
                             task="topic")
     examples = load_files_source([str(path)], mapping)["all"]
     assert examples[0].choices == ("007", "7", "None", "1.50") and examples[0].question == "Which is zero, padded?"
-    assert examples[1].choices == ("first", "second") and examples[1].answer == 1
-    assert examples[2].answer == 0 and examples[2].task == "words"
+    assert examples[1].choices == ("first", "2.50") and examples[1].answer == 1
+    assert examples[2].choices == ("red", "010") and examples[2].answer == 0 and examples[2].task == "words"
 
 
 def test_parquet_and_categories(tmp_path):
@@ -359,3 +359,16 @@ def test_data_settings_refuse_what_cannot_be_read(fields, message):
 
     with pytest.raises(UsageError, match=message):
         resolve_train(nest({f"data.{k}": v for k, v in fields.items()}), preset="tiny")
+
+
+def test_the_model_card_of_a_files_run_names_its_files_and_no_mmlu_leaderboard():
+    from acct.export import model_card
+
+    settings = json.loads(resolve_train({"data": {"source": "files", "files": {"train": ["/d/train.jsonl"],
+                                                                               "test": ["/d/test.jsonl"]}}}).model_dump_json())
+    config = {"settings": settings, "tasks": ["add"], "task_categories": {"add": "other"}, "acct_version": "x",
+              "source": {"run_dir": "/r/run", "checkpoint": "best", "step": 1, "val_accuracy": 0.5}, "evaluations": {}}
+    card = model_card(config)
+    assert "Data: local files (test.jsonl, train.jsonl), subject-split protocol" in card and "MMLU" not in card
+    settings["data"]["protocol"] = "standard"
+    assert "standard protocol: trained on its train split" in model_card({**config, "settings": settings})
