@@ -59,8 +59,7 @@ def describe(settings: TrainSettings) -> str:
     """What a configuration's run trains with, in the study's own terms."""
     loss = settings.loss
     text = f"lambda_con = {loss.lambda_contrastive:g}, {settings.curriculum.strategy} sampling"
-    if settings.curriculum.prior != "uniform":
-        text += f" ({settings.curriculum.prior} prior)"
+    text += f" over the {settings.curriculum.prior} prior"
     if loss.task_weighting != "equal":
         text += f", {loss.task_weighting} task-loss weighting"
     if loss.lambda_contrastive > 0 and loss.anchor_weighting != "entropy":
@@ -84,15 +83,44 @@ class Arm:
 
 
 def default_arms(base: TrainSettings, names: Sequence[str] = ABLATION_CONFIGS) -> list[Arm]:
-    """The method's arms (baseline / contrastive / full), the reference first."""
+    """Registered arms by name (by default the method's baseline / contrastive / full), in that order."""
     return [Arm(name, config_overrides(name, base)) for name in names]
+
+
+def study_arms(settings: AblateSettings, base: TrainSettings) -> list[Arm]:
+    """The study's arms, the reference first: a study file's (`--study`) or registered ones (`--arms`).
+
+    Each arm's settings are validated here, before anything trains, so that a wrong value in
+    one arm is one line naming the arm.
+    """
+    if settings.study is not None:
+        from acct.study import read_study
+
+        layers, file_reference = read_study(settings.study)
+        arms = [Arm(name, layer) for name, layer in layers]
+        where = f"{settings.study}: "
+    else:
+        arms, file_reference, where = default_arms(base, settings.arms), None, ""
+    names = [a.name for a in arms]
+    reference = settings.reference or file_reference or names[0]
+    if reference not in names:
+        raise UsageError(f"--reference {reference}: not one of the study's arms ({', '.join(names)})")
+    arms.sort(key=lambda a: a.name != reference)  # stable: the others keep their order
+    for arm in arms:
+        try:
+            arm_settings(base, arm, base.seed, Path(settings.output_dir) / arm.name)
+        except UsageError as exc:
+            raise UsageError(f"{where}arm {arm.name}: {exc}") from None
+    return arms
 
 
 def arm_settings(base: TrainSettings, arm: Arm, seed: int, run_dir: Path) -> TrainSettings:
     """Base settings with the arm's overrides, the seed and the run directory."""
+    from acct.config import validate_checked
+
     layer = deep_merge(arm.overrides, {"seed": seed, "output_dir": str(run_dir), "resume": False, "overwrite": False})
     merged = deep_merge(json.loads(base.model_dump_json()), layer)
-    return TrainSettings.model_validate(merged)
+    return validate_checked(TrainSettings, merged)
 
 
 def config_settings(base: TrainSettings, name: str, seed: int, run_dir: Path) -> TrainSettings:
@@ -138,6 +166,7 @@ class Schedule:
     warmup_steps: int  # steps of prior (uniform) sampling before an adaptive curriculum may act
     update_every: int
     first_update: int | None  # the first step after which the curriculum recomputes the weights; None: never adapts
+    task_sizes: tuple[int, ...] | None = None  # training questions per task, in task order (when known)
 
     @property
     def adapts(self) -> bool:
@@ -152,13 +181,23 @@ class Schedule:
 
 def train_questions(settings: TrainSettings) -> int:
     """Questions in the training split of these settings (the split only; nothing is tokenised)."""
+    return sum(train_task_sizes(settings))
+
+
+def train_task_sizes(settings: TrainSettings) -> tuple[int, ...]:
+    """Training questions per task (tasks in name order) of these settings' split."""
+    from collections import Counter
+
     from acct.engine import load_source, make_split
 
-    return len(make_split(load_source(settings.data, settings.seed), settings.data, settings.seed).train)
+    counts = Counter(ex.task for ex in make_split(load_source(settings.data, settings.seed), settings.data, settings.seed).train)
+    return tuple(counts[t] for t in sorted(counts))
 
 
-def schedule(settings: TrainSettings, n_train: int) -> Schedule:
+def schedule(settings: TrainSettings, n_train: int | Sequence[int]) -> Schedule:
     """Steps per epoch, total steps, curriculum warm-up and first update, as `engine.train` derives them."""
+    sizes = None if isinstance(n_train, int) else tuple(n_train)
+    n_train = n_train if sizes is None else sum(sizes)
     per_step = settings.batch.questions_per_batch * settings.batch.grad_accum_steps
     per_epoch = max(1, math.ceil(n_train / per_step))
     total = settings.optim.max_steps or max(1, math.ceil(settings.optim.epochs * per_epoch))
@@ -170,8 +209,11 @@ def schedule(settings: TrainSettings, n_train: int) -> Schedule:
         first: int | None = 0
     else:
         # With floor 1 the weights are mixed back to the prior at every update: the strategy never shows.
-        first = None if cur.strategy == "uniform" or cur.floor >= 1.0 else every * max(1, math.ceil(warmup / every))
-    return Schedule(n_train, per_epoch, total, warmup, every, first)
+        # A strategy may need several updates past warm-up before its weights can leave the prior
+        # (learning_progress: a reward is a change between two updates).
+        rounds = int(getattr(ablation_strategies.get(cur.strategy), "rounds_to_act", 1))
+        first = None if cur.strategy == "uniform" or cur.floor >= 1.0 else every * (max(1, math.ceil(warmup / every)) + rounds - 1)
+    return Schedule(n_train, per_epoch, total, warmup, every, first, sizes)
 
 
 def _is_schedule(strategy: str) -> bool:
@@ -187,12 +229,53 @@ def effective_settings(settings: TrainSettings, sched: Schedule) -> dict[str, An
     temperature means nothing when the contrastive loss has weight 0.
     """
     d = comparable(json.loads(settings.model_dump_json()))
-    if not sched.adapts:
+    fixed = fixed_sampling(settings, sched)
+    if fixed is not None:
+        # A fixed task distribution: two arms that draw tasks with the same probabilities sample
+        # alike, whatever the strategy is called (e.g. temperature sampling of equal-sized tasks).
+        d["curriculum"] = {"sampling": [round(p, 12) for p in fixed]}
+    elif not sched.adapts:
         # It samples from its prior throughout, as the uniform strategy with that prior does.
         d["curriculum"] = {"strategy": "uniform", **{k: d["curriculum"][k] for k in ("prior", "alpha") if k in d["curriculum"]}}
     if d["loss"]["lambda_contrastive"] == 0:
         d["loss"] = {k: v for k, v in d["loss"].items() if k not in ("tau", "gather_negatives")}
     return d
+
+
+def _normalised(values: Sequence[float]) -> list[float]:
+    total = float(sum(values))
+    return [v / total for v in values]
+
+
+def fixed_sampling(settings: TrainSettings, sched: Schedule) -> list[float] | None:
+    """The task-sampling probabilities of a run that draws tasks from one fixed distribution throughout
+    (its prior, or the proportional / temperature strategy), when the task sizes are known; else None."""
+    sizes = sched.task_sizes
+    if not sizes or not sum(sizes):
+        return None
+    cur = settings.curriculum
+    if cur.strategy == "proportional":
+        return _normalised(sizes)
+    if cur.strategy == "temperature":
+        alpha = float(cur.options.get("alpha", cur.alpha))
+        return _normalised([n ** alpha for n in sizes])
+    if cur.strategy == "uniform" or not sched.adapts and not _is_schedule(cur.strategy):
+        if cur.prior == "uniform":
+            return [1.0 / len(sizes)] * len(sizes)
+        return _normalised(sizes if cur.prior == "proportional" else [n ** cur.alpha for n in sizes])
+    return None
+
+
+def _sampling_kind(settings: TrainSettings, sched: Schedule) -> str | None:
+    """The name of a fixed task distribution ('proportional', 'temperature (alpha 0.5)', 'uniform'), else None."""
+    if fixed_sampling(settings, sched) is None:
+        return None
+    cur = settings.curriculum
+    if cur.strategy in ("proportional", "temperature"):
+        kind, alpha = cur.strategy, float(cur.options.get("alpha", cur.alpha))
+    else:
+        kind, alpha = cur.prior, cur.alpha
+    return f"temperature (alpha {alpha:g})" if kind == "temperature" else kind
 
 
 def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSettings, Schedule]) -> str:
@@ -203,7 +286,7 @@ def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSe
         if cur.strategy == "uniform" or sched.adapts:
             continue
         if cur.floor >= 1.0:
-            reasons.append(f"{name}'s {cur.strategy} curriculum has floor 1, which keeps the weights uniform")
+            reasons.append(f"{name}'s {cur.strategy} curriculum has floor 1, which keeps the weights at the {cur.prior} prior")
             continue
         reasons.append(
             f"{name}'s {cur.strategy} curriculum would first change the task weights after step {sched.first_update} "
@@ -215,6 +298,12 @@ def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSe
             b[1], dataclass_replace(b[2], total_steps=budget)
         ):
             fixes.append(budget)
+    kinds = [_sampling_kind(s, sched) for _, s, sched in (a, b)]
+    if None not in kinds and kinds[0] != kinds[1]:
+        sizes = a[2].task_sizes or ()
+        what = f"all equal ({sizes[0]} training questions each)" if len(set(sizes)) == 1 else f"{list(sizes)}"
+        reasons.append(f"with task sizes {what}, {a[0]}'s {kinds[0]} sampling and {b[0]}'s {kinds[1]} sampling "
+                       "draw every task with the same probability")
     why = "; ".join(reasons) or "their effective training settings are the same"
     if fixes:
         why += f"; the smallest --max-steps that separates them is {min(fixes)}"
@@ -292,7 +381,7 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
     """
     from acct import checkpoint as ckpt_io
 
-    arms = list(arms) if arms is not None else default_arms(base, settings.configs)
+    arms = list(arms) if arms is not None else study_arms(settings, base)
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise UsageError(f"arm names must be unique, got {', '.join(names)}")
@@ -302,13 +391,13 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
     runs: list[PlannedRun] = []
     for seed in seeds_of(base, settings.seeds):
         group: list[PlannedRun] = []
-        n_train: int | None = None
+        sizes: tuple[int, ...] | None = None
         for arm in arms:
             run_dir = root / f"{arm.name}-seed{seed}"
             wanted = arm_settings(base, arm, seed, run_dir)
-            if n_train is None or wanted.data != group[0].settings.data:
-                n_train = train_questions(wanted)
-            group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=schedule(wanted, n_train)))
+            if sizes is None or wanted.data != group[0].settings.data:
+                sizes = train_task_sizes(wanted)
+            group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=schedule(wanted, sizes)))
         for a, b, why in identical_arms([(r.config, r.settings, r.schedule) for r in group]):
             if not settings.allow_identical:
                 raise UsageError(
@@ -555,39 +644,85 @@ def _drew_batches(logged: list[tuple[int, dict[str, float]]], last_step: int | N
 
 
 def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
-    """What an arm's runs actually did: steps, when the curriculum first moved the weights, how far, which loss."""
+    """What an arm's runs actually did: steps, when the curriculum first moved the weights away from
+    the prior, how far, which losses."""
     mine = [r for r in runs if r.config == name]
     s = mine[0].settings
+    sched = mine[0].schedule
+    cur = s.curriculum
+    prior = _prior_of(s, sched)
     steps, first_change, reached = [], [], []
     for r in mine:
         steps.append((r.finished or {}).get("step"))
         logged = _drew_batches(facts.get((name, r.seed), {}).get("curriculum", []), steps[-1])
-        start: dict[str, float] | None = None
         change = None
         for step, w in logged:
-            values = list(w.values())
-            start = start or {t: 1.0 / len(values) for t in w}
+            start = dict(zip(sorted(w), prior if prior is not None and len(prior) == len(w) else [1.0 / len(w)] * len(w)))
             if change is None and any(abs(w[t] - start[t]) > 1e-9 for t in w):
-                change = step
-            reached.extend(values)
+                # A fixed schedule (temperature, phased) sets its weights before the first batch.
+                change = 0 if _is_schedule(cur.strategy) and step == logged[0][0] else step
+            reached.extend(w.values())
         first_change.append(change)
-    adaptive = s.curriculum.strategy != "uniform"
-    sched = mine[0].schedule
+    adaptive = cur.strategy != "uniform"
+    loss = s.loss
+    contrastive = loss.lambda_contrastive > 0
+    anchor = {"entropy": "prediction entropy", "uniform": "1 (plain InfoNCE)"}.get(loss.anchor_weighting, loss.anchor_weighting)
     return {
-        "curriculum": s.curriculum.strategy,
+        "curriculum": cur.strategy,
+        "prior": cur.prior,
         "steps_trained": steps,
         "planned_steps": None if sched is None else sched.total_steps,
         "curriculum_first_update": None if sched is None else sched.first_update,
         "first_weight_change_step": first_change if adaptive else None,
         "max_task_weight": max(reached) if adaptive and reached else None,
         "min_task_weight": min(reached) if adaptive and reached else None,
-        "loss": {"lambda_cls": s.loss.lambda_cls, "lambda_contrastive": s.loss.lambda_contrastive,
-                 "tau": s.loss.tau if s.loss.lambda_contrastive > 0 else None,
-                 "contrastive_anchor_weighting": "prediction entropy" if s.loss.lambda_contrastive > 0 else None,
-                 "task_weighting": "none (each question counts once)"},
+        "loss": {"lambda_cls": loss.lambda_cls, "lambda_contrastive": loss.lambda_contrastive,
+                 "tau": loss.tau if contrastive else None,
+                 "contrastive_anchor_weighting": anchor if contrastive else None,
+                 "task_weighting": loss.task_weighting,
+                 "gradient": getattr(loss, "gradient", "mean")},
         "planned_identical_to": sorted({p.split(":")[0] for r in mine for p in r.planned_identical}),
         "identical_to": [],
     }
+
+
+def _prior_of(settings: TrainSettings, sched: Schedule | None) -> list[float] | None:
+    """The run's task-sampling prior (tasks in name order), when the task sizes are known."""
+    sizes = None if sched is None else sched.task_sizes
+    if not sizes or not sum(sizes):
+        return None
+    cur = settings.curriculum
+    if cur.prior == "uniform":
+        return [1.0 / len(sizes)] * len(sizes)
+    return _normalised(sizes if cur.prior == "proportional" else [n ** cur.alpha for n in sizes])
+
+
+def plain_multitask(settings: TrainSettings, sizes: Sequence[int] | None = None) -> str | None:
+    """None if these settings are plain multi-task fine-tuning (questions drawn in proportion to their
+    tasks' sizes, mean cross-entropy, no auxiliary loss); otherwise what makes them differ.
+    With the task sizes given, sampling of equal-sized tasks counts as proportional whatever the prior."""
+    loss, cur = settings.loss, settings.curriculum
+    why = []
+    if loss.lambda_contrastive > 0:
+        why.append(f"lambda_contrastive = {loss.lambda_contrastive:g}")
+    equal_sizes = bool(sizes) and len(set(sizes)) == 1
+    fixed = cur.strategy in ("uniform", "proportional", "temperature")
+    if not (fixed and equal_sizes) and (
+            cur.strategy not in ("uniform", "proportional") or cur.strategy == "uniform" and cur.prior != "proportional"):
+        why.append(f"{cur.strategy} sampling" + (f" with the {cur.prior} prior" if cur.strategy == "uniform" else ""))
+    if loss.task_weighting != "equal":
+        why.append(f"{loss.task_weighting} task-loss weighting")
+    if getattr(loss, "gradient", "mean") != "mean":
+        why.append(f"{loss.gradient} gradients")
+    return ", ".join(why) or None
+
+
+def differences(reference: TrainSettings, other: TrainSettings) -> dict[str, list[Any]]:
+    """The training settings in which `other` differs from `reference`: dotted name -> [reference's, other's]."""
+    a = _flatten(comparable(json.loads(reference.model_dump_json())))
+    b = _flatten(comparable(json.loads(other.model_dump_json())))
+    a.pop("seed", None), b.pop("seed", None)
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def _differ_only_in_curriculum(a: TrainSettings, b: TrainSettings) -> bool:
@@ -647,6 +782,7 @@ def aggregate(
             raise AcctError(f"{name} seed {seed} was scored on {len(flags)} examples, {ref} on "
                             f"{len(correct[ref, seed])}")
     configs: dict[str, dict[str, Any]] = {}
+    ref_settings = next(r.settings for r in runs if r.config == ref)
     for name in names:
         per_seed = [results[name, s] for s in seeds]
         seed_rows = [
@@ -680,6 +816,7 @@ def aggregate(
                 "categories": _sd_of([res.categories for res in per_seed]),
             },
             "settings_sha256": {str(r.seed): settings_digest(r.settings) for r in mine},
+            "differs_from_reference": differences(ref_settings, mine[0].settings),
             "effective": _effective_row(name, runs, facts),
         }
 
@@ -735,6 +872,11 @@ def aggregate(
 
     base_settings = runs[0].settings
     notes = []
+    ref_run = next(r for r in runs if r.config == ref)
+    plain = plain_multitask(ref_settings, ref_run.schedule.task_sizes if ref_run.schedule else None)
+    if plain is not None:
+        notes.append(f"the reference {ref} is not plain multi-task fine-tuning ({plain}); every Δ is measured "
+                     "against it, not against plain multi-task learning")
     if base_settings.data.source != "synthetic" and base_settings.data.protocol == "subject-split":
         notes.append(
             "subject-split protocol: dev+val+test pooled and re-split per subject; these accuracies are not "
@@ -815,6 +957,10 @@ def _p(p: float | None) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
+def _value(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
+
+
 def describe_effective(e: dict[str, Any]) -> dict[str, str]:
     """The 'what it did' cells of an arm's row, as text."""
 
@@ -835,7 +981,10 @@ def describe_effective(e: dict[str, Any]) -> dict[str, str]:
     loss = e["loss"]
     loss_text = f"λ_cls {loss['lambda_cls']:g}, λ_con {loss['lambda_contrastive']:g}"
     if loss["tau"] is not None:
-        loss_text += f", τ {loss['tau']:g}, entropy-weighted anchors"
+        loss_text += f", τ {loss['tau']:g}, anchors weighted by {loss.get('contrastive_anchor_weighting') or 'prediction entropy'}"
+    loss_text += f"; task losses: {loss.get('task_weighting', 'equal')}"
+    if loss.get("gradient", "mean") != "mean":
+        loss_text += f"; gradients: {loss['gradient']}"
     return {"steps": steps(e["steps_trained"]), "change": change_text, "weights": weights, "loss": loss_text,
             "identical": ", ".join(e["identical_to"]) or "-"}
 
@@ -892,6 +1041,15 @@ def markdown(report: AblationReport, top: int = 5, directory: Path | None = None
             digests = ", ".join(sorted({v[:12] for v in c.get("settings_sha256", {}).values()}))
             lines.append(f"| {name} | `{digests}` | {e['steps']} | {c['effective']['curriculum']} | {e['change']} | "
                          f"{e['weights']} | {e['loss']} | {e['identical']} |")
+    if any(c.get("differs_from_reference") for c in report.configs.values()):
+        lines += ["", f"## What differs from {ref}", "",
+                  f"Every training setting in which an arm differs from {ref} (the seed and the run directory aside).", ""]
+        for name, c in report.configs.items():
+            if name == ref:
+                continue
+            diff = c.get("differs_from_reference") or {}
+            shown = "; ".join(f"`{k}`: {_value(a)} → {_value(b)}" for k, (a, b) in diff.items()) or "nothing"
+            lines.append(f"- **{name}**: {shown}")
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
         lines += ["", f"## {name} vs {ref}: per-task Δ accuracy (points)", ""]

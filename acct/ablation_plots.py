@@ -64,25 +64,29 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
         ax.legend(fontsize=7)
     paths.append(_save(fig, plt, directory / "validation.png"))
 
-    # 3. task weights of every adaptive arm (first seed), tasks grouped by category
+    # 3. task weights of every adaptive arm, one panel per seed, tasks grouped by category
     for name in names:
         if report.configs[name].get("effective", {}).get("curriculum", "uniform") == "uniform":
             continue
-        logged = report.histories.get((name, report.seeds[0]), {}).get("curriculum", [])
-        if not logged:
+        panels = [(seed, report.histories.get((name, seed), {}).get("curriculum", [])) for seed in report.seeds]
+        panels = [(seed, logged) for seed, logged in panels if logged]
+        if not panels:
             continue
-        tasks = sorted(logged[0][1], key=lambda t: (report.task_categories.get(t, ""), t))
-        grid = [[w[t] for _, w in logged] for t in tasks]
-        fig, ax = plt.subplots(figsize=(6, max(2.5, 0.22 * len(tasks) + 1)))
-        image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis")
-        ax.set_yticks(range(len(tasks)))
-        ax.set_yticklabels([f"{report.task_categories.get(t, '?')} · {t}" for t in tasks], fontsize=6)
-        ticks = list(range(0, len(logged), max(1, len(logged) // 8)))
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([str(logged[i][0]) for i in ticks], fontsize=7)
-        ax.set_xlabel("step")
-        ax.set_title(f"{name}: task weights over training")
-        fig.colorbar(image, ax=ax, label="sampling weight")
+        tasks = sorted(panels[0][1][0][1], key=lambda t: (report.task_categories.get(t, ""), t))
+        grids = [[[w.get(t, float("nan")) for _, w in logged] for t in tasks] for _, logged in panels]
+        top = max(v for grid in grids for row in grid for v in row if v == v)
+        height = max(2.5, 0.22 * len(tasks) + 1)
+        fig, axes = plt.subplots(len(panels), 1, figsize=(6, height * len(panels)), squeeze=False)
+        for ax, (seed, logged), grid in zip(axes[:, 0], panels, grids):
+            image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=top)
+            ax.set_yticks(range(len(tasks)))
+            ax.set_yticklabels([f"{report.task_categories.get(t, '?')} · {t}" for t in tasks], fontsize=6)
+            ticks = list(range(0, len(logged), max(1, len(logged) // 8)))
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(logged[i][0]) for i in ticks], fontsize=7)
+            ax.set_xlabel("step")
+            ax.set_title(f"{name}: task weights over training" + (f" (seed {seed})" if len(report.seeds) > 1 else ""))
+            fig.colorbar(image, ax=ax, label="sampling weight")
         paths.append(_save(fig, plt, directory / f"weights-{name}.png"))
 
     # 4. per-category deltas against the reference

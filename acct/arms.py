@@ -5,8 +5,8 @@ component).
 Contract of an arm (docs/extending.md): a function registered with
 `acct.ablation.register_ablation_arm`, called as `arm(base)` with the study's base
 `TrainSettings`, returning the settings layer (a nested mapping) that turns the base into the
-arm's configuration; its docstring's first line describes it. `baseline` is the reference
-every other arm is compared with. Arms run in registration order: acct's own first.
+arm's configuration; its docstring's first line describes it. `acct ablate --arms a,b,c` runs
+them in the order given; the first (or `--reference NAME`) is the reference of every comparison.
 """
 
 from __future__ import annotations
@@ -27,20 +27,20 @@ def _needs_contrastive(base: Any) -> None:
 
 @register_ablation_arm("baseline")
 def baseline(base: Any) -> dict[str, Any]:
-    """lambda_contrastive = 0, uniform task sampling: plain multi-task fine-tuning (the reference)."""
+    """lambda_contrastive = 0, tasks drawn from curriculum.prior (proportional by default): plain multi-task fine-tuning."""
     return {"loss": {"lambda_contrastive": 0.0}, "curriculum": {"strategy": "uniform"}}
 
 
 @register_ablation_arm("contrastive")
 def contrastive(base: Any) -> dict[str, Any]:
-    """The base settings' InfoNCE weight, uniform task sampling: the auxiliary loss alone."""
+    """baseline plus the base settings' entropy-weighted InfoNCE (lambda_contrastive, 0.3 by default): the auxiliary loss alone."""
     _needs_contrastive(base)
     return {"curriculum": {"strategy": "uniform"}}
 
 
 @register_ablation_arm("full")
 def full(base: Any) -> dict[str, Any]:
-    """The base settings' InfoNCE weight with the uncertainty_gradient curriculum: the whole method."""
+    """contrastive plus the uncertainty_gradient curriculum reweighting the prior: the whole method."""
     _needs_contrastive(base)
     return {"curriculum": {"strategy": "uncertainty_gradient"}}
 

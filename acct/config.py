@@ -319,7 +319,7 @@ class CurriculumSettings(_Section):
     )
     ema_decay: float = Field(0.9, ge=0, lt=1, description="Decay of the moving averages of confusion and error.")
     prior: Literal["uniform", "proportional", "temperature"] = Field(
-        "uniform",
+        "proportional",
         description="Task-sampling prior that adaptive strategies reweight, warm-up samples from and the floor mixes in: "
         "uniform (every task alike), proportional (p_t ∝ n_t, the task's training questions) or temperature "
         "(p_t ∝ n_t^alpha).",
@@ -582,6 +582,17 @@ def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict
         raise UsageError(format_validation_error(exc)) from None
 
 
+def validate_checked(cls: type[BaseModel], data: dict[str, Any]) -> Any:
+    """`cls` validated from `data` with registered names checked; one UsageError line if invalid."""
+    token = _checking_registries.set(True)
+    try:
+        return cls.model_validate(data, context=CHECK_REGISTRIES)
+    except ValidationError as exc:
+        raise UsageError(format_validation_error(exc)) from None
+    finally:
+        _checking_registries.reset(token)
+
+
 def resolve_train(
     flags: dict[str, Any], *, preset: str | None = None, config_file: Path | None = None
 ) -> TrainSettings:
@@ -762,10 +773,18 @@ class AblateSettings(BaseSettings):
     seeds: int = Field(1, ge=1, description="Seeds per configuration: the training seed, seed+1, ...")
     split: EvalSplit = Field("test", description="Held-out split of the runs' shared manifest to compare on.")
     checkpoint: CheckpointName = Field("best", description="Which checkpoint of each run to score (best is picked on val).")
-    configs: list[str] = Field(
+    arms: list[str] = Field(
         list(ABLATION_CONFIGS),
-        description="Configurations to run: registered ablation arms (see `acct list`), always in registration order "
-        "(baseline, contrastive, full, then plugins'); baseline is always included as the reference.",
+        description="Registered ablation arms to run, in this order (see `acct list`); the first is the reference "
+        "of every comparison unless --reference names another. Ignored when a study file is given.",
+    )
+    study: Path | None = Field(
+        None,
+        description="YAML study file declaring named arms as settings overrides on the base settings "
+        "(`arms: {name: {section: {setting: value}}}`, optional `reference: name`); replaces --arms.",
+    )
+    reference: str | None = Field(
+        None, description="The arm every other arm is compared with; empty means the first arm."
     )
     eval_batch_size: int = Field(64, gt=0, description="Questions per evaluation batch.")
     bootstrap_resamples: int = Field(10_000, ge=100, description="Resamples of the paired bootstrap.")
@@ -776,16 +795,21 @@ class AblateSettings(BaseSettings):
     )
     plot_dir: Path | None = Field(None, description="Write the study's PNG figures here (needs the acct[plot] extra).")
 
-    @field_validator("configs")
+    @field_validator("arms")
     @classmethod
     def _known_arms(cls, value: list[str], info: ValidationInfo) -> list[str]:
         return _registered(registry.ablation_arms, value, info)
 
     @model_validator(mode="after")
-    def _baseline_first(self) -> AblateSettings:
-        chosen = {"baseline", *self.configs}
-        order = registry.ablation_arms.names() + sorted(chosen - set(registry.ablation_arms.names()))
-        self.configs = [name for name in order if name in chosen]
+    def _a_comparison(self) -> AblateSettings:
+        if self.study is not None:
+            return self  # the study file's arms are checked when it is read
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms: each arm once, got {', '.join(self.arms)}")
+        if len(self.arms) < 2:
+            raise ValueError(f"arms: a study compares at least two arms, got {', '.join(self.arms) or 'none'}")
+        if self.reference is not None and self.reference not in self.arms:
+            raise ValueError(f"reference: {self.reference!r} is not one of the arms ({', '.join(self.arms)})")
         return self
 
 

@@ -46,9 +46,14 @@ def test_contrastive_configurations_need_a_positive_lambda(tmp_path):
 
 
 def test_ablate_settings():
-    s = AblateSettings(configs=["full"])
-    assert s.configs == ["baseline", "full"]
-    assert AblateSettings(configs=["full", "contrastive", "baseline"]).configs == ["baseline", "contrastive", "full"]
+    assert AblateSettings().arms == ["baseline", "contrastive", "full"]
+    # The order given is kept: the first arm is the reference unless --reference names another.
+    assert AblateSettings(arms=["full", "contrastive", "baseline"]).arms == ["full", "contrastive", "baseline"]
+    assert AblateSettings(arms=["full", "baseline"], reference="baseline").reference == "baseline"
+    for bad, match in ((dict(arms=["full"]), "at least two arms"), (dict(arms=["full", "full"]), "each arm once"),
+                       (dict(arms=["full", "baseline"], reference="contrastive"), "not one of the arms")):
+        with pytest.raises(Exception, match=match):
+            AblateSettings(**bad)
     with pytest.raises(Exception, match="extra"):
         AblateSettings(unknown=1)
     for name, field in AblateSettings.model_fields.items():
@@ -116,7 +121,7 @@ def test_aggregate_over_two_seeds(tmp_path):
     from acct.metrics import summarize
 
     base = tiny_settings(tmp_path)
-    study = AblateSettings(output_dir=tmp_path, seeds=2, configs=["full"], bootstrap_resamples=2000)
+    study = AblateSettings(output_dir=tmp_path, seeds=2, arms=["baseline", "full"], bootstrap_resamples=2000)
     examples = [Example("q", ("a", "b"), 0, task, f"{task}/{i}") for i, task in enumerate(["even_number"] * 2 + ["animal_word"] * 2)]
     # seed 0: baseline 2/4, full 4/4 (full alone right twice); seed 1: baseline 3/4, full 3/4 (one each way).
     flags = {("baseline", 0): [True, True, False, False], ("full", 0): [True, True, True, True],
@@ -199,10 +204,10 @@ def test_guard_refuses_arms_that_would_train_identically(tmp_path):
 
 def test_guard_sees_a_curriculum_that_can_never_act(tmp_path):
     base = tiny_settings(tmp_path / "x", **{"curriculum.floor": 1.0})
-    with pytest.raises(UsageError, match="floor 1, which keeps the weights uniform; no --max-steps separates them"):
+    with pytest.raises(UsageError, match="floor 1, which keeps the weights at the proportional prior; no --max-steps separates them"):
         plan(AblateSettings(output_dir=tmp_path / "study"), base)
     # The baseline differs from both in its loss, so a two-arm study is fine.
-    assert len(plan(AblateSettings(output_dir=tmp_path / "study", configs=["full"]), base)) == 2
+    assert len(plan(AblateSettings(output_dir=tmp_path / "study", arms=["baseline", "full"]), base)) == 2
 
 
 def test_effective_settings_ignore_what_cannot_act(tmp_path):
@@ -218,6 +223,46 @@ def test_effective_settings_ignore_what_cannot_act(tmp_path):
     # A different seed is a different run even when nothing else differs.
     c = config_settings(base, "full", 1, tmp_path / "c")
     assert effective_settings(c, schedule(c, 800)) != effective_settings(b, schedule(b, 800))
+
+
+def test_learning_progress_needs_a_second_update_before_it_can_act(tmp_path):
+    from acct.ablation import schedule
+
+    base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 1000})
+    lp = config_settings(base, "learning_progress", 0, tmp_path / "lp")
+    full = config_settings(base, "full", 0, tmp_path / "f")
+    # 800 questions, 16 per step: 50 steps per epoch, one epoch of warm-up, updates every 20; the bandit's
+    # first update (step 60) records the losses, its first reward is at the next (step 80).
+    assert schedule(full, 800).first_update == 60 and schedule(lp, 800).first_update == 80
+
+
+def test_fixed_task_distributions_are_compared_by_value(tmp_path):
+    from acct.ablation import effective_settings, fixed_sampling, schedule
+
+    base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 500})
+    arms = {n: config_settings(base, n, 0, tmp_path / n) for n in ("baseline", "temperature", "uniform_tasks", "learning_progress")}
+    equal, unequal = [50, 50, 50], [90, 40, 10]
+    probs = {n: fixed_sampling(s, schedule(s, unequal)) for n, s in arms.items()}
+    assert probs["baseline"] == pytest.approx([90 / 140, 40 / 140, 10 / 140])
+    assert probs["temperature"] == pytest.approx([r / sum(roots) for roots in [[90 ** 0.5, 40 ** 0.5, 10 ** 0.5]] for r in roots])
+    assert probs["uniform_tasks"] == pytest.approx([1 / 3] * 3) and probs["learning_progress"] is None
+    eff = {n: {k: effective_settings(s, schedule(s, sizes)) for k, sizes in (("eq", equal), ("uneq", unequal))}
+           for n, s in arms.items()}
+    assert eff["baseline"]["eq"] == eff["temperature"]["eq"] == eff["uniform_tasks"]["eq"]
+    assert len({json.dumps(eff[n]["uneq"], sort_keys=True) for n in ("baseline", "temperature", "uniform_tasks")}) == 3
+    assert eff["learning_progress"]["eq"] != eff["baseline"]["eq"]
+
+
+def test_plain_multitask_names_what_a_reference_adds(tmp_path):
+    from acct.ablation import plain_multitask
+
+    base = tiny_settings(tmp_path / "x")
+    arm = lambda n: config_settings(base, n, 0, tmp_path / n)  # noqa: E731
+    assert plain_multitask(arm("baseline")) is None
+    assert plain_multitask(arm("uniform_tasks")) == "uniform sampling with the uniform prior"
+    assert plain_multitask(arm("uniform_tasks"), [20] * 8) is None  # equal sizes: uniform is proportional
+    assert plain_multitask(arm("full")) == "lambda_contrastive = 0.3, uncertainty_gradient sampling"
+    assert plain_multitask(arm("dwa")) == "dwa task-loss weighting"
 
 
 def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_batches(tmp_path):

@@ -105,7 +105,7 @@ def test_each_arm_resolves_to_baseline_plus_one_component(arm, tmp_path) -> None
         if getattr(reference, section).model_dump()[key] != value
     }
     expected = {
-        "uniform_tasks": set(),  # the baseline's own prior today
+        "uniform_tasks": {("curriculum", "prior")},  # uniform instead of the default proportional prior
         "temperature": {("curriculum", "strategy")},
         "learning_progress": {("curriculum", "strategy")},
         "phased": {("curriculum", "strategy"), ("curriculum", "options")},

@@ -73,9 +73,10 @@ def test_uniform_prior_keeps_every_number() -> None:
     assert torch.equal(w, expected)
 
 
-def test_settings_default_to_the_uniform_prior_and_describe_their_fields() -> None:
+def test_settings_default_to_the_proportional_prior_and_describe_their_fields() -> None:
+    # Proportional: the default study's baseline samples like plain multi-task fine-tuning.
     settings = CurriculumSettings()
-    assert settings.prior == "uniform" and settings.alpha == 0.5
+    assert settings.prior == "proportional" and settings.alpha == 0.5
     for name in ("prior", "alpha"):
         assert CurriculumSettings.model_fields[name].description
     with pytest.raises(ValueError, match="prior"):

@@ -20,9 +20,10 @@ from acct.errors import UsageError
 NOT_TRAINING_FLAGS = ("--strategy", "--output-dir", "--init-from")
 
 EPILOG = (
-    "Configurations: baseline (lambda_con = 0, uniform sampling), contrastive (lambda_con from the settings, 0.3 by "
-    "default, uniform), full (same lambda_con, uncertainty_gradient curriculum). Each run lives in "
-    "DIR/<config>-seed<k>/; starting the command again reuses finished runs and resumes interrupted ones. "
+    "Default arms: baseline (lambda_con = 0, curriculum.prior sampling: proportional to task size by default, "
+    "i.e. plain multi-task fine-tuning), contrastive (lambda_con from the settings, 0.3 by default), full (same "
+    "lambda_con, uncertainty_gradient curriculum). `acct list` shows every registered arm. Each run lives in "
+    "DIR/<arm>-seed<k>/; starting the command again reuses finished runs and resumes interrupted ones. "
     "Training settings come from --preset, --config FILE.yaml (the same file as for acct train), ACCT_* variables "
     "and the flags; ablation settings from ACCT_* variables (ACCT_SEEDS, ACCT_SPLIT ...) and the flags."
 )
@@ -39,7 +40,10 @@ def ablate_command(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per configuration: --seed, --seed+1, ... (default 1)."),
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): held-out split to compare on."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best) checkpoint of each run."),
-    configs: Optional[str] = typer.Option(None, "--configs", help="Comma-separated ablation arms: baseline, contrastive, full or a plugin's (baseline is always run)."),
+    arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated registered arms, run in this order (`acct list` names them; default baseline,contrastive,full). The first is the reference.", show_default=False),
+    study: Optional[Path] = typer.Option(None, "--study", help="YAML study file: named arms as settings overrides on the base settings (see docs/examples/study.yaml); replaces --arms.", show_default=False),
+    reference: Optional[str] = typer.Option(None, "--reference", help="The arm every other arm is compared with (default: the first arm).", show_default=False),
+    configs: Optional[str] = typer.Option(None, "--configs", hidden=True, help="Older spelling: --configs X means --arms baseline,X."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain every run even if a finished one is there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else (progress goes to stderr)."),
     allow_identical: bool = typer.Option(False, "--allow-identical", help="Run the study even if two arms would train identically (the report's notes say so)."),
@@ -53,7 +57,12 @@ def ablate_command(
     ),
     code: Optional[list[Path]] = code_option(),
 ) -> None:
-    """Run the ablation study (baseline vs contrastive-only vs full) and compare on the same examples."""
+    """Train the arms of a study on one split and compare them on the same held-out questions.
+
+    By default the method's three arms: baseline (plain multi-task fine-tuning), contrastive (the
+    entropy-weighted InfoNCE added) and full (InfoNCE plus the confusion curriculum). --arms picks
+    other registered arms; --study FILE.yaml declares your own as settings overrides.
+    """
     command = command_line(ctx)
     flat = dict(overrides)
     refs = import_code(code)
@@ -62,9 +71,16 @@ def ablate_command(
     if trust_remote_code:
         flat["model.trust_remote_code"] = True
     base = resolve_train(nest(flat), preset=preset, config_file=config)
-    chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
+    chosen = None if arms is None else [a.strip() for a in arms.split(",") if a.strip()]
+    if configs is not None:
+        if arms is not None or study is not None:
+            raise UsageError("--configs is the older spelling of --arms; give one of --arms, --study")
+        chosen = list(dict.fromkeys(["baseline", *(c.strip() for c in configs.split(",") if c.strip())]))
+    if study is not None and arms is not None:
+        raise UsageError("--study declares the arms; drop --arms (or name the arms in the study file)")
     settings: AblateSettings = resolve_flags(AblateSettings, {
-        "output_dir": output_dir, "seeds": seeds, "split": split, "checkpoint": checkpoint, "configs": chosen,
+        "output_dir": output_dir, "seeds": seeds, "split": split, "checkpoint": checkpoint, "arms": chosen,
+        "study": study, "reference": reference,
         "overwrite": True if overwrite else None, "allow_identical": True if allow_identical else None,
         "plot_dir": plot,
     })
@@ -218,11 +234,13 @@ def tables(report: Any, top: int) -> list[Any]:
         tests.add_row(label, delta, f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]", f"{d['mcnemar_p']:.3g}",
                       f"{d['holm_p']:.3g}", "-" if d["mde"] is None else f"{100 * d['mde']:.2f}", *seeds_cell)
     did = Table(title="what each arm did", show_header=True, header_style="bold")
-    for col in ["config", "steps", "curriculum", "first change (step)", "task weights", "loss"]:
+    for col in ["config", "steps", "curriculum", "first change (step)", "task weights", "loss", f"differs from {ref}"]:
         did.add_column(col, no_wrap=col == "curriculum")
     for name, c in report.configs.items():
         e = describe_effective(c["effective"])
-        did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"])
+        diff = c.get("differs_from_reference") or {}
+        differs = "(reference)" if name == ref else ", ".join(f"{k}={v[1]}" for k, v in diff.items()) or "nothing"
+        did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"], escape(differs))
     out_tables = [main, tests, did]
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)

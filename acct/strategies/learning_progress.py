@@ -19,6 +19,10 @@ from acct.errors import CheckpointError, UsageError
 class LearningProgress:
     """Bandit rewarded by absolute learning progress |change of the task's loss EMA|, Boltzmann policy over its Q-values (TSCL)."""
 
+    # Its first update past warm-up records the loss EMAs; rewards, and so weights other than the
+    # prior, come from the second on.
+    rounds_to_act = 2
+
     def __init__(self, tasks: Sequence[str], temperature: float = 2.0, step_size: float = 0.3) -> None:
         _check_temperature(temperature)
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size <= 1:

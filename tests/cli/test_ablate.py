@@ -212,7 +212,7 @@ def printed(tmp_path_factory):
     root = tmp_path_factory.mktemp("printed")
     config = root / "study.yaml"
     config.write_text(STUDY_YAML)
-    result = ablate(root / "study", config, "--configs", "full", "--max-steps", "21", "--print-commands")
+    result = ablate(root / "study", config, "--arms", "baseline,full", "--max-steps", "21", "--print-commands")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and not result.stderr.strip()
@@ -227,7 +227,7 @@ def printed(tmp_path_factory):
 def test_printed_commands_train_the_runs_a_later_ablate_reuses(printed):
     directory, config = printed
     assert not (directory / "full-seed1" / "ablation-done.json").exists()  # acct train knows nothing of the study
-    result = ablate(directory, config, "--configs", "full", "--max-steps", "21", "--json")
+    result = ablate(directory, config, "--arms", "baseline,full", "--max-steps", "21", "--json")
     assert result.exit_code == 0, result.output
     assert result.stderr.count("finished run reused") == 2 and "training" not in result.stderr
     report = json.loads(result.stdout)
@@ -239,7 +239,7 @@ def test_printed_commands_train_the_runs_a_later_ablate_reuses(printed):
 
 def test_print_commands_with_torchrun(printed, tmp_path):
     directory, config = printed
-    result = ablate(tmp_path / "s", config, "--configs", "full", "--max-steps", "21", "--print-commands",
+    result = ablate(tmp_path / "s", config, "--arms", "baseline,full", "--max-steps", "21", "--print-commands",
                     "--launcher", "torchrun", "--nproc-per-node", "4")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -259,7 +259,7 @@ def test_allowed_identical_arms_are_noted_and_marked(printed, tmp_path):
     assert result.exit_code == 2 and "smallest --max-steps that separates them is 21" in result.stderr
     copy = tmp_path / "study"
     shutil.copytree(directory, copy, symlinks=True)
-    result = ablate(copy, config, "--max-steps", "20", "--allow-identical", "--overwrite", "--configs", "contrastive,full",
+    result = ablate(copy, config, "--max-steps", "20", "--allow-identical", "--overwrite", "--arms", "baseline,contrastive,full",
                     "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -271,14 +271,14 @@ def test_allowed_identical_arms_are_noted_and_marked(printed, tmp_path):
     assert report["configs"]["baseline"]["effective"]["identical_to"] == []
     assert report["configs"]["full"]["effective"]["first_weight_change_step"] == [None]
     assert report["deltas"]["full"]["accuracy"] == report["deltas"]["contrastive"]["accuracy"]
-    assert "full (lambda_con = 0.3, uncertainty_gradient sampling) ⚠ identical to contrastive" in (copy / "ablation.md").read_text()
+    assert "full (lambda_con = 0.3, uncertainty_gradient sampling over the proportional prior) ⚠ identical to contrastive" in (copy / "ablation.md").read_text()
 
 
 def test_usage_errors(tmp_path):
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--split", "train"])
     assert result.exit_code == 2 and "split" in result.stderr
-    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--configs", "full,best"])
-    assert result.exit_code == 2 and "configs" in result.stderr
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--arms", "full,best"])
+    assert result.exit_code == 2 and "unknown ablation arm 'best'" in result.stderr
     (tmp_path / "file.png").write_text("")
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--output-dir", str(tmp_path), "--plot", str(tmp_path / "file.png")])
     assert result.exit_code == 2 and "--plot" in result.stderr and "is a file" in result.stderr

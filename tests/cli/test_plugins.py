@@ -155,7 +155,7 @@ def test_bad_code_files_are_one_line_errors(tmp_path):
     for path, expected in ((tmp_path / "missing.py", "no such file"), (broken, "line 2")):
         result = runner.invoke(app, [*TRAIN, "--code", str(path), "--output-dir", str(tmp_path / "r")])
         assert result.exit_code == 2 and expected in result.output, result.output
-    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--configs", "baseline,nope", "--output-dir", str(tmp_path / "a")])
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--arms", "baseline,nope", "--output-dir", str(tmp_path / "a")])
     assert result.exit_code == 2 and "registered: baseline, contrastive, full" in result.output, result.output
 
 

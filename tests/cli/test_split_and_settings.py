@@ -138,7 +138,7 @@ def test_standard_protocol_refuses_test_questions_seen_in_training(overlapping_s
 
 
 def test_ablate_takes_allow_overlap(overlapping_standard_data, tmp_path):
-    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--configs", "baseline", "--max-steps", "1", "--device", "cpu",
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--arms", "baseline,contrastive", "--max-steps", "1", "--device", "cpu",
                                  "--data-source", "csv", "--data-dir", str(overlapping_standard_data), "--protocol", "standard",
                                  "--allow-overlap", "--output-dir", str(tmp_path / "study"), "--json"])
     assert result.exit_code == 0, result.output

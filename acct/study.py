@@ -1,0 +1,58 @@
+"""A study file: the named arms of an `acct ablate` study, each a settings layer over the base settings.
+
+    # study.yaml
+    arms:
+      baseline: {}                        # the base settings as they are
+      lp_t1: {curriculum: {strategy: learning_progress, options: {temperature: 1.0}}}
+    reference: baseline                   # optional; default the first arm
+
+An arm's layer has the shape of a `--config` file and is merged over the base settings (preset,
+`--config`, ACCT_* variables and flags). The names are labels: `baseline: {}` here means the
+base settings, not the registered `baseline` arm. The study decides where each run is written
+and with which seed, so an arm may not set those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from acct.config import check_sections, check_yaml_keys, read_yaml
+from acct.errors import UsageError
+
+STUDY_KEYS = ("arms", "reference")
+# Settings a study decides for every run: an arm that set them would not be a comparison.
+STUDY_OWNED = ("seed", "output_dir", "resume", "overwrite", "init_from")
+
+
+def read_study(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
+    """(name, settings layer) of each arm in file order, and the file's reference arm (or None)."""
+    data = read_yaml(path)
+    unknown = sorted(set(data) - set(STUDY_KEYS))
+    if unknown:
+        raise UsageError(f"{path}: unknown key {unknown[0]!r} in a study file (it takes {', '.join(STUDY_KEYS)})")
+    arms = data.get("arms")
+    if not isinstance(arms, dict) or not arms:
+        raise UsageError(f"{path}: a study file needs `arms:`, a mapping of arm names to settings overrides")
+    if len(arms) < 2:
+        raise UsageError(f"{path}: a study compares at least two arms, got {', '.join(map(str, arms))}")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, layer in arms.items():
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise UsageError(f"{path}: arm name {name!r} must be a word (letters, digits, _ or -): it names a run directory")
+        layer = {} if layer is None else layer
+        if not isinstance(layer, dict):
+            raise UsageError(f"{path}: arm {name}: overrides must be a mapping of settings, got {type(layer).__name__}")
+        owned = [key for key in STUDY_OWNED if key in layer]
+        if owned:
+            raise UsageError(f"{path}: arm {name} sets {owned[0]}, which the study decides for every run "
+                             "(use --seed / --seeds / --output-dir)")
+        check_yaml_keys(layer, Path(f"{path} (arm {name})"))
+        from acct.config import TrainSettings
+
+        check_sections(TrainSettings, layer, where=f"{path}, arm {name}")
+        out.append((name, layer))
+    reference = data.get("reference")
+    if reference is not None and reference not in arms:
+        raise UsageError(f"{path}: reference {reference!r} is not one of its arms ({', '.join(arms)})")
+    return out, reference
