@@ -196,7 +196,7 @@ def test_ablate_on_files(quiz, tmp_path):
     root, _, _ = quiz
     study = tmp_path / "study"
     result = runner.invoke(app, ["ablate", *SMALL, *COLUMNS, "--data-source", "files", "--data-files",
-                                 f"{root / 'train.jsonl'},{root / 'validation.jsonl'}", "--configs", "baseline,contrastive",
+                                 f"{root / 'train.jsonl'},{root / 'validation.jsonl'}", "--arms", "baseline,contrastive",
                                  "--output-dir", str(study), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
