@@ -283,7 +283,7 @@ def load_hub_source(
         import datasets  # heavy: imported only when the hub source is actually used
     except ImportError as exc:
         raise DataError("the hub data source needs the `datasets` package (pip install datasets)") from exc
-    named = dataset if config is None else f"{dataset} (config {config!r})"
+    named = repr(dataset) + ("" if config is None else f" (config {config!r})")
     try:
         loaded = datasets.load_dataset(dataset, config)
     except Exception as exc:  # any hub, network or cache failure means the same to a user

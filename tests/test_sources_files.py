@@ -325,7 +325,7 @@ def test_hub_source_names_the_missing_column_and_the_flag(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: fake)
     from acct.data import load_hub_source
 
-    with pytest.raises(DataError, match=r"dataset cais/mmlu \(config 'all'\), split test: no column 'question' .*--question-column"):
+    with pytest.raises(DataError, match=r"dataset 'cais/mmlu' \(config 'all'\), split test: no column 'question' .*--question-column"):
         load_hub_source()
 
 
