@@ -109,6 +109,42 @@ class ModelSettings(_Section):
         return data
 
 
+# data.files keys (the split names of Hugging Face datasets) -> what they are called in the source.
+DATA_FILE_SPLITS = ("train", "validation", "test")
+_DATA_FILE_ALIASES = {"val": "validation"}
+
+
+def _split_files(value: Any) -> Any:
+    """data.files as given (a glob, a list, 'split=glob' items, or a mapping) -> a list or a {split: [globs]} mapping."""
+    if value is None:
+        return None
+    if isinstance(value, (str, Path)):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+        named = [item.partition("=") for item in items]
+        if not any(sep and _DATA_FILE_ALIASES.get(key, key) in DATA_FILE_SPLITS for key, sep, _ in named):
+            return items
+        mapping: dict[str, list[str]] = {}
+        for item, (key, sep, glob) in zip(items, named):
+            if not sep or _DATA_FILE_ALIASES.get(key, key) not in DATA_FILE_SPLITS:
+                raise ValueError(
+                    f"{item!r} names no split: give every file as SPLIT=PATH ({', '.join(DATA_FILE_SPLITS)}) or none"
+                )
+            mapping.setdefault(key, []).append(glob)
+        value = mapping
+    if isinstance(value, dict):
+        out: dict[str, list[str]] = {}
+        for key, globs in value.items():
+            split = _DATA_FILE_ALIASES.get(str(key), str(key))
+            if split not in DATA_FILE_SPLITS:
+                raise ValueError(f"unknown split {key!r}; data files are given per split as {', '.join(DATA_FILE_SPLITS)}")
+            globs = [globs] if isinstance(globs, (str, Path)) else list(globs or [])
+            out.setdefault(split, []).extend(str(g) for g in globs)
+        return out
+    return value
+
+
 class DataSettings(_Section):
     source: str = Field(
         "hub", description="Where examples come from: a registered data source, acct's or a plugin's (`acct list` describes each)."
@@ -117,10 +153,42 @@ class DataSettings(_Section):
         default_factory=dict, description="Options of the data source, passed to its constructor (a mapping)."
     )
     data_dir: Path | None = Field(None, description="Directory of the original MMLU CSV layout (for source 'csv').")
-    hub_dataset: str = Field("cais/mmlu", description="Hub dataset id (for source 'hub').")
+    files: list[str] | dict[str, list[str]] | None = Field(
+        None,
+        description="Data files of source 'files' (JSONL, CSV or Parquet; globs allowed): a list, which subject-split "
+        "splits per task, or files per split, {train: ..., validation: ..., test: ...}, which the standard protocol "
+        "uses as given (on the command line: train=PATH validation=PATH test=PATH).",
+    )
+    files_format: Literal["auto", "json", "csv", "parquet"] = Field(
+        "auto", description="Format of the data files; auto: from the extension (.jsonl/.json, .csv/.tsv, .parquet)."
+    )
+    hub_dataset: str = Field("cais/mmlu", description="Hub dataset id (for source 'hub'), read through the column mapping.")
+    hub_config: str | None = Field(
+        None, description="Config (subset) of the hub dataset; empty means 'all' for cais/mmlu, else the dataset's default."
+    )
+    question_column: str = Field("question", min_length=1, description="Column of the question text (sources files and hub).")
+    choices_column: str | None = Field(
+        None, min_length=1,
+        description="Column holding each row's list of choices; empty means 'choices', unless choice_columns are set.",
+    )
+    choice_columns: list[str] | None = Field(
+        None,
+        description="One column per choice, in order (e.g. A,B,C,D), instead of a list column; empty cells at the end "
+        "of a row mean it has fewer choices.",
+    )
+    answer_column: str = Field(
+        "answer", min_length=1,
+        description="Column of the right answer: a 0-based index, a letter (A, B, ...) or the text of the right choice.",
+    )
+    task_column: str = Field("subject", min_length=1, description="Column naming each row's task.")
+    category_column: str | None = Field(
+        None, min_length=1,
+        description="Column naming each task's category (per-category accuracy); empty: MMLU's categories for MMLU "
+        "subjects, else 'other'.",
+    )
     protocol: Literal["subject-split", "standard"] = Field(
-        "subject-split", description="subject-split: pool dev+val+test per subject and split by fractions; "
-        "standard: auxiliary_train+dev / val / test."
+        "subject-split", description="subject-split: pool every split but auxiliary_train and split each task by "
+        "fractions; standard: the given splits (train, or MMLU's auxiliary_train + dev / val / test)."
     )
     split_fractions: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1), description="Train/val/test fractions of each subject under the subject-split protocol."
@@ -131,6 +199,14 @@ class DataSettings(_Section):
         "(they are reported); refused otherwise.",
     )
     synthetic_examples_per_task: int = Field(250, ge=3, description="Questions per task of the synthetic suite.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mmlu_config(cls, data: Any) -> Any:
+        # MMLU on the hub needs its config "all"; recorded as such in config.json.
+        if isinstance(data, dict) and data.get("hub_config") is None and data.get("hub_dataset", "cais/mmlu") == "cais/mmlu":
+            data = {**data, "hub_config": "all"}
+        return data
 
     @field_validator("source")
     @classmethod
@@ -143,10 +219,50 @@ class DataSettings(_Section):
         # Saved with the run: evaluate and predict may run from another working directory.
         return None if value is None else Path(os.path.abspath(value.expanduser()))
 
+    @field_validator("files", mode="before")
+    @classmethod
+    def _files_shape(cls, value: Any) -> Any:
+        return _split_files(value)
+
+    @field_validator("files")
+    @classmethod
+    def _absolute_files(cls, value: list[str] | dict[str, list[str]] | None) -> Any:
+        # Absolute, like data_dir, so that a run's files are found from any working directory.
+        def absolute(globs: list[str]) -> list[str]:
+            if not globs or any(not g.strip() for g in globs):
+                raise ValueError("a data file path is empty")
+            return [os.path.abspath(os.path.expanduser(g)) for g in globs]
+
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("no data files given")
+            return {split: absolute(globs) for split, globs in value.items()}
+        return absolute(value)
+
+    @field_validator("choice_columns")
+    @classmethod
+    def _choice_columns(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if len(value) < 2 or any(not c for c in value):
+            raise ValueError(f"give two or more choice columns (e.g. A,B,C,D), got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a choice column is named twice: {value}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> DataSettings:
         if self.source == "csv" and self.data_dir is None:
             raise ValueError("data source 'csv' needs a data directory (--data-dir)")
+        if self.source == "files" and self.files is None:
+            raise ValueError("data source 'files' needs data files (--data-files PATH, or data.files)")
+        if self.files is not None and self.source in ("hub", "csv", "synthetic"):
+            raise ValueError(f"data files are read by data source 'files', not {self.source!r}: add --data-source files")
+        if self.choices_column is not None and self.choice_columns is not None:
+            raise ValueError("give either a list column of choices (--choices-column) or one column per choice "
+                             "(--choice-columns), not both")
         fr = self.split_fractions
         if min(fr) < 0 or fr[0] <= 0 or abs(sum(fr) - 1.0) > 1e-6:
             raise ValueError("split_fractions must be three non-negative numbers summing to 1 with train > 0")

@@ -1,14 +1,14 @@
 """Multiple-choice records, the sources that produce them, and the protocols that split them.
 
 This module owns the `Example` record every other part of acct consumes, the MMLU
-subject -> category map, the two MMLU loaders (the original CSV release layout and the
-Hugging Face hub copy), the two evaluation protocols (`subject-split` and `standard`) and
-the split manifest a run writes so that later commands score exactly the run's held-out
-examples.
+subject -> category map, the loader of the original MMLU CSV release layout, the Hugging Face
+hub loader (MMLU by default, any multiple-choice dataset through a column mapping), the two
+evaluation protocols (`subject-split` and `standard`) and the split manifest a run writes so
+that later commands score exactly the run's held-out examples.
 
 A *source* is a `dict[str, list[Example]]` keyed by source split name ("dev", "val",
-"test" and, when present, "auxiliary_train"); every loader returns one, and every
-protocol takes one.
+"test", and, when present, "train" (a dataset's own training split) and "auxiliary_train"
+(MMLU's)); every loader returns one, and every protocol takes one.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acct.columns import ColumnMapping, TableReader, check_columns
 from acct.errors import DataError, UsageError
 from acct.registry import register_data_source
 
 EVAL_SPLITS: tuple[str, ...] = ("dev", "val", "test")
 AUX_SPLIT = "auxiliary_train"
+TRAIN_SPLIT = "train"  # a dataset's own training split (files and hub sources; MMLU has none)
 ANSWER_LETTERS = "ABCD"
 _CSV_FIELDS = 1 + len(ANSWER_LETTERS) + 1
 _MANIFEST_SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -255,7 +257,10 @@ def _example_from_row(path: Path, line: int, row: list[str], task: str, uid: str
 
 # --------------------------------------------------------------------------- hub source
 
+# Hub split name -> source split. MMLU has dev / validation / test / auxiliary_train; most other
+# datasets have train / validation / test.
 _HUB_SPLITS: dict[str, str] = {
+    "train": TRAIN_SPLIT,
     "dev": "dev",
     "validation": "val",
     "test": "test",
@@ -263,65 +268,61 @@ _HUB_SPLITS: dict[str, str] = {
 }
 
 
-def load_hub_source(dataset: str = "cais/mmlu") -> dict[str, list[Example]]:
-    """Load MMLU from the Hugging Face hub (config "all"), renaming "validation" to "val"."""
+def load_hub_source(
+    dataset: str = "cais/mmlu", config: str | None = "all", columns: ColumnMapping | None = None,
+    categories: dict[str, str] | None = None,
+) -> dict[str, list[Example]]:
+    """Load a multiple-choice dataset from the Hugging Face hub, read through `columns`.
+
+    The defaults are MMLU (cais/mmlu, config "all", MMLU's columns). Hub splits are renamed
+    to source splits (`_HUB_SPLITS`: validation -> val, ...); others are ignored. A mapped
+    category column fills `categories` (task -> category).
+    """
+    columns = ColumnMapping() if columns is None else columns
     try:
         import datasets  # heavy: imported only when the hub source is actually used
     except ImportError as exc:
         raise DataError("the hub data source needs the `datasets` package (pip install datasets)") from exc
+    named = repr(dataset) + ("" if config is None else f" (config {config!r})")
     try:
-        loaded = datasets.load_dataset(dataset, "all")
+        loaded = datasets.load_dataset(dataset, config)
     except Exception as exc:  # any hub, network or cache failure means the same to a user
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
         raise DataError(
-            f"could not load dataset {dataset!r} from the Hugging Face hub (no network?): "
+            f"could not load dataset {named} from the Hugging Face hub (no network?): "
             f"{type(exc).__name__}: {reason}; use --data-source csv --data-dir DIR with a local "
-            "copy of the MMLU release, or --preset tiny to run offline"
+            "copy of the MMLU release, --data-source files --data-files PATH for your own files, "
+            "or --preset tiny to run offline"
         ) from exc
 
     source: dict[str, list[Example]] = {}
+    found = {}
     for hub_split, split in _HUB_SPLITS.items():
         if hub_split in loaded:
-            source[split] = _hub_examples(dataset, hub_split, split, loaded[hub_split])
-    if not any(split in source for split in EVAL_SPLITS):
+            found[hub_split] = split
+    if not found:
         raise DataError(
-            f"dataset {dataset!r} has none of the splits dev, validation, test "
+            f"dataset {named} has none of the splits {', '.join(_HUB_SPLITS)} "
             f"(found: {', '.join(sorted(loaded)) or 'none'})"
         )
+    categories = {} if categories is None else categories
+    for hub_split, split in found.items():
+        reader = TableReader(columns, split, categories)
+        names, rows = _hub_rows(loaded[hub_split], columns)
+        check_columns(names, columns, f"dataset {named}, split {hub_split}")
+        source[split] = reader.read(rows, lambda i, s=hub_split: f"{named} {s} row {i + 1}")
     return source
 
 
-def _hub_examples(dataset: str, hub_split: str, split: str, table: Any) -> list[Example]:
-    counters: dict[str, int] = {}
-    examples: list[Example] = []
-    for row_index, row in enumerate(_hub_rows(table)):
-        where = f"{dataset} {hub_split} row {row_index}"
-        try:
-            question, subject = str(row["question"]), str(row["subject"] or "")
-            choices, answer = tuple(str(c) for c in row["choices"]), int(row["answer"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{where}: expected question, subject, choices, answer ({exc})") from exc
-        if not question.strip():
-            raise DataError(f"{where}: empty question")
-        if len(choices) < 2 or not 0 <= answer < len(choices):
-            raise DataError(f"{where}: answer {answer} does not index {len(choices)} choices")
-        task = subject or AUX_SPLIT
-        index = counters.get(task, 0)
-        counters[task] = index + 1
-        examples.append(Example(question, choices, answer, task, f"{task}/{split}/{index}"))
-    return examples
-
-
-def _hub_rows(table: Any) -> Iterator[Mapping[str, Any]]:
-    """Rows as dicts, read column-wise because row iteration of a Dataset is slow."""
-    columns = table.to_dict()
-    if "question" not in columns and "train" in columns:
+def _hub_rows(table: Any, columns: ColumnMapping) -> tuple[list[str], Iterator[Mapping[str, Any]]]:
+    """The column names and the rows as dicts, read column-wise because row iteration of a Dataset is slow."""
+    data = table.to_dict()
+    if columns.question not in data and "train" in data:
         # Some revisions of cais/mmlu nest auxiliary_train rows under a "train" struct.
-        yield from columns["train"]
-        return
-    names = list(columns)
-    for values in zip(*(columns[name] for name in names)):
-        yield dict(zip(names, values))
+        nested = data["train"]
+        return (list(nested[0]) if nested else []), iter(nested)
+    names = list(data)
+    return names, (dict(zip(names, values)) for values in zip(*(data[name] for name in names)))
 
 
 # --------------------------------------------------------------------------- protocols
@@ -545,22 +546,26 @@ def _check_unique_uids(examples: Iterable[Example]) -> None:
 
 
 def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = False) -> DataSplit:
-    """The MMLU paper's protocol: train on auxiliary_train + dev, validate on val, test on test.
+    """The given splits as they are: train on train (or MMLU's auxiliary_train + dev), validate on val, test on test.
 
     Exact copies within a task are collapsed in each part. A val or test question with a copy
     in training (any task) is refused unless `allow_overlap`, which keeps it and reports it.
     """
-    if AUX_SPLIT not in source:
+    trained_on = [name for name in (TRAIN_SPLIT, AUX_SPLIT) if name in source]
+    if not trained_on:
         raise DataError(
-            "the standard protocol needs auxiliary_train data, which this source lacks; "
-            "use --protocol subject-split"
+            "the standard protocol needs a training split (train, or MMLU's auxiliary_train), which this source "
+            "lacks; use --protocol subject-split, or give your files per split: --data-files train=GLOB "
+            "validation=GLOB test=GLOB"
         )
     missing = [name for name in ("val", "test") if name not in source]
     if missing:
         raise DataError(
             f"the standard protocol needs the {' and '.join(missing)} split(s), which this source lacks"
+            " (files and hub datasets name it 'validation' and 'test')"
         )
-    raw = {"train": list(source[AUX_SPLIT]) + list(source.get("dev", [])), "val": list(source["val"]),
+    trained_on += ["dev"] if "dev" in source else []
+    raw = {"train": [ex for name in trained_on for ex in source[name]], "val": list(source["val"]),
            "test": list(source["test"])}
     _check_unique_uids(ex for part in raw.values() for ex in part)
     parts: dict[str, list[Example]] = {}
@@ -578,7 +583,7 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
         first = (overlap["test"] or overlap["val"])[0]
         raise DataError(
             f"the given splits overlap: {' and '.join(counts)} questions have an exact copy in training "
-            f"(auxiliary_train + dev; first: {first!r}); remove the copies from the data, or pass --allow-overlap "
+            f"({' + '.join(trained_on)}; first: {first!r}); remove the copies from the data, or pass --allow-overlap "
             "to train anyway and have them reported"
         )
     split = DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
@@ -589,6 +594,12 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
         "overlap": {"allowed": allow_overlap, **overlap},
     }
     split.notices.append(_dedup_notice(len(removed), conflicts, 0))
+    untrained = sorted({ex.task for ex in parts["val"] + parts["test"]} - {ex.task for ex in parts["train"]})
+    if untrained:
+        split.notices.append(
+            f"split: {len(untrained)} task(s) have no training questions (scored in val/test, never trained on): "
+            f"{_shorten(untrained)}"
+        )
     if counts:
         split.notices.append(
             f"split: {' and '.join(counts)} questions have an exact copy in training, kept because of "

@@ -176,10 +176,26 @@ def _protocol_text(settings: dict[str, Any]) -> str:
         return ("Data: acct's synthetic suite (generated, seed {seed}), split per task by the fractions "
                 "{fractions}. It is a check that training works, not a benchmark: these numbers say nothing "
                 "about any real task.").format(seed=settings.get("seed"), fractions=data.get("split_fractions"))
-    where = data.get("hub_dataset") if source == "hub" else f"a local copy of the MMLU CSV release ({data.get('data_dir')})"
+    mmlu = source == "csv" or (source == "hub" and data.get("hub_dataset") == "cais/mmlu")
+    if source == "hub":
+        where = data.get("hub_dataset") + (f" (config {data['hub_config']})" if data.get("hub_config") else "")
+    elif source == "files":
+        files = data.get("files") or []
+        names = sorted({Path(p).name for p in (files if isinstance(files, list) else sum(files.values(), []))})
+        where = f"local files ({', '.join(names)})"
+    elif source == "csv":
+        where = f"a local copy of the MMLU CSV release ({data.get('data_dir')})"
+    else:
+        where = f"the data source {source!r}"
     if protocol == "standard":
-        return (f"Data: {where}, standard protocol: trained on auxiliary_train + dev, validated on val, tested on "
-                "MMLU's own test split.")
+        if mmlu:
+            return (f"Data: {where}, standard protocol: trained on auxiliary_train + dev, validated on val, tested on "
+                    "MMLU's own test split.")
+        return f"Data: {where}, standard protocol: trained on its train split, validated on validation, tested on test."
+    if not mmlu:
+        return (f"Data: {where}, subject-split protocol: pooled, shuffled with seed {settings.get('seed')} and split "
+                f"{data.get('split_fractions')} per task. **These accuracies are not comparable to results on the "
+                f"dataset's own test split** (different test items); the split manifest is `{SPLIT_FILE}`.")
     return (f"Data: {where}, subject-split protocol: dev + val + test of each subject pooled, shuffled with seed "
             f"{settings.get('seed')} and split {data.get('split_fractions')} per subject. **These accuracies are not "
             "comparable to the MMLU leaderboard** (different test items, fewer of them); the split manifest is "

@@ -109,6 +109,7 @@ data_sources = Registry(
     {
         "hub": "acct.sources:HubSource",
         "csv": "acct.sources:CsvSource",
+        "files": "acct.sources_files:FilesSource",
         "synthetic": "acct.sources:SyntheticSource",
     },
 )

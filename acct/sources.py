@@ -1,10 +1,11 @@
-"""acct's own data sources: the MMLU hub copy (`hub`), the original CSV release (`csv`) and
-the procedural synthetic suite (`synthetic`).
+"""acct's own data sources: a Hugging Face hub dataset (`hub`, MMLU by default), the original
+MMLU CSV release (`csv`) and the procedural synthetic suite (`synthetic`); local JSONL, CSV and
+Parquet files (`files`) live in acct/sources_files.py.
 
 Contract of a data source (docs/extending.md): a class registered with
 `acct.data.register_data_source`, built as `cls(**data.options)`, whose `load(data, seed)`
 returns a *source*: `dict[str, list[Example]]` keyed by source split ("dev", "val", "test" and
-optionally "auxiliary_train"), which the run's protocol then splits. Optional class attributes:
+optionally "train" and "auxiliary_train"), which the run's protocol then splits. Optional class attributes:
 `offline` (False when re-reading needs the network; default True) and `categories`
 (task -> category name, for the per-category accuracies).
 """
@@ -14,17 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from acct.columns import ColumnMapping
 from acct.data import Example, load_csv_source, load_hub_source, register_data_source
 
 
 @register_data_source("hub")
 class HubSource:
-    """MMLU from the Hugging Face hub (data.hub_dataset, default cais/mmlu); needs the network once."""
+    """A Hugging Face hub dataset (data.hub_dataset, default cais/mmlu) read through the column mapping; needs the network once."""
 
     offline = False
 
+    def __init__(self) -> None:
+        self.categories: dict[str, str] = {}  # filled from data.category_column, when one is mapped
+
     def load(self, data: Any, seed: int) -> dict[str, list[Example]]:
-        return load_hub_source(data.hub_dataset)
+        self.categories = {}
+        return load_hub_source(data.hub_dataset, data.hub_config, ColumnMapping.from_settings(data), self.categories)
 
 
 @register_data_source("csv")

@@ -14,6 +14,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tokenisation caches of the test runs stay out of the user's ~/.cache.
 os.environ.setdefault("ACCT_CACHE_DIR", tempfile.mkdtemp(prefix="acct-test-cache-"))
+# So do the Arrow copies `datasets` makes of the files the tests generate.
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="acct-test-datasets-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

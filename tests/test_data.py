@@ -348,7 +348,7 @@ def test_hub_loader_rejects_out_of_range_answer(monkeypatch: pytest.MonkeyPatch)
     columns = {"question": ["q"], "subject": ["s"], "choices": [["a", "b"]], "answer": [2]}
     bad = datasets.DatasetDict({"test": datasets.Dataset.from_dict(columns)})
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: bad)
-    with pytest.raises(DataError, match="test row 0"):
+    with pytest.raises(DataError, match="test row 1: answer 2 does not index 2 choices"):  # rows count from 1
         load_hub_source()
 
 

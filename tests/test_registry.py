@@ -30,7 +30,7 @@ def test_builtins_are_listed_without_being_imported():
         "uniform", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
     ]
     assert names["task_weightings"] == ["equal", "dwa"] and names["anchor_weightings"] == ["entropy", "uniform"]
-    assert names["data_sources"] == ["hub", "csv", "synthetic"]
+    assert names["data_sources"] == ["hub", "csv", "files", "synthetic"]
     assert names["ablation_arms"] == [
         "baseline", "contrastive", "full", "uniform_tasks", "temperature", "learning_progress", "phased", "dwa",
         "infonce_unweighted",

@@ -25,10 +25,14 @@ from acct.config import FLAG_NAMES, TrainSettings
 
 @dataclass(frozen=True)
 class Flag:
-    """One training flag: the settings field it sets and, for a boolean, the flag that sets it to False."""
+    """One training flag: the settings field it sets and, for a boolean, the flag that sets it to False.
+
+    A `many` flag is a list of strings: repeatable, and each value may itself be a comma-separated list.
+    """
 
     path: str
     off: str | None = None
+    many: bool = False
 
 
 # flag -> setting; the order is the order of --help.
@@ -38,6 +42,16 @@ SETTINGS_FLAGS: dict[str, Flag] = {
     "--tokenizer": Flag("model.tokenizer"),
     "--data-source": Flag("data.source"),
     "--data-dir": Flag("data.data_dir"),
+    "--data-files": Flag("data.files", many=True),
+    "--data-format": Flag("data.files_format"),
+    "--hub-dataset": Flag("data.hub_dataset"),
+    "--hub-config": Flag("data.hub_config"),
+    "--question-column": Flag("data.question_column"),
+    "--choices-column": Flag("data.choices_column"),
+    "--choice-columns": Flag("data.choice_columns", many=True),
+    "--answer-column": Flag("data.answer_column"),
+    "--task-column": Flag("data.task_column"),
+    "--category-column": Flag("data.category_column"),
     "--protocol": Flag("data.protocol"),
     "--allow-overlap": Flag("data.allow_overlap"),
     "--output-dir": Flag("output_dir"),
@@ -121,7 +135,21 @@ def settings_option(flag: str, table: dict[str, Flag] | None = None) -> Any:
     """A Typer option for one flag of the table, unset by default, with the setting's own description."""
     entry = (SETTINGS_FLAGS if table is None else table)[flag]
     decl = flag if entry.off is None else f"{flag}/{entry.off}"
-    return typer.Option(None, decl, help=field_help(entry.path), show_default=False)
+    text = field_help(entry.path) + (" Repeatable, or a comma-separated list." if entry.many else "")
+    return typer.Option(None, decl, help=text, show_default=False)
+
+
+def flag_annotation(entry: Flag) -> Any:
+    """The type Typer parses a flag to: a list of strings for a `many` flag, else the field's own type."""
+    return Optional[list[str]] if entry.many else Optional[field_type(entry.path)]
+
+
+def flag_value(entry: Flag, value: Any) -> Any:
+    """A flag's value as the settings take it: a `many` flag's values split at commas (None when not given)."""
+    if not entry.many or value is None:
+        return value
+    items = [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return items or None
 
 
 def settings_flags(exclude: Iterable[str] = (), table: dict[str, Flag] | None = None) -> Callable[[Callable[..., Any]], Any]:
@@ -147,7 +175,7 @@ def settings_flags(exclude: Iterable[str] = (), table: dict[str, Flag] | None = 
             raise TypeError(f"{fn.__name__} already has parameters {', '.join(sorted(clash))}")
         added = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=settings_option(flag, table),
-                              annotation=Optional[field_type(chosen[flag].path)])
+                              annotation=flag_annotation(chosen[flag]))
             for name, flag in names.items()
         ]
         params: list[inspect.Parameter] = []
@@ -159,7 +187,7 @@ def settings_flags(exclude: Iterable[str] = (), table: dict[str, Flag] | None = 
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            overrides = {chosen[flag].path: kwargs.pop(name, None) for name, flag in names.items()}
+            overrides = {chosen[flag].path: flag_value(chosen[flag], kwargs.pop(name, None)) for name, flag in names.items()}
             return fn(**kwargs, overrides=overrides)
 
         command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]

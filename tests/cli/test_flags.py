@@ -66,8 +66,19 @@ SAMPLES: dict[str, tuple[list[str], Any]] = {
     "--strategy": (["--strategy", "difficulty"], "difficulty"),
     "--model": (["--model", "tiny"], "tiny"),
     "--tokenizer": (["--tokenizer", "tiny"], "tiny"),
-    "--data-source": (["--data-source", "synthetic"], "synthetic"),
+    "--data-source": (["--data-source", "files"], "files"),
     "--data-dir": (["--data-dir", "/srv/mmlu"], Path("/srv/mmlu")),
+    "--data-files": (["--data-files", "train=/srv/a.jsonl,validation=/srv/b.jsonl", "--data-files", "test=/srv/c.jsonl"],
+                     {"train": ["/srv/a.jsonl"], "validation": ["/srv/b.jsonl"], "test": ["/srv/c.jsonl"]}),
+    "--data-format": (["--data-format", "json"], "json"),
+    "--hub-dataset": (["--hub-dataset", "org/quiz"], "org/quiz"),
+    "--hub-config": (["--hub-config", "main"], "main"),
+    "--question-column": (["--question-column", "prompt"], "prompt"),
+    "--choices-column": (["--choices-column", "options"], "options"),
+    "--choice-columns": (["--choice-columns", "A,B", "--choice-columns", "C"], ["A", "B", "C"]),
+    "--answer-column": (["--answer-column", "label"], "label"),
+    "--task-column": (["--task-column", "topic"], "topic"),
+    "--category-column": (["--category-column", "area"], "area"),
     "--protocol": (["--protocol", "standard"], "standard"),
     "--allow-overlap": (["--allow-overlap"], True),
     "--output-dir": (["--output-dir", "elsewhere"], Path("elsewhere")),
@@ -100,6 +111,10 @@ def setting(settings: Any, path: str) -> Any:
     return settings
 
 
+# Flags that cannot be given with another flag of the table (--choice-columns): checked in a run of their own.
+EXCLUSIVE = ("--choices-column",)
+
+
 def test_samples_cover_the_table():
     assert set(SAMPLES) == set(SETTINGS_FLAGS)
 
@@ -114,12 +129,14 @@ def test_every_flag_reaches_the_training_settings(command, monkeypatch):
         monkeypatch.setattr(acct.cli.train, "run", lambda settings: seen.setdefault("s", settings))
     else:
         monkeypatch.setattr(acct.cli.ablate, "run", lambda settings, base, command=None: seen.setdefault("s", base) and None)
-    flags = [f for f in SETTINGS_FLAGS if command == "train" or f not in NOT_TRAINING_FLAGS]
-    args = [a for f in flags for a in SAMPLES[f][0]]
-    result = runner.invoke(app, [command, "--preset", "tiny", *args])
-    assert result.exit_code == 0, result.output
-    got = {f: setting(seen["s"], SETTINGS_FLAGS[f].path) for f in flags}
-    assert got == {f: SAMPLES[f][1] for f in flags}
+    flags = [f for f in SETTINGS_FLAGS if (command == "train" or f not in NOT_TRAINING_FLAGS) and f not in EXCLUSIVE]
+    for group in (flags, [*EXCLUSIVE, "--data-source", "--data-files"]):
+        args = [a for f in group for a in SAMPLES[f][0]]
+        result = runner.invoke(app, [command, "--preset", "tiny", *args])
+        assert result.exit_code == 0, result.output
+        settings = seen.pop("s")
+        got = {f: setting(settings, SETTINGS_FLAGS[f].path) for f in group}
+        assert got == {f: SAMPLES[f][1] for f in group}
 
 
 def test_unset_flags_leave_the_preset_alone(monkeypatch):

@@ -28,7 +28,7 @@ def options(name: str) -> set[str]:
 
 def test_train_help_shows_allowed_values_and_defaults():
     text = help_text("train")
-    for fragment in ("one of: hub, csv, synthetic; default: hub", "one of: auto, cpu, cuda; default: auto",
+    for fragment in ("one of: hub, csv, files, synthetic; default: hub", "one of: auto, cpu, cuda; default: auto",
                      "one of: auto, bf16, fp16, fp32; default: auto",
                      "one of: uniform, difficulty, uncertainty_gradient,", "default: uncertainty_gradient",
                      "default: 2e-05", "--patience", "--max-length", "--grad-accum-steps", "Precedence: defaults < preset"):
