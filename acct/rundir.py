@@ -137,11 +137,30 @@ class RunWriter:
             self.aside = None
 
 
+# Settings whose default changed: a config.json written before the setting existed trained with
+# the old behaviour, which is this value, not today's default.
+LEGACY_DEFAULTS: dict[str, Any] = {"curriculum.prior": "uniform"}
+
+
+def with_legacy_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """`saved` with every setting of LEGACY_DEFAULTS it lacks set to the value it then meant."""
+    out = json.loads(json.dumps(saved))
+    for dotted, value in LEGACY_DEFAULTS.items():
+        *sections, key = dotted.split(".")
+        node = out
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key not in node:
+            node[key] = value
+    return out
+
+
 def load_run_settings(run_dir: Path) -> TrainSettings:
     """The settings a run was trained with, as written to its config.json."""
     if not ckpt_io.is_run_dir(run_dir):
         raise UsageError(f"{run_dir} is not an acct run directory (no config.json)")
     saved = provenance.without_provenance(ckpt_io.read_json(Path(run_dir) / "config.json", "run settings"))
+    saved = with_legacy_defaults(saved)
     try:
         return TrainSettings.model_validate(saved)
     except ValidationError as exc:
@@ -261,9 +280,16 @@ def check_settings_unchanged(run_dir: Path, settings: TrainSettings, meta: dict[
     if digest is None:
         return
     now = settings_record(settings)
+    saved = meta.get("settings") or {}
+    if saved:
+        # A setting added to acct after the checkpoint was saved is not in its record: it counts as
+        # unchanged while it has the value that means the behaviour of then (its default, or its
+        # legacy default when the default changed).
+        defaults = settings_record(TrainSettings.model_validate({}))
+        now = {k: v for k, v in now.items()
+               if k in saved or v != LEGACY_DEFAULTS.get(k, defaults.get(k, object()))}
     if fingerprint(now) == digest:
         return
-    saved = meta.get("settings") or {}
     changed = sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
     detail = ", ".join(f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in changed[:4]) or "unknown fields"
     raise CheckpointError(
