@@ -130,3 +130,21 @@ def infonce_unweighted(base: Any) -> dict[str, Any]:
     """baseline plus the base settings' InfoNCE with every anchor weighted 1 (plain SupCon); contrastive weights by entropy."""
     _needs_contrastive(base)
     return {"curriculum": {"strategy": "uniform"}, "loss": {"anchor_weighting": "uniform"}}
+
+
+@register_ablation_arm("uncertainty_weighting")
+def uncertainty_weighting(base: Any) -> dict[str, Any]:
+    """baseline with uncertainty task-loss weighting, a learned log-variance per task (Kendall, Gal & Cipolla 2018)."""
+    return _plus_baseline(base, loss={"task_weighting": "uncertainty"})
+
+
+@register_ablation_arm("pcgrad")
+def pcgrad(base: Any) -> dict[str, Any]:
+    """baseline with PCGrad gradient surgery across the batch's task slots (Yu et al. 2020; needs acct[mtl])."""
+    return _plus_baseline(base, loss={"gradient": "pcgrad"})
+
+
+@register_ablation_arm("upgrad")
+def upgrad(base: Any) -> dict[str, Any]:
+    """baseline with UPGrad gradient aggregation across the batch's task slots (Quinton & Rey 2024; needs acct[mtl])."""
+    return _plus_baseline(base, loss={"gradient": "upgrad"})
