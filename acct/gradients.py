@@ -2,10 +2,10 @@
 gradient surgery across the task slots of the batch, `pcgrad` (Yu et al. 2020) and `upgrad`
 (Quinton & Rey 2024), both from the torchjd library (`pip install 'acct[mtl]'`).
 
-The objectives of gradient surgery. With B questions in a batch, each task slot t (the
-questions of one task) gives the objective
+The objectives of gradient surgery. With B questions in a batch, each task t present in it
+(its task slots: two slots that drew the same task are one objective) gives
 
-    f_t = lambda_cls * (sum of the cross-entropy of the slot's questions) / B,
+    f_t = lambda_cls * (sum of the cross-entropy of task t's questions in the batch) / B,
 
 and, when lambda_contrastive > 0, the InfoNCE term is one more objective,
 f_con = lambda_contrastive * InfoNCE (it contrasts tasks with each other and belongs to no one
@@ -14,15 +14,16 @@ with weight 1 (PCGrad as in the paper; UPGrad with a preference vector of ones),
 whose gradients do not conflict each gives exactly the `mean` gradient.
 
 Gradient accumulation: every micro-batch's objectives are rows of one Jacobian, aggregated once
-per optimizer step, so an optimizer step of A micro-batches is surgery over all of their task
-slots -- as one batch A times larger would be. fp16's loss scaler multiplies every objective by
+per optimizer step, so an optimizer step of A micro-batches is one surgery over all of their
+objectives, not A surgeries averaged (a task drawn in two micro-batches gives two rows, where a
+batch A times larger would give one). fp16's loss scaler multiplies every objective by
 the same scale, and both aggregations are positively homogeneous, so unscaling afterwards gives
 the unscaled result; a non-finite Jacobian is passed on as a non-finite gradient, so the step is
 skipped like any other. Clipping applies to the aggregated gradient. Under torchrun the
 Jacobian of the global batch would have to be gathered: acct refuses these aggregations there.
 
 Contract (docs/extending.md): a class registered with `register_gradient(name)`, built with no
-arguments. With `per_slot = True` it receives each micro-batch's task-slot objectives, else a
+arguments. With `per_slot = True` it receives each micro-batch's per-task objectives, else a
 one-element list with the micro-batch's total loss; `backward(objectives, params)` is called
 once per micro-batch (objectives already scaled for fp16 and divided by the number of
 micro-batches) and `finish(params)` once after the last, leaving the step's gradient in each
@@ -58,7 +59,7 @@ class MeanGradient:
 
 
 class _TorchJDGradient:
-    """Jacobian of the task-slot objectives, stacked over the micro-batches, aggregated by torchjd."""
+    """Jacobian of the per-task objectives, stacked over the micro-batches, aggregated by torchjd."""
 
     per_slot = True
     torchrun = False
@@ -105,7 +106,7 @@ class _TorchJDGradient:
 
 @register_gradient("pcgrad")
 class PCGradGradient(_TorchJDGradient):
-    """PCGrad (Yu et al. 2020): each task slot's gradient projected off those it conflicts with, then summed (torchjd)."""
+    """PCGrad (Yu et al. 2020): each task's gradient in the batch projected off those it conflicts with, then summed (torchjd)."""
 
     def aggregator(self, rows: int) -> Any:
         from torchjd.aggregation import PCGrad
@@ -115,7 +116,7 @@ class PCGradGradient(_TorchJDGradient):
 
 @register_gradient("upgrad")
 class UPGradGradient(_TorchJDGradient):
-    """UPGrad (Quinton & Rey 2024): each task slot's gradient projected onto the dual cone of all, then summed (torchjd)."""
+    """UPGrad (Quinton & Rey 2024): each task's gradient in the batch projected onto the dual cone of all, then summed (torchjd)."""
 
     def aggregator(self, rows: int) -> Any:
         from torchjd.aggregation import UPGrad
@@ -126,6 +127,6 @@ class UPGradGradient(_TorchJDGradient):
 
 
 def slot_objectives(per_question: Tensor, task_ids: Tensor, lambda_cls: float) -> list[Tensor]:
-    """One objective per task slot: lambda_cls * (the slot's summed cross-entropy) / B, in task-id order."""
+    """One objective per task in the batch: lambda_cls * (its questions' summed cross-entropy) / B, in task-id order."""
     b = per_question.shape[0]
     return [lambda_cls * per_question[task_ids == t].sum() / b for t in torch.unique(task_ids).tolist()]
