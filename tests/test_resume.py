@@ -116,14 +116,15 @@ def test_an_interrupted_run_resumes_each_stateful_component_exactly(component, t
     flags = {**SMALL, **STATEFUL[component]}
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     run_to_end(tiny_settings(full, **flags))
-    # Stopped after step 3, as the CLI stops on SIGTERM: the engine's should_stop, then a 'last' checkpoint.
+    # Stopped after step 5 (after two bandit updates, in the middle of a DWA window), as the CLI
+    # stops on SIGTERM: the engine's should_stop, then a 'last' checkpoint.
     polls = iter(range(100))
-    events = list(engine.train(tiny_settings(stopped, **flags), should_stop=lambda: next(polls) >= 2))
-    assert events[-1].reason == "interrupted" and events[-1].step == 3 and last_step(stopped) == 3
+    events = list(engine.train(tiny_settings(stopped, **flags), should_stop=lambda: next(polls) >= 4))
+    assert events[-1].reason == "interrupted" and events[-1].step == 5 and last_step(stopped) == 5
 
     result = CliRunner().invoke(app, ["train", "--resume", str(stopped)])
     assert result.exit_code == 0, result.output
-    assert "resumed from step 3" in result.output
+    assert "resumed from step 5" in result.output
     assert logged_outcomes(stopped / "metrics.jsonl") == logged_outcomes(full / "metrics.jsonl")
     a, b = weights(full), weights(stopped)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
