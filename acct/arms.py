@@ -130,3 +130,24 @@ def infonce_unweighted(base: Any) -> dict[str, Any]:
     """baseline plus the base settings' InfoNCE with every anchor weighted 1 (plain SupCon); contrastive weights by entropy."""
     _needs_contrastive(base)
     return {"curriculum": {"strategy": "uniform"}, "loss": {"anchor_weighting": "uniform"}}
+
+
+@register_ablation_arm("uncertainty_weighting")
+def uncertainty_weighting(base: Any) -> dict[str, Any]:
+    """baseline with uncertainty task-loss weighting, a learned log-variance per task at lr 1e-3 (Kendall, Gal & Cipolla 2018)."""
+    # At a fine-tuning learning rate (2e-5) AdamW moves each log-variance by about that much per
+    # step, so over a run they would hardly leave 0 and the arm would be `baseline`; 1e-3 lets
+    # them reach log L_t within a few hundred steps.
+    return _plus_baseline(base, loss={"task_weighting": "uncertainty", "task_weighting_options": {"lr": 1e-3}})
+
+
+@register_ablation_arm("pcgrad")
+def pcgrad(base: Any) -> dict[str, Any]:
+    """baseline with PCGrad gradient surgery across the tasks of each batch (Yu et al. 2020; needs acct[mtl])."""
+    return _plus_baseline(base, loss={"gradient": "pcgrad"})
+
+
+@register_ablation_arm("upgrad")
+def upgrad(base: Any) -> dict[str, Any]:
+    """baseline with UPGrad gradient aggregation across the tasks of each batch (Quinton & Rey 2024; needs acct[mtl])."""
+    return _plus_baseline(base, loss={"gradient": "upgrad"})

@@ -358,6 +358,12 @@ class LossSettings(_Section):
     anchor_weighting_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the anchor weighting, passed to its constructor."
     )
+    gradient: str = Field(
+        "mean",
+        description="How the gradients of a batch's task slots combine into the update: a registered gradient "
+        "aggregation (mean: the gradient of the total loss; pcgrad and upgrad: gradient surgery with torchjd, "
+        "pip install 'acct[mtl]'). Anything but mean needs task_weighting equal and a single process.",
+    )
 
     @field_validator("task_weighting")
     @classmethod
@@ -368,6 +374,20 @@ class LossSettings(_Section):
     @classmethod
     def _known_anchor_weighting(cls, value: str, info: ValidationInfo) -> str:
         return _registered(registry.anchor_weightings, value, info)
+
+    @field_validator("gradient")
+    @classmethod
+    def _known_gradient(cls, value: str, info: ValidationInfo) -> str:
+        return _registered(registry.gradients, value, info)
+
+    @model_validator(mode="after")
+    def _surgery_needs_equal_weighting(self) -> LossSettings:
+        if self.gradient != "mean" and self.task_weighting != "equal":
+            raise ValueError(
+                f"loss.gradient {self.gradient} combines the task slots' own gradients and needs "
+                f"loss.task_weighting equal, not {self.task_weighting}"
+            )
+        return self
 
 
 class OptimSettings(_Section):

@@ -98,7 +98,19 @@ strategies = Registry(
 )
 task_weightings = Registry(
     "task loss weighting",
-    {"equal": "acct.weightings:EqualTaskWeighting", "dwa": "acct.weightings_dwa:DynamicWeightAverage"},
+    {
+        "equal": "acct.weightings:EqualTaskWeighting",
+        "dwa": "acct.weightings_dwa:DynamicWeightAverage",
+        "uncertainty": "acct.weightings_uncertainty:UncertaintyWeighting",
+    },
+)
+gradients = Registry(
+    "gradient aggregation",
+    {
+        "mean": "acct.gradients:MeanGradient",
+        "pcgrad": "acct.gradients:PCGradGradient",
+        "upgrad": "acct.gradients:UPGradGradient",
+    },
 )
 anchor_weightings = Registry(
     "anchor weighting",
@@ -125,6 +137,9 @@ ablation_arms = Registry(
         "phased": "acct.arms:phased",
         "dwa": "acct.arms:dwa",
         "infonce_unweighted": "acct.arms:infonce_unweighted",
+        "uncertainty_weighting": "acct.arms:uncertainty_weighting",
+        "pcgrad": "acct.arms:pcgrad",
+        "upgrad": "acct.arms:upgrad",
     },
 )
 
@@ -132,6 +147,7 @@ REGISTRIES: dict[str, Registry] = {
     "strategies": strategies,
     "task_weightings": task_weightings,
     "anchor_weightings": anchor_weightings,
+    "gradients": gradients,
     "data_sources": data_sources,
     "ablation_arms": ablation_arms,
 }
@@ -139,5 +155,6 @@ REGISTRIES: dict[str, Registry] = {
 register_strategy: Callable[..., Any] = strategies.register
 register_task_weighting: Callable[..., Any] = task_weightings.register
 register_anchor_weighting: Callable[..., Any] = anchor_weightings.register
+register_gradient: Callable[..., Any] = gradients.register
 register_data_source: Callable[..., Any] = data_sources.register
 register_ablation_arm: Callable[..., Any] = ablation_arms.register

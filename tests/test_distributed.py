@@ -200,6 +200,27 @@ def test_sigterm_to_one_rank_stops_both_and_resume_under_torchrun_is_exact(refer
     assert trace(resumed_trace, 0, "finished")[0]["rng"] != trace(resumed_trace, 1, "finished")[0]["rng"]
 
 
+def test_uncertainty_log_variances_are_averaged_like_ddp_and_agree_on_both_ranks(tmp_path):
+    """The task weighting's parameters live outside the DDP module: their gradient is all-reduced by acct."""
+    config = tmp_path / "uncertainty.yaml"
+    config.write_text(
+        "model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}\n"
+        "data: {synthetic_examples_per_task: 24}\n"
+        "curriculum: {warmup_epochs: 0.0}\n"
+        "loss: {task_weighting: uncertainty, task_weighting_options: {lr: 0.05}}\n"
+    )
+    run_dir, trace_dir = tmp_path / "run", tmp_path / "trace"
+    code, out = finish(launch(["train", "--preset", "tiny", "--device", "cpu", "--config", str(config), "--max-steps", "4",
+                               "--eval-every-n-steps", "4", "--output-dir", str(run_dir)], trace_dir))
+    assert code == 0, out
+    # Each rank weights its own half of the batch (other dropout, other per-task losses): only the
+    # averaged gradient keeps their log-variances equal.
+    s0, s1 = (trace(trace_dir, r, "finished")[0]["task_weighting"] for r in (0, 1))
+    assert s0 == s1 and len(s0[0]) == 8 and sum(v != 0 for v in s0[0]) >= 4
+    saved = load_file(str(run_dir / "checkpoints" / "last" / "state.safetensors"))["weightings.task_parameters.0"]
+    assert saved.tolist() == s0[0]
+
+
 # -- in-process: no launcher needed ---------------------------------------------------------------
 
 

@@ -16,7 +16,8 @@ from tests.conftest import run_to_end, tiny_settings
 
 runner = CliRunner()
 STRATEGIES = ("proportional", "temperature", "learning_progress", "phased")
-ARMS = ("uniform_tasks", "temperature", "learning_progress", "phased", "dwa", "infonce_unweighted")
+ARMS = ("uniform_tasks", "temperature", "learning_progress", "phased", "dwa", "infonce_unweighted",
+        "uncertainty_weighting", "pcgrad", "upgrad")
 SMALL = {
     "data.synthetic_examples_per_task": 24,
     "model.tiny": {"hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64, "vocab_size": 300},
@@ -32,7 +33,8 @@ def test_acct_list_shows_every_new_component() -> None:
     assert result.exit_code == 0, result.output
     names = {kind: {item["name"] for item in items} for kind, items in json.loads(result.output).items()}
     assert set(STRATEGIES) <= names["strategies"]
-    assert "dwa" in names["task_weightings"]
+    assert {"dwa", "uncertainty"} <= names["task_weightings"]
+    assert {"mean", "pcgrad", "upgrad"} <= names["gradients"]
     assert set(ARMS) <= names["ablation_arms"]
 
 
@@ -111,6 +113,9 @@ def test_each_arm_resolves_to_baseline_plus_one_component(arm, tmp_path) -> None
         "phased": {("curriculum", "strategy"), ("curriculum", "options")},
         "dwa": {("loss", "task_weighting")},
         "infonce_unweighted": {("loss", "lambda_contrastive"), ("loss", "anchor_weighting")},
+        "uncertainty_weighting": {("loss", "task_weighting"), ("loss", "task_weighting_options")},
+        "pcgrad": {("loss", "gradient")},
+        "upgrad": {("loss", "gradient")},
     }[arm]
     assert differs == expected
     values = {
@@ -119,6 +124,9 @@ def test_each_arm_resolves_to_baseline_plus_one_component(arm, tmp_path) -> None
         "phased": ("curriculum", "strategy", "phased"),
         "dwa": ("loss", "task_weighting", "dwa"),
         "infonce_unweighted": ("loss", "anchor_weighting", "uniform"),
+        "uncertainty_weighting": ("loss", "task_weighting", "uncertainty"),
+        "pcgrad": ("loss", "gradient", "pcgrad"),
+        "upgrad": ("loss", "gradient", "upgrad"),
     }
     if arm in values:
         section, key, value = values[arm]

@@ -21,7 +21,7 @@ def test_builtins_are_listed_without_being_imported():
         "import json, sys\n"
         "from acct import registry\n"
         "names = {k: r.names() for k, r in registry.REGISTRIES.items()}\n"
-        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.sources', 'acct.weightings', 'acct.arms', 'torch')))]))\n"
+        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.sources', 'acct.weightings', 'acct.arms', 'acct.gradients', 'torch')))]))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -29,11 +29,12 @@ def test_builtins_are_listed_without_being_imported():
     assert names["strategies"] == [
         "uniform", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
     ]
-    assert names["task_weightings"] == ["equal", "dwa"] and names["anchor_weightings"] == ["entropy", "uniform"]
+    assert names["task_weightings"] == ["equal", "dwa", "uncertainty"] and names["anchor_weightings"] == ["entropy", "uniform"]
+    assert names["gradients"] == ["mean", "pcgrad", "upgrad"]
     assert names["data_sources"] == ["hub", "csv", "files", "synthetic"]
     assert names["ablation_arms"] == [
         "baseline", "contrastive", "full", "uniform_tasks", "temperature", "learning_progress", "phased", "dwa",
-        "infonce_unweighted",
+        "infonce_unweighted", "uncertainty_weighting", "pcgrad", "upgrad",
     ]
     assert loaded == []
 

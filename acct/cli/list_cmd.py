@@ -15,6 +15,7 @@ KINDS = {
     "strategies": "task-sampling strategies (curriculum.strategy, --strategy)",
     "task_weightings": "task-loss weightings (loss.task_weighting)",
     "anchor_weightings": "contrastive anchor weightings (loss.anchor_weighting)",
+    "gradients": "gradient aggregations (loss.gradient)",
     "data_sources": "data sources (data.source, --data-source)",
     "ablation_arms": "ablation arms (acct ablate --arms)",
 }
@@ -42,7 +43,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
 ) -> None:
-    """List every registered strategy, loss weighting, data source and ablation arm, plugins included."""
+    """List every registered strategy, loss weighting, gradient aggregation, data source and ablation arm, plugins included."""
     import_code(code)
     data = listing()
     if as_json:

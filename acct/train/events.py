@@ -52,6 +52,9 @@ class Validated:
     result: EvalResult
     improved: bool
     best_accuracy: float
+    # What the task weighting reports at validation, {name: {task: value}}: the uncertainty
+    # weighting's log_variance and weight; empty for weightings that report nothing.
+    task_weighting: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass

@@ -110,8 +110,10 @@ def fit(
         if step % schedule.eval_every == 0 or step == schedule.total_steps:
             result = validate(run)
             improved = state.validated(result.accuracy)
-            run.log.write("validation", step=step, **result.to_dict())
-            yield Validated(step, step / schedule.steps_per_epoch, result, improved, state.best_accuracy)
+            # What the task weighting reports (the uncertainty weighting's log-variances), by task.
+            weighting = run.parts.weightings.logged(run.tasks)
+            run.log.write("validation", step=step, **result.to_dict(), **({"task_weighting": weighting} if weighting else {}))
+            yield Validated(step, step / schedule.steps_per_epoch, result, improved, state.best_accuracy, weighting)
             yield save(run, state, ["last", "best"] if improved else ["last"], result.accuracy)
             # Every rank saw the same predictions, so every rank takes the same decision.
             if state.bad_evals >= settings.patience:
@@ -126,7 +128,8 @@ def fit(
 
     if run.trace.enabled:
         rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
-        run.trace.write("finished", step=state.step, reason=reason, parameters=distributed.parameter_digest(run.model), rng=rng)
+        run.trace.write("finished", step=state.step, reason=reason, parameters=distributed.parameter_digest(run.model), rng=rng,
+                        task_weighting=[p.detach().cpu().tolist() for p in run.parts.weightings.parameters()])
     yield Finished(step=state.step, reason=reason, best_accuracy=state.best_accuracy, best_step=state.best_step,
                    run_dir=settings.run_dir())
 

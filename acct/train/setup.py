@@ -13,7 +13,7 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from acct import checkpoint as ckpt_io
-from acct import distributed, plugins, provenance
+from acct import distributed, plugins, provenance, registry
 from acct.config import TINY, CodeFile, TrainSettings, contrastive_notice
 from acct.curriculum import Curriculum, TaskBatchSampler
 from acct.data import DataSplit, apply_manifest, build_manifest
@@ -47,14 +47,18 @@ from acct.train.step import Optimization, Weightings
 # -- optimizer and schedule -----------------------------------------------------------------------
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device,
+    extra_groups: Sequence[dict[str, Any]] = (),
+) -> torch.optim.AdamW:
+    """AdamW over the model (no decay on biases, norms and 1-d gains) and `extra_groups` (e.g. a task weighting's)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         # Biases, norms and embeddings' 1-d gains carry no useful decay.
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}, *extra_groups]
     # fused also runs on CPU, and its found_inf argument skips a non-finite step without a host sync.
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
@@ -237,15 +241,33 @@ def setup_schedule(settings: TrainSettings, num_train: int) -> Schedule:
 
 def setup_optimization(
     model: torch.nn.Module, settings: TrainSettings, schedule: Schedule, device: torch.device, precision: str,
+    weightings: Weightings | None = None, dist: distributed.Distributed = distributed.SINGLE,
 ) -> Optimization:
+    """The optimizer (with the task weighting's own parameter group, if it has parameters), schedule,
+    loss scaler and the run's gradient aggregation (`loss.gradient`)."""
+    gradient = build_gradient(settings, dist)
     total_steps = schedule.total_steps
-    optimizer = build_optimizer(model, settings.optim.lr, settings.optim.weight_decay, device)
+    group = weightings.parameter_group(settings.optim.lr) if weightings is not None else None
+    optimizer = build_optimizer(model, settings.optim.lr, settings.optim.weight_decay, device,
+                                [group] if group is not None else [])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total_steps, round(settings.optim.warmup_ratio * total_steps))
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     return Optimization(optimizer, scheduler, scaler, [p for p in model.parameters() if p.requires_grad],
-                        settings.optim.max_grad_norm)
+                        settings.optim.max_grad_norm, gradient)
+
+
+def build_gradient(settings: TrainSettings, dist: distributed.Distributed) -> Any:
+    """The registered gradient aggregation of `loss.gradient`; refused under torchrun unless it runs there."""
+    name = settings.loss.gradient
+    cls = registry.gradients.get(name)
+    if dist.enabled and not getattr(cls, "torchrun", False):
+        raise UsageError(
+            f"loss.gradient {name} cannot run under torchrun: it needs the Jacobian of the whole global batch, "
+            "which DDP does not gather; train in one process, or use loss.gradient mean"
+        )
+    return cls()
 
 
 def setup_curriculum(
@@ -365,9 +387,11 @@ def setup(
             notices.append(moved)
     model, train_model, head = setup_model(settings, data, tokenizer, init, dist, device, notices)
     schedule = setup_schedule(settings, len(data.split.train))
-    opt = setup_optimization(model, settings, schedule, device, precision)
+    # The loss weightings before the optimizer: a task weighting's parameters are trained by it.
+    weightings = Weightings.build(settings, data.tasks).to(device)
+    opt = setup_optimization(model, settings, schedule, device, precision, weightings, dist)
     sampler, curriculum = setup_curriculum(settings, data, train_enc, schedule, dist, device)
-    parts = Resumable(opt, curriculum, Weightings.build(settings, data.tasks), sampler)
+    parts = Resumable(opt, curriculum, weightings, sampler)
     to_training_device(curriculum, dist, device)
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main)

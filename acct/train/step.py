@@ -18,7 +18,8 @@ import torch
 
 from acct import distributed, registry
 from acct.config import TrainSettings
-from acct.errors import UsageError
+from acct.errors import CheckpointError, UsageError
+from acct.gradients import slot_objectives
 from acct.losses import Observation, choice_log_probs, normalized_entropy, total_loss, weighted_info_nce
 from acct.tokenize import Batch
 from acct.train.device import autocast
@@ -46,14 +47,65 @@ class Weightings:
                 raise UsageError(f"the options do not fit {reg.kind} {name!r}: {exc}") from None
         return cls(built[0], built[1], len(tasks))
 
+    def parameters(self) -> list[torch.Tensor]:
+        """The task weighting's learnable tensors (its optional `parameters()`); [] for most weightings."""
+        get = getattr(self.task, "parameters", None)
+        if not callable(get):
+            return []
+        params = list(get())
+        name = getattr(type(self.task), "registry_name", type(self.task).__name__)
+        for p in params:
+            if not (isinstance(p, torch.Tensor) and p.is_leaf and p.requires_grad and p.is_floating_point()):
+                raise UsageError(f"task weighting {name!r}: parameters() must give floating-point leaf tensors "
+                                 "that require grad")
+        return params
+
+    def to(self, device: torch.device) -> Weightings:
+        """Move the task weighting's parameters to `device`, in place (the optimizer holds these very tensors)."""
+        with torch.no_grad():
+            for p in self.parameters():
+                p.data = p.data.to(device)
+        return self
+
+    def parameter_group(self, lr: float) -> dict[str, Any] | None:
+        """The AdamW group of the task weighting's parameters: no weight decay, at its `lr` or the run's."""
+        params = self.parameters()
+        if not params:
+            return None
+        own = getattr(self.task, "lr", None)
+        return {"params": params, "weight_decay": 0.0, "lr": float(own) if own is not None else lr}
+
+    def logged(self, tasks: Sequence[str]) -> dict[str, dict[str, float]]:
+        """What the task weighting reports at each validation (its optional `logged()`), by task."""
+        get = getattr(self.task, "logged", None)
+        if not callable(get):
+            return {}
+        return {name: {t: float(v) for t, v in zip(tasks, values)} for name, values in get().items()}
+
     def state_dict(self) -> dict[str, Any]:
-        return {key: part.state_dict() for key, part in (("task", self.task), ("anchor", self.anchor))
-                if callable(getattr(part, "state_dict", None))}
+        state = {key: part.state_dict() for key, part in (("task", self.task), ("anchor", self.anchor))
+                 if callable(getattr(part, "state_dict", None))}
+        params = self.parameters()
+        if params:
+            # Tensors: the checkpoint writes them to state.safetensors.
+            state["task_parameters"] = [p.detach().cpu().clone() for p in params]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, part in (("task", self.task), ("anchor", self.anchor)):
             if key in state and callable(getattr(part, "load_state_dict", None)):
                 part.load_state_dict(state[key])
+        params = self.parameters()
+        if params:
+            saved = state.get("task_parameters")
+            if saved is None or len(saved) != len(params):
+                raise CheckpointError("the checkpoint does not hold the task weighting's parameters")
+            with torch.no_grad():
+                for p, value in zip(params, saved):
+                    if tuple(value.shape) != tuple(p.shape):
+                        raise CheckpointError(f"task weighting parameter of shape {tuple(value.shape)} in the "
+                                              f"checkpoint, {tuple(p.shape)} in the run")
+                    p.copy_(value.to(device=p.device, dtype=p.dtype))
 
 
 @dataclass
@@ -65,6 +117,8 @@ class StepOutput:
     # What the curriculum observes: the whole global batch -- this rank's batch in a single
     # process, the gathered one under torchrun -- with its embeddings, all detached.
     observed: Observation
+    # The task-slot objectives of gradient surgery (acct.gradients), when asked for; they sum to `loss`.
+    objectives: list[torch.Tensor] | None = None
 
 
 def gather_global_batch(dist: distributed.Distributed, obs: Observation, z: torch.Tensor, *, grad: bool) -> Observation:
@@ -97,8 +151,9 @@ def gather_global_batch(dist: distributed.Distributed, obs: Observation, z: torc
 
 def forward_losses(
     model, batch, settings: TrainSettings, device: torch.device, precision: str,
-    dist: distributed.Distributed = distributed.SINGLE, weightings: Weightings | None = None,
+    dist: distributed.Distributed = distributed.SINGLE, weightings: Weightings | None = None, slots: bool = False,
 ) -> StepOutput:
+    """The batch's losses; with `slots`, also the task-slot objectives of gradient surgery (see acct.gradients)."""
     with autocast(device, precision):
         out = model(**batch.model_inputs())
     if out.embeddings is None:
@@ -132,7 +187,12 @@ def forward_losses(
     else:
         con = torch.zeros((), device=scores.device)
     loss = total_loss(cls, con, settings.loss.lambda_cls, settings.loss.lambda_contrastive)
-    return StepOutput(loss, cls.detach(), con.detach(), correct, observed)
+    objectives = None
+    if slots:
+        objectives = slot_objectives(per_question, batch.task_ids, settings.loss.lambda_cls)
+        if contrast:
+            objectives.append(settings.loss.lambda_contrastive * con)
+    return StepOutput(loss, cls.detach(), con.detach(), correct, observed, objectives)
 
 
 def model_num_tasks(model: torch.nn.Module) -> int:
@@ -144,13 +204,15 @@ def model_num_tasks(model: torch.nn.Module) -> int:
 
 @dataclass
 class Optimization:
-    """What one optimizer step updates: the optimizer, its schedule, the fp16 loss scaler."""
+    """What one optimizer step updates: the optimizer, its schedule, the fp16 loss scaler, and how
+    the gradient is formed (`loss.gradient`; None: the gradient of the total loss)."""
 
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
-    params: list[torch.nn.Parameter]
+    params: list[torch.nn.Parameter]  # the model's trained parameters: what is clipped
     max_grad_norm: float
+    gradient: Any = None  # a registered gradient aggregation (acct.gradients)
 
     def state_dict(self) -> dict[str, Any]:
         """The schedule and the loss scaler (the optimizer's own state is saved beside the checkpoint's)."""
@@ -188,16 +250,32 @@ def train_step(
     """
     sums = torch.zeros(4, device=device)
     n = len(batches)
+    gradient = opt.gradient
+    per_slot = bool(getattr(gradient, "per_slot", False))
+    weighting_params = weightings.parameters() if weightings is not None else []
     for i, batch in enumerate(batches):
         # Under DDP, gradients are all-reduced once per optimizer step, on the last micro-batch.
         last = i == n - 1
         sync = model.no_sync() if dist.enabled and not last else contextlib.nullcontext()
         with sync:
-            out = forward_losses(model, batch, settings, device, precision, dist, weightings)
-            opt.scaler.scale(out.loss / n).backward()
+            out = forward_losses(model, batch, settings, device, precision, dist, weightings, slots=per_slot)
+            if gradient is None:
+                opt.scaler.scale(out.loss / n).backward()
+            else:
+                objectives = out.objectives if per_slot else [out.loss]
+                assert objectives is not None
+                gradient.backward([opt.scaler.scale(f / n) for f in objectives], [*opt.params, *weighting_params])
         if observe is not None:
             observe(out.observed)
         sums += torch.stack([out.loss.detach(), out.cls_loss, out.contrastive_loss, out.correct.float().mean()]) / n
+    if gradient is not None:
+        gradient.finish([*opt.params, *weighting_params])
+    if dist.enabled:
+        # DDP averages the model's gradient over the processes; the task weighting's parameters
+        # are outside the DDP module, so their gradient is averaged here, the same way.
+        for p in weighting_params:
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            p.grad = dist.all_reduce_(grad).div_(dist.world_size)
     opt.scaler.unscale_(opt.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(opt.params, opt.max_grad_norm, foreach=True)
     found_inf = (~torch.isfinite(grad_norm)).float()
