@@ -348,6 +348,23 @@ def test_ablate_reports_each_run_as_its_own_tracker_run_and_keeps_json_clean(tmp
         assert acc.Scalars("val/accuracy")[0].value == pytest.approx(_lines(study / name, "validation")[0]["accuracy"])
         config_rows = SQLiteStorage.get_run_config("acct-ablate-test", name)
         assert config_rows["run_dir"] == str((study / name).absolute())
+    # The same study without trackers reuses the finished runs: reporting is not what a run trained.
+    logs = {name: (study / name / "metrics.jsonl").read_text() for name in ("baseline-seed0", "contrastive-seed0")}
+    result = runner.invoke(app, ["ablate", "--preset", "tiny", "--config", str(config), "--output-dir", str(study),
+                                 "--device", "cpu", "--configs", "baseline,contrastive", "--max-steps", "4",
+                                 "--eval-every-n-steps", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {name: (study / name / "metrics.jsonl").read_text() for name in logs} == logs
+    assert len(SQLiteStorage.get_runs("acct-ablate-test")) == 2
+
+
+def test_report_to_is_not_part_of_what_a_checkpoint_vouches_for(tmp_path):
+    # A run saved before report_to existed, or one whose trackers change, still resumes.
+    from acct.rundir import fingerprint, settings_record
+
+    plain = tiny_settings(tmp_path / "r")
+    tracked = plain.model_copy(update={"report_to": ["tensorboard"]})
+    assert fingerprint(settings_record(plain)) == fingerprint(settings_record(tracked))
 
 
 def test_settings_of_a_saved_run_load_without_report_to():

@@ -40,7 +40,7 @@ class WandbTracker(Tracker):
             dir=None if folder is None else str(folder),
         )
         run.state.update({"id": self.handle.id, "project": self.handle.project})
-        if self.handle.offline:
+        if getattr(self.handle, "offline", os.environ.get("WANDB_MODE") in ("offline", "dryrun")):
             where = f"offline, in {Path(self.handle.dir).parent} (upload with: wandb sync)"
         else:
             where = str(self.handle.url)
