@@ -48,11 +48,6 @@ def tracker_classes(names: list[str]) -> dict[str, type[Tracker]]:
     return classes
 
 
-def check(settings: TrainSettings) -> None:
-    """Refuse, before training, a tracker that is not registered or whose library is missing."""
-    tracker_classes(settings.report_to)
-
-
 def hyperparameters(settings: TrainSettings, run_dir: Path) -> dict[str, Hyperparameter]:
     """The resolved settings flattened to dotted names, scalars kept and anything else as JSON; plus run_dir."""
     flat: dict[str, Hyperparameter] = {}
@@ -91,11 +86,16 @@ def curriculum_scalars(ev: CurriculumUpdated) -> dict[str, float]:
 
 
 class RunTrackers:
-    """The trackers of one run, on the process that reports (rank 0); a no-op elsewhere or with report_to none."""
+    """The trackers of one run, on the process that reports (rank 0); a no-op elsewhere or with report_to none.
+
+    Built before training starts, on every process: a tracker that is not registered or whose
+    library is missing stops the run there, with one line naming the pip command.
+    """
 
     def __init__(self, settings: TrainSettings, *, enabled: bool = True) -> None:
         self.settings = settings
-        self.classes = tracker_classes(settings.report_to) if enabled else {}
+        classes = tracker_classes(settings.report_to)
+        self.classes = classes if enabled else {}
         self.open: dict[str, Tracker] = {}
         self.status = "failed"  # until a Finished event says otherwise
 

@@ -52,7 +52,6 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     if not settings.resume:
         # Before joining a process group or touching the run directory (a resume checks its saved batch below).
         check_batch_splits(settings, distributed.launched()[1])
-        tracking.check(settings)  # every rank: a missing tracker library stops all of them here
     dist = distributed.init(device)
     if dist.enabled:
         device = dist.device
@@ -70,8 +69,8 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             })
             # Its plugins come from the run's own copies, imported only once their sha256 matches.
             plugins.import_run_code(run_dir, settings.plugins)
-            tracking.check(settings)
         # Rank 0 reports to the run's trackers (report_to): each event before the caller sees it.
+        # Every rank checks that they are installed, before setup, so that all of them stop together.
         trackers = tracking.RunTrackers(settings, enabled=dist.is_main)
         for event in fit(settings, writer, dist, device, precision, should_stop):
             trackers.observe(event)
