@@ -358,6 +358,18 @@ def test_ablate_reports_each_run_as_its_own_tracker_run_and_keeps_json_clean(tmp
     assert len(SQLiteStorage.get_runs("acct-ablate-test")) == 2
 
 
+def test_overwriting_a_run_starts_its_tracker_files_afresh(tmp_path):
+    pytest.importorskip("tensorboard")
+    settings = tiny_settings(tmp_path / "run", **SMALL, **{"optim.max_steps": 2, "eval_every_n_steps": 2,
+                                                          "log_every_n_steps": 1, "report_to": ["tensorboard"]})
+    list(engine.train(settings))
+    list(engine.train(settings.model_copy(update={"overwrite": True, "seed": 1})))
+    # The previous run's event file went aside with the rest of it (and was deleted at the first checkpoint).
+    assert len(list((tmp_path / "run" / "trackers" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert [(e.step, e.value) for e in _tensorboard(tmp_path / "run").Scalars("train/loss")] == [
+        (e["step"], pytest.approx(e["loss"])) for e in _lines(tmp_path / "run", "train")]
+
+
 def test_report_to_is_not_part_of_what_a_checkpoint_vouches_for(tmp_path):
     # A run saved before report_to existed, or one whose trackers change, still resumes.
     from acct.rundir import fingerprint, settings_record
