@@ -456,7 +456,7 @@ class TrainSettings(BaseSettings):
         description="Experiment trackers that receive the run's training scalars, validation metrics, curriculum weights, "
         "settings and run directory (rank 0 only), as in Hugging Face's report_to: none, all (every registered tracker "
         "whose library is installed), or tracker names (tensorboard, trackio, wandb, mlflow, or a plugin's; `acct list`) "
-        "as a comma list or a repeated flag. Each needs its extra, e.g. pip install 'acct[tensorboard]'. Default none.",
+        "(a list, or a comma-separated string). Each needs its extra, e.g. pip install 'acct[tensorboard]'.",
     )
     init_from: str | None = Field(
         None,

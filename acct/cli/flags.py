@@ -73,7 +73,7 @@ SETTINGS_FLAGS: dict[str, Flag] = {
     "--eval-every-n-steps": Flag("eval_every_n_steps"),
     "--patience": Flag("patience"),
     "--save-every-n-steps": Flag("save_every_n_steps"),
-    "--report-to": Flag("report_to"),
+    "--report-to": Flag("report_to", many=True),
     "--deterministic": Flag("deterministic"),
     "--tf32": Flag("tf32", off="--no-tf32"),
 }
@@ -107,7 +107,7 @@ def field_help(path: str) -> str:
 
         extra.append("one of: " + ", ".join(getattr(registry, REGISTERED[path]).names()))
     default = info.get_default(call_default_factory=True)
-    if isinstance(default, list):  # a list flag (repeated or comma-separated): its default as it is typed
+    if isinstance(default, list):  # a `many` flag: its default as it would be typed
         default = ",".join(map(str, default)) or "none"
     if default is not None and not isinstance(default, bool):
         extra.append(f"default: {default}")
@@ -119,8 +119,6 @@ def field_help(path: str) -> str:
 def field_type(path: str) -> type:
     """The type a flag parses to: the field's type without None; a Literal's values' type."""
     annotation = _field(path).annotation
-    if typing.get_origin(annotation) is list and typing.get_args(annotation) == (str,):
-        return list[str]  # a repeatable flag; each value may also be a comma list
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
