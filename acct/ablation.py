@@ -53,7 +53,8 @@ from acct.stats import (
 DONE_MARKER = "ablation-done.json"
 # Settings that say where a run is written, where it runs and how it reports, not what it trains:
 # a finished run is reused even if they changed. (Nor is the provenance block saved beside them.)
-_NOT_COMPARED = ("output_dir", "overwrite", "resume", "device", "log_every_n_steps", "save_every_n_steps", "provenance")
+_NOT_COMPARED = ("output_dir", "overwrite", "resume", "device", "log_every_n_steps", "save_every_n_steps", "provenance",
+                 "report_to")
 
 def describe(settings: TrainSettings) -> str:
     """What a configuration's run trains with, in the study's own terms."""

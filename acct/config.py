@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextvars
 import copy
 import difflib
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from acct import registry
 from acct.errors import UsageError
@@ -450,11 +451,39 @@ class TrainSettings(BaseSettings):
         default_factory=list,
         description="Python files imported with --code / ACCT_CODE before the settings were resolved; copied into RUN_DIR/code/.",
     )
+    report_to: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Experiment trackers that receive the run's training scalars, validation metrics, curriculum weights, "
+        "settings and run directory (rank 0 only), as in Hugging Face's report_to: none, all (every registered tracker "
+        "whose library is installed), or tracker names (tensorboard, trackio, wandb, mlflow, or a plugin's; `acct list`) "
+        "(a list, or a comma-separated string). Each needs its extra, e.g. pip install 'acct[tensorboard]'.",
+    )
     init_from: str | None = Field(
         None,
         description="Start from the weights of RUN_DIR[:best|last] (encoder, heads, task rows matched by task name), "
         "a folder written by `acct export`, or a Hugging Face encoder directory (encoder only); a new run with these settings.",
     )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _tracker_words(cls, value: Any) -> Any:
+        # A comma list from a flag, YAML or ACCT_REPORT_TO (which may also hold a JSON list).
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError("not a JSON list of tracker names") from None
+            return [text]
+        return value
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        from acct.trackers import expand
+
+        return _registered(registry.trackers, expand(value), info)
 
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"

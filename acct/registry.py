@@ -2,9 +2,10 @@
 
 A registry maps a name to a component (a class or a function). acct's own components are
 declared here by import path and imported only when one is looked up, so that resolving
-settings or printing `--help` imports no torch; a plugin registers with the kind's decorator
-(`acct.curriculum.register_strategy`, `acct.losses.register_task_weighting`, ...), which is
-the same `Registry.register` as below. The contracts of the kinds are in docs/extending.md.
+settings or printing `--help` imports no torch (nor a tracker's library); a plugin registers
+with the kind's decorator (`acct.curriculum.register_strategy`, `acct.losses.register_task_weighting`,
+`acct.trackers.register_tracker`, ...), which is the same `Registry.register` as below. The
+contracts of the kinds are in docs/extending.md.
 
 This module imports nothing heavy.
 """
@@ -143,6 +144,16 @@ ablation_arms = Registry(
     },
 )
 
+trackers = Registry(
+    "tracker",
+    {
+        "tensorboard": "acct.trackers.tensorboard:TensorBoardTracker",
+        "trackio": "acct.trackers.trackio:TrackioTracker",
+        "wandb": "acct.trackers.wandb:WandbTracker",
+        "mlflow": "acct.trackers.mlflow:MlflowTracker",
+    },
+)
+
 REGISTRIES: dict[str, Registry] = {
     "strategies": strategies,
     "task_weightings": task_weightings,
@@ -150,6 +161,7 @@ REGISTRIES: dict[str, Registry] = {
     "gradients": gradients,
     "data_sources": data_sources,
     "ablation_arms": ablation_arms,
+    "trackers": trackers,
 }
 
 register_strategy: Callable[..., Any] = strategies.register
@@ -158,3 +170,4 @@ register_anchor_weighting: Callable[..., Any] = anchor_weightings.register
 register_gradient: Callable[..., Any] = gradients.register
 register_data_source: Callable[..., Any] = data_sources.register
 register_ablation_arm: Callable[..., Any] = ablation_arms.register
+register_tracker: Callable[..., Any] = trackers.register

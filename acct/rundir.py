@@ -98,7 +98,7 @@ class RunWriter:
                 "checkpoint, and put back if this run fails before that")
 
     def _run_entries(self) -> list[Path]:
-        names = [*RUN_FILES, "checkpoints"]
+        names = [*RUN_FILES, "checkpoints", "trackers"]  # trackers/: see acct/tracking.py
         entries = [self.run_dir / n for n in names if (self.run_dir / n).exists() or (self.run_dir / n).is_symlink()]
         return entries + sorted(self.run_dir.glob("eval-*.json"))
 
@@ -254,9 +254,9 @@ def check_no_remote_code(ckpt: Path, trust_remote_code: bool) -> None:
 
 
 # Fields a checkpoint's settings digest leaves out: how this invocation was asked for, where the
-# run and its CSV files live (the split manifest's fingerprints guard the data itself), and trust,
-# which is never read from the run directory.
-_UNDIGESTED = ("resume", "overwrite", "output_dir", "model.trust_remote_code", "data.data_dir")
+# run and its CSV files live (the split manifest's fingerprints guard the data itself), trust,
+# which is never read from the run directory, and the trackers it reports to.
+_UNDIGESTED = ("resume", "overwrite", "output_dir", "model.trust_remote_code", "data.data_dir", "report_to")
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

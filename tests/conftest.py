@@ -16,6 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ACCT_CACHE_DIR", tempfile.mkdtemp(prefix="acct-test-cache-"))
 # So do the Arrow copies `datasets` makes of the files the tests generate.
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="acct-test-datasets-"))
+# So do the trackers' (trackio reads TRACKIO_DIR when it is first imported), and wandb stays offline.
+os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="acct-test-trackio-"))
+os.environ.setdefault("WANDB_MODE", "offline")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

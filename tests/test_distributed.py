@@ -44,6 +44,7 @@ data: {synthetic_examples_per_task: 60}
 curriculum: {warmup_epochs: 0.0, update_every_n_steps: 4}
 log_every_n_steps: 1
 save_every_n_steps: 4
+report_to: [tensorboard]
 """
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
        "PYTHONUNBUFFERED": "1"}
@@ -95,6 +96,14 @@ def metrics(run_dir: Path, event: str) -> list[dict]:
     return [e for e in read_jsonl(run_dir / "metrics.jsonl") if e["event"] == event]
 
 
+def tensorboard_losses(run_dir: Path) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "trackers" / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("train/loss")]
+
+
 def last_step(run_dir: Path) -> int:
     link = run_dir / "checkpoints" / "last"
     return int(os.readlink(link).split("-")[1]) if link.is_symlink() else -1
@@ -121,9 +130,12 @@ def test_two_processes_write_one_run_and_agree_bit_for_bit(reference):
     run_dir, trace_dir = reference
     # One checkpoint set, written by rank 0 alone: eval at the last step makes it best and last.
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "last", f"step-{STEPS:08d}"]
-    # Rank 0 alone held the run's lock (one lock file, no per-rank files).
-    assert sorted(p.name for p in run_dir.iterdir()) == [".acct.lock", "checkpoints", "config.json", "metrics.jsonl", "split.json"]
+    # Rank 0 alone held the run's lock (one lock file, no per-rank files) and reported to the tracker.
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".acct.lock", "checkpoints", "config.json", "metrics.jsonl", "split.json", "trackers"]
     assert [e["step"] for e in metrics(run_dir, "train")] == list(range(1, STEPS + 1))  # logged once, not per rank
+    assert len(list((run_dir / "trackers" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert tensorboard_losses(run_dir) == [(e["step"], pytest.approx(e["loss"])) for e in metrics(run_dir, "train")]
     assert len(metrics(run_dir, "validation")) == 1
     assert json.loads((run_dir / "config.json").read_text())["loss"]["gather_negatives"] is True
     meta = json.loads((run_dir / "checkpoints" / "last" / "acct.json").read_text())
@@ -191,6 +203,8 @@ def test_sigterm_to_one_rank_stops_both_and_resume_under_torchrun_is_exact(refer
     assert code == 0, out
     assert f"resumed from step {stopped}" in out
     assert logged_outcomes(run_dir / "metrics.jsonl") == logged_outcomes(ref_dir / "metrics.jsonl")
+    # The tracker's run went on in the same folder: every step once, as in metrics.jsonl.
+    assert tensorboard_losses(run_dir) == [(e["step"], pytest.approx(e["loss"])) for e in metrics(run_dir, "train")]
     a, b = load_file(str(ref_dir / "checkpoints/last/model.safetensors")), load_file(str(run_dir / "checkpoints/last/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for rank in (0, 1):

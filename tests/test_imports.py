@@ -1,4 +1,4 @@
-"""`acct --help` must stay fast: the CLI package may not import torch or transformers."""
+"""`acct --help` must stay fast: the CLI package may not import torch or transformers, nor any tracker's library."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import sys
 import pytest
 
 HEAVY = ("torch", "transformers", "datasets", "tokenizers", "safetensors")
+TRACKER_LIBRARIES = ("tensorboard", "trackio", "wandb", "mlflow")
 
 
 def _loaded_after(statement: str) -> dict[str, bool]:
     probe = (
         "import json, sys\n"
         f"{statement}\n"
-        f"print(json.dumps({{name: name in sys.modules for name in {list(HEAVY)!r}}}))\n"
+        f"print(json.dumps({{name: name in sys.modules for name in {list(HEAVY + TRACKER_LIBRARIES)!r}}}))\n"
     )
     # A fresh interpreter: this test process has long since imported torch.
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -28,6 +29,7 @@ def test_cli_imports_no_heavy_library(statement):
     loaded = _loaded_after(statement)
     assert not loaded["torch"], f"`{statement}` imports torch"
     assert not loaded["transformers"], f"`{statement}` imports transformers"
+    assert not any(loaded[name] for name in TRACKER_LIBRARIES), loaded
 
 
 def test_building_the_app_imports_no_heavy_library():
@@ -39,3 +41,17 @@ def test_building_the_app_imports_no_heavy_library():
     )
     assert not loaded["torch"]
     assert not loaded["transformers"]
+    assert not any(loaded[name] for name in TRACKER_LIBRARIES), loaded
+
+
+def test_listing_the_trackers_and_resolving_report_to_import_no_tracker_library():
+    # `acct list` describes each tracker (importing its acct module), and report_to `all` asks
+    # which libraries are installed: neither may import one.
+    loaded = _loaded_after(
+        "from acct import registry\n"
+        "from acct.config import resolve_train\n"
+        "[registry.trackers.describe(name) for name in registry.trackers.names()]\n"
+        "resolve_train({'report_to': ['all']})"
+    )
+    assert not any(loaded[name] for name in TRACKER_LIBRARIES), loaded
+    assert not loaded["torch"]

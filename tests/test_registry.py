@@ -21,7 +21,7 @@ def test_builtins_are_listed_without_being_imported():
         "import json, sys\n"
         "from acct import registry\n"
         "names = {k: r.names() for k, r in registry.REGISTRIES.items()}\n"
-        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.sources', 'acct.weightings', 'acct.arms', 'acct.gradients', 'torch')))]))\n"
+        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.sources', 'acct.weightings', 'acct.arms', 'acct.gradients', 'acct.trackers.', 'torch')))]))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -36,6 +36,7 @@ def test_builtins_are_listed_without_being_imported():
         "baseline", "contrastive", "full", "uniform_tasks", "temperature", "learning_progress", "phased", "dwa",
         "infonce_unweighted", "uncertainty_weighting", "pcgrad", "upgrad",
     ]
+    assert names["trackers"] == ["tensorboard", "trackio", "wandb", "mlflow"]
     assert loaded == []
 
 

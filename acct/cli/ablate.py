@@ -132,6 +132,9 @@ def command_line(ctx: typer.Context) -> str:
             continue
         if isinstance(value, bool):
             words.append(param.opts[0] if value else param.secondary_opts[0])
+        elif isinstance(value, (list, tuple)):  # a repeatable flag (--report-to)
+            for item in value:
+                words += [param.opts[0], str(item)]
         else:
             words += [param.opts[0], str(value)]
     return shlex.join(words)

@@ -73,13 +73,14 @@ SETTINGS_FLAGS: dict[str, Flag] = {
     "--eval-every-n-steps": Flag("eval_every_n_steps"),
     "--patience": Flag("patience"),
     "--save-every-n-steps": Flag("save_every_n_steps"),
+    "--report-to": Flag("report_to", many=True),
     "--deterministic": Flag("deterministic"),
     "--tf32": Flag("tf32", off="--no-tf32"),
 }
 
 
 # Settings whose value is a registered name: their help lists the names (plugins' too, once imported).
-REGISTERED = {"curriculum.strategy": "strategies", "data.source": "data_sources"}
+REGISTERED = {"curriculum.strategy": "strategies", "data.source": "data_sources", "report_to": "trackers"}
 
 
 def _field(path: str) -> Any:
@@ -106,6 +107,8 @@ def field_help(path: str) -> str:
 
         extra.append("one of: " + ", ".join(getattr(registry, REGISTERED[path]).names()))
     default = info.get_default(call_default_factory=True)
+    if isinstance(default, list):  # a `many` flag: its default as it would be typed
+        default = ",".join(map(str, default)) or "none"
     if default is not None and not isinstance(default, bool):
         extra.append(f"default: {default}")
     if extra:

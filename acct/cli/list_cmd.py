@@ -18,6 +18,7 @@ KINDS = {
     "gradients": "gradient aggregations (loss.gradient)",
     "data_sources": "data sources (data.source, --data-source)",
     "ablation_arms": "ablation arms (acct ablate --arms)",
+    "trackers": "experiment trackers (report_to, --report-to)",
 }
 
 
@@ -43,7 +44,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
     code: Optional[list[Path]] = code_option(),
 ) -> None:
-    """List every registered strategy, loss weighting, gradient aggregation, data source and ablation arm, plugins included."""
+    """List every registered strategy, loss weighting, gradient aggregation, data source, ablation arm and tracker, plugins included."""
     import_code(code)
     data = listing()
     if as_json:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from acct import checkpoint as ckpt_io
-from acct import distributed, plugins
+from acct import distributed, plugins, tracking
 from acct.config import TrainSettings
 from acct.errors import AcctError
 from acct.evaluation import predict_encoded, shard
@@ -40,7 +40,9 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     Under torchrun every rank runs this generator; it joins the process group on first use
     (the caller tears it down: see `distributed.session`). Every rank yields the same events,
     only rank 0 writes files, and `should_stop` on any rank stops all of them at the same step.
-    Rank 0 holds the run directory's lock from start to end (see RunWriter).
+    Rank 0 holds the run directory's lock from start to end (see RunWriter), and passes every
+    event to the run's trackers (report_to, see acct/tracking.py) before yielding it; they are
+    closed when the generator ends, however it ends.
     """
     run_dir = settings.run_dir()
     trust = settings.model.trust_remote_code
@@ -56,6 +58,7 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
     writer = RunWriter(settings)
     dist.on_main(writer.begin)
     ok = False
+    trackers = None
     try:
         if settings.resume:
             # A resumed run continues with the settings it was started with, whatever the caller
@@ -66,11 +69,24 @@ def train(settings: TrainSettings, *, should_stop: Callable[[], bool] = lambda: 
             })
             # Its plugins come from the run's own copies, imported only once their sha256 matches.
             plugins.import_run_code(run_dir, settings.plugins)
-        yield from fit(settings, writer, dist, device, precision, should_stop)
+        # Rank 0 reports to the run's trackers (report_to): each event before the caller sees it.
+        # Every rank checks that they are installed, before setup, so that all of them stop together.
+        trackers = tracking.RunTrackers(settings, enabled=dist.is_main)
+        for event in fit(settings, writer, dist, device, precision, should_stop):
+            trackers.observe(event)
+            yield event
         ok = True
+    except GeneratorExit:
+        if trackers is not None:
+            trackers.status = "interrupted"  # the caller stopped reading events
+        raise
     finally:
-        if dist.is_main:
-            writer.end(ok)
+        try:
+            if trackers is not None:
+                trackers.close(raise_errors=ok)
+        finally:
+            if dist.is_main:
+                writer.end(ok)
 
 
 def fit(

@@ -100,6 +100,7 @@ SAMPLES: dict[str, tuple[list[str], Any]] = {
     "--eval-every-n-steps": (["--eval-every-n-steps", "9"], 9),
     "--patience": (["--patience", "2"], 2),
     "--save-every-n-steps": (["--save-every-n-steps", "11"], 11),
+    "--report-to": (["--report-to", "tensorboard,trackio", "--report-to", "mlflow"], ["tensorboard", "trackio", "mlflow"]),
     "--deterministic": (["--deterministic"], True),
     "--tf32": (["--no-tf32"], False),
 }
