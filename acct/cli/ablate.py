@@ -238,7 +238,7 @@ def tables(report: Any, top: int) -> list[Any]:
                       f"{d['holm_p']:.3g}", "-" if d["mde"] is None else f"{100 * d['mde']:.2f}", *seeds_cell)
     did = Table(title="what each arm did", show_header=True, header_style="bold")
     for col in ["config", "steps", "curriculum", "first change (step)", "task weights", "loss", f"differs from {ref}"]:
-        did.add_column(col, no_wrap=col == "curriculum")
+        did.add_column(col, no_wrap=col == "curriculum", overflow="fold")
     for name, c in report.configs.items():
         e = describe_effective(c["effective"])
         diff = c.get("differs_from_reference") or {}
