@@ -261,9 +261,7 @@ def fixed_sampling(settings: TrainSettings, sched: Schedule) -> list[float] | No
         alpha = float(cur.options.get("alpha", cur.alpha))
         return _normalised([n ** alpha for n in sizes])
     if cur.strategy == "uniform" or not sched.adapts and not _is_schedule(cur.strategy):
-        if cur.prior == "uniform":
-            return [1.0 / len(sizes)] * len(sizes)
-        return _normalised(sizes if cur.prior == "proportional" else [n ** cur.alpha for n in sizes])
+        return _prior_of(settings, sched)
     return None
 
 
@@ -681,7 +679,7 @@ def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str,
                  "tau": loss.tau if contrastive else None,
                  "contrastive_anchor_weighting": anchor if contrastive else None,
                  "task_weighting": loss.task_weighting,
-                 "gradient": getattr(loss, "gradient", "mean")},
+                 "gradient": loss.gradient},
         "planned_identical_to": sorted({p.split(":")[0] for r in mine for p in r.planned_identical}),
         "identical_to": [],
     }
@@ -713,7 +711,7 @@ def plain_multitask(settings: TrainSettings, sizes: Sequence[int] | None = None)
         why.append(f"{cur.strategy} sampling" + (f" with the {cur.prior} prior" if cur.strategy == "uniform" else ""))
     if loss.task_weighting != "equal":
         why.append(f"{loss.task_weighting} task-loss weighting")
-    if getattr(loss, "gradient", "mean") != "mean":
+    if loss.gradient != "mean":
         why.append(f"{loss.gradient} gradients")
     return ", ".join(why) or None
 
