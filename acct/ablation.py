@@ -35,7 +35,7 @@ from typing import Any
 from acct import __version__
 from acct import checkpoint as ckpt_io
 from acct.config import ABLATION_CONFIGS, AblateSettings
-from acct.config import TrainSettings, deep_merge
+from acct.config import TrainSettings, deep_merge, split_comparability_note
 from acct.errors import AcctError, UsageError
 from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)
 from acct.registry import strategies as ablation_strategies
@@ -876,11 +876,9 @@ def aggregate(
     if plain is not None:
         notes.append(f"the reference {ref} is not plain multi-task fine-tuning ({plain}); every Δ is measured "
                      "against it, not against plain multi-task learning")
-    if base_settings.data.source != "synthetic" and base_settings.data.protocol == "subject-split":
-        notes.append(
-            "subject-split protocol: dev+val+test pooled and re-split per subject; these accuracies are not "
-            "comparable to the standard MMLU leaderboard"
-        )
+    comparability = split_comparability_note(base_settings.data)
+    if comparability is not None:
+        notes.append(comparability)
     if len(seeds) > 1:
         notes.append(f"deltas are the mean over {len(seeds)} seeds; the bootstrap resamples each seed's examples "
                      "separately, McNemar pools the discordant pairs of all seeds; 'seeds' gives the mean ± sd of "

@@ -270,6 +270,17 @@ class DataSettings(_Section):
         return self
 
 
+def split_comparability_note(data: Any) -> str | None:
+    """What a subject-split run's accuracies cannot be compared with (None for other protocols and
+    the synthetic suite). MMLU (the csv release or cais/mmlu on the hub) names its leaderboard."""
+    if data.source == "synthetic" or data.protocol != "subject-split":
+        return None
+    text = "subject-split protocol: the source's splits pooled and re-split per task; these accuracies are not comparable to "
+    if data.source == "csv" or (data.source == "hub" and data.hub_dataset == "cais/mmlu"):
+        return text + "the standard MMLU leaderboard"
+    return text + "results on the dataset's own test split"
+
+
 class BatchSettings(_Section):
     tasks_per_batch: int = Field(4, gt=0, description="Task slots drawn per batch.")
     examples_per_task: int = Field(4, gt=0, description="Questions drawn per task slot.")

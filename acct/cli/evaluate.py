@@ -61,7 +61,6 @@ def comparability_note(run_dir: Path) -> str | None:
         saved = load_run_settings(run_dir)
     except Exception:
         return None
-    if saved.data.source != "synthetic" and saved.data.protocol == "subject-split":
-        return ("subject-split protocol: dev+val+test pooled and re-split per subject; these accuracies are not "
-                "comparable to the standard MMLU leaderboard")
-    return None
+    from acct.config import split_comparability_note
+
+    return split_comparability_note(saved.data)

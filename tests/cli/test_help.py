@@ -108,3 +108,13 @@ def test_evaluate_notes_subject_split_comparability(tmp_path):
         (run / "config.json").write_text(TrainSettings(data=data).model_dump_json())
         note = comparability_note(run)
         assert (note is not None and "not comparable to the standard MMLU leaderboard" in note) == noted
+
+
+def test_a_files_run_under_subject_split_is_not_compared_with_mmlu():
+    from acct.config import DataSettings, split_comparability_note
+
+    files = split_comparability_note(DataSettings(source="files", files=["/tmp/quiz.jsonl"]))
+    assert files is not None and "dataset's own test split" in files and "MMLU" not in files
+    hub = split_comparability_note(DataSettings(source="hub", hub_dataset="TIGER-Lab/MMLU-Pro"))
+    assert hub is not None and "MMLU leaderboard" not in hub
+    assert "standard MMLU leaderboard" in split_comparability_note(DataSettings(source="hub"))
