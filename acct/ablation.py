@@ -704,10 +704,10 @@ def plain_multitask(settings: TrainSettings, sizes: Sequence[int] | None = None)
     why = []
     if loss.lambda_contrastive > 0:
         why.append(f"lambda_contrastive = {loss.lambda_contrastive:g}")
-    equal_sizes = bool(sizes) and len(set(sizes)) == 1
-    fixed = cur.strategy in ("uniform", "proportional", "temperature")
-    if not (fixed and equal_sizes) and (
-            cur.strategy not in ("uniform", "proportional") or cur.strategy == "uniform" and cur.prior != "proportional"):
+    proportional = cur.strategy == "proportional" or (cur.strategy == "uniform" and cur.prior == "proportional")
+    # Any fixed distribution over equal-sized tasks is the proportional one.
+    equal_sizes = bool(sizes) and len(set(sizes)) == 1 and cur.strategy in ("uniform", "proportional", "temperature")
+    if not (proportional or equal_sizes):
         why.append(f"{cur.strategy} sampling" + (f" with the {cur.prior} prior" if cur.strategy == "uniform" else ""))
     if loss.task_weighting != "equal":
         why.append(f"{loss.task_weighting} task-loss weighting")

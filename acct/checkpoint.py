@@ -308,16 +308,25 @@ def checkpoint_dir(run_dir: Path, which: str = "best") -> Path:
     return link.resolve()
 
 
+def read_described(directory: Path, name: str, what: str, *, fmt: str, version: int, kind: str,
+                   required: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON file `name` that describes `directory` (a checkpoint, an export), checked for its format
+    tag, its format version and the keys a reader needs; one CheckpointError line otherwise."""
+    data = read_json(Path(directory) / name, what)
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise CheckpointError(f"{directory} is not an acct {kind}" if name == "acct.json"
+                              else f"{directory}/{name} does not describe an acct {kind}")
+    if data.get("version") != version:
+        raise CheckpointError(f"{directory} has {kind} format {data.get('version')}; this acct reads {version}")
+    for key in required:
+        if key not in data:
+            raise CheckpointError(f"{directory}/{name} lacks {key!r}")
+    return data
+
+
 def read_meta(ckpt: Path) -> dict[str, Any]:
-    meta = read_json(ckpt / "acct.json", "checkpoint description (acct.json)")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{ckpt} is not an acct checkpoint")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{ckpt} has checkpoint format {meta.get('version')}; this acct reads {FORMAT_VERSION}")
-    for key in ("step", "tasks", "head"):
-        if key not in meta:
-            raise CheckpointError(f"{ckpt}/acct.json lacks {key!r}")
-    return meta
+    return read_described(ckpt, "acct.json", "checkpoint description (acct.json)", fmt=FORMAT,
+                          version=FORMAT_VERSION, kind="checkpoint", required=("step", "tasks", "head"))
 
 
 def load_model_weights(model: torch.nn.Module, ckpt: Path) -> None:

@@ -300,15 +300,8 @@ def model_card(config: dict[str, Any]) -> str:
 def read_config(path: Path) -> dict[str, Any]:
     from acct import checkpoint as ckpt_io
 
-    config = ckpt_io.read_json(Path(path) / CONFIG_FILE, "exported model description")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}/{CONFIG_FILE} does not describe an acct export")
-    if config.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has export format {config.get('version')}; this acct reads {FORMAT_VERSION}")
-    for key in ("tasks", "head", "settings"):
-        if key not in config:
-            raise CheckpointError(f"{path}/{CONFIG_FILE} lacks {key!r}")
-    return config
+    return ckpt_io.read_described(path, CONFIG_FILE, "exported model description", fmt=FORMAT,
+                                  version=FORMAT_VERSION, kind="export", required=("tasks", "head", "settings"))
 
 
 def load_export(path: Path, device: Any = None) -> Any:

@@ -9,17 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
+from tests.cli.test_ablate import STUDY_YAML
 
 runner = CliRunner()
 
 # The same tiny study as tests/cli/test_ablate.py: 24 questions per synthetic task, a one-layer
 # encoder, 30 steps per run (10 per epoch: warm-up ends at step 10, the first update is at 20).
-BASE_YAML = """\
-data: {synthetic_examples_per_task: 24}
-model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
-optim: {max_steps: 30}
-eval_every_n_steps: 30
-"""
+BASE_YAML = STUDY_YAML
 
 STUDY = """\
 arms:
