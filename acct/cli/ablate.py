@@ -49,7 +49,14 @@ def ablate_command(
     allow_identical: bool = typer.Option(False, "--allow-identical", help="Run the study even if two arms would train identically (the report's notes say so)."),
     print_commands: bool = typer.Option(False, "--print-commands", help="Print one `acct train` command per (arm, seed) with its run directory, for a job array, and exit."),
     launcher: Optional[str] = typer.Option(None, "--launcher", help="With --print-commands: torchrun prefixes every command with torchrun.", show_default=False),
-    nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun: processes per node.", show_default=False),
+    nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun, or --submit: processes per node (each job starts torchrun).", show_default=False),
+    submit: Optional[str] = typer.Option(None, "--submit", help="slurm or local: one submitit job per run that is not finished (logs in DIR/jobs/), wait for them, then compare; needs the cluster extra.", show_default=False),
+    no_wait: bool = typer.Option(False, "--no-wait", help="With --submit: submit, record the jobs in DIR/jobs/jobs.json and exit; the same command without --no-wait waits for them and compares."),
+    slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="With --submit slurm: the partition.", show_default=False),
+    slurm_time: Optional[int] = typer.Option(None, "--slurm-time", help="With --submit slurm: wall-clock limit of each job in minutes (default 1440).", show_default=False),
+    slurm_gpus_per_node: Optional[int] = typer.Option(None, "--slurm-gpus-per-node", help="With --submit slurm: GPUs per job (default: --nproc-per-node).", show_default=False),
+    slurm_cpus_per_task: Optional[int] = typer.Option(None, "--slurm-cpus-per-task", help="With --submit slurm: CPU cores per job.", show_default=False),
+    slurm_array_parallelism: Optional[int] = typer.Option(None, "--slurm-array-parallelism", help="With --submit slurm: jobs of the array running at once (default: all).", show_default=False),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the study's figures (PNG) into this directory; needs the plot extra.", show_default=False),
     overrides: dict[str, Any],
     trust_remote_code: bool = typer.Option(
@@ -86,9 +93,22 @@ def ablate_command(
     })
     if launcher is not None and launcher != "torchrun":
         raise UsageError(f"--launcher {launcher}: the one launcher acct knows is torchrun")
-    if (launcher or nproc_per_node is not None) and not print_commands:
-        raise UsageError("--launcher and --nproc-per-node go with --print-commands")
-    if nproc_per_node is not None and (launcher is None or nproc_per_node < 1):
+    submit_options = None
+    if submit is not None or no_wait or any(v is not None for v in (slurm_partition, slurm_time, slurm_gpus_per_node,
+                                                                    slurm_cpus_per_task, slurm_array_parallelism)):
+        from acct.cluster import submit_settings
+
+        if submit is None:
+            raise UsageError("--no-wait and the --slurm-* options go with --submit slurm|local")
+        if print_commands or launcher is not None:
+            raise UsageError("--submit runs the jobs itself; drop --print-commands and --launcher")
+        submit_options = submit_settings(
+            executor=submit, wait=not no_wait, partition=slurm_partition, time_min=slurm_time,
+            gpus_per_node=slurm_gpus_per_node, cpus_per_task=slurm_cpus_per_task,
+            array_parallelism=slurm_array_parallelism, nproc_per_node=nproc_per_node)
+    if (launcher or nproc_per_node is not None) and not print_commands and submit_options is None:
+        raise UsageError("--launcher and --nproc-per-node go with --print-commands (--nproc-per-node also with --submit)")
+    if nproc_per_node is not None and submit_options is None and (launcher is None or nproc_per_node < 1):
         raise UsageError("--nproc-per-node needs --launcher torchrun and a count of at least 1")
     if plot is not None and not print_commands:
         from acct.ablation_plots import require_pyplot
@@ -104,8 +124,14 @@ def ablate_command(
                                             nproc_per_node=nproc_per_node or 1):
             typer.echo(line)
         return
-    report = run(settings, base, command)
-    if report is None:  # a torchrun rank other than 0: rank 0 reports
+    if submit_options is not None:
+        from acct.cli.ablate_submit import submit_study
+
+        report = submit_study(settings, base, submit_options, lambda s: run(s, base, command), command=command,
+                              as_json=as_json)
+    else:
+        report = run(settings, base, command)
+    if report is None:  # a torchrun rank other than 0 (rank 0 reports), or jobs submitted with --no-wait
         return
     if as_json:
         print_json(report.to_dict())
