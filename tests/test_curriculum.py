@@ -144,6 +144,19 @@ def test_task_stats_error_rate_and_uncertainty_ema() -> None:
     assert all(p.abs().sum() == 0 for p in stats.pending_tensors())
 
 
+def test_unseen_tasks_take_the_mean_of_the_seen_ones() -> None:
+    from acct.curriculum import impute_unseen
+
+    # Seen: 0.2 and 0.6 (mean 0.4); the unseen tasks' stored values (9.0, 5.0) must not count.
+    values = torch.tensor([0.2, 9.0, 0.6, 5.0], dtype=torch.float64)
+    seen = torch.tensor([True, False, True, False])
+    assert impute_unseen(values, seen).tolist() == pytest.approx([0.2, 0.4, 0.6, 0.4], abs=1e-12)
+    # Nothing seen yet: every task at 0 (z-score 0 for all, a uniform start).
+    assert impute_unseen(values, torch.zeros(4, dtype=torch.bool)).tolist() == [0.0, 0.0, 0.0, 0.0]
+    # All seen: nothing changes.
+    assert impute_unseen(values, torch.ones(4, dtype=torch.bool)).tolist() == pytest.approx([0.2, 9.0, 0.6, 5.0])
+
+
 # --- strategies ------------------------------------------------------------------------------
 
 

@@ -217,6 +217,15 @@ def test_split_counts_invariants(n: int) -> None:
             assert n_val == 0
 
 
+def test_split_counts_round_half_up() -> None:
+    # 15 x 0.1 = 1.5 rounds to 2 (truncation would give 1 and hand train the question).
+    assert split_counts(15, (0.8, 0.1, 0.1)) == (11, 2, 2)
+    assert split_counts(25, (0.8, 0.1, 0.1)) == (19, 3, 3)  # 2.5 -> 3
+    assert split_counts(24, (0.8, 0.1, 0.1)) == (20, 2, 2)  # 2.4 -> 2
+    assert split_counts(100, (0.8, 0.1, 0.1)) == (80, 10, 10)
+    assert split_counts(10, (0.5, 0.25, 0.25)) == (4, 3, 3)  # 2.5 -> 3 on both sides
+
+
 def test_subject_split_deterministic_and_seed_dependent() -> None:
     source = _source({"a": 60, "b": 60})
     first, again = subject_split(source, seed=3), subject_split(source, seed=3)
