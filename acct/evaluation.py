@@ -13,7 +13,14 @@ from acct.errors import CheckpointError
 from acct.metrics import EvalResult, majority_answer, summarize
 from acct.model import MultipleChoiceModel
 from acct.rundir import LoadedRun, load_run, load_run_split
-from acct.tokenize import EncodedExamples, collate, default_cache_dir, encode_examples_cached
+from acct.tokenize import (
+    EVAL_TOKENS_PER_BATCH,
+    EncodedExamples,
+    collate,
+    default_cache_dir,
+    encode_examples_cached,
+    evaluation_batches,
+)
 from acct.train.device import autocast, resolve_device
 
 
@@ -26,14 +33,18 @@ def predict_encoded(
     precision: str,
     batch_size: int,
     pad_id: int,
+    max_tokens: int | None = EVAL_TOKENS_PER_BATCH,
 ) -> tuple[list[int], torch.Tensor]:
-    """Predicted choice and per-choice probabilities ([N, K_max], 0 at padded choices) of every example."""
+    """Predicted choice and per-choice probabilities ([N, K_max], 0 at padded choices) of every example.
+
+    Batches hold at most `batch_size` questions and `max_tokens` padded tokens (None: no token
+    bound), so peak memory does not grow with the length of the questions; the results do not
+    depend on either limit.
+    """
     was_training = model.training
     model.eval()
-    order = sorted(range(len(encoded)), key=lambda i: max(len(s) for s in encoded.sequences[i]))
     probs_chunks: list[tuple[list[int], torch.Tensor]] = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in evaluation_batches(encoded, batch_size, max_tokens):
         batch = collate(encoded, idx, pad_id).to(device)
         with autocast(device, precision):
             out = model(**batch.model_inputs(questions=False))

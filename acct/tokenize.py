@@ -534,3 +534,44 @@ def example_lengths(encoded: EncodedExamples) -> np.ndarray:
     owner = np.repeat(np.arange(len(packed.counts)), packed.counts)
     np.maximum.at(longest, owner, packed.lengths)
     return longest
+
+
+# -- evaluation batches ---------------------------------------------------------------------------
+
+# Padded tokens ((question, choice) sequences x their padded length) of one evaluation batch.
+# A layer's activations grow with the tokens, its attention scores with tokens x length x heads;
+# the length never exceeds max_length, itself capped by the encoder's positions (512 for the
+# BERT and DeBERTa families), so one token budget bounds both terms: at 16384 tokens and length
+# 512 the scores of a 12-head layer are 16384 x 512 x 12 x 4 B = 384 MiB in fp32, against 3 GiB
+# for the 64 questions x 4 choices x 512 of fixed 64-question batches. A second budget on
+# sequences x length^2 would only bind above length 512, where no supported encoder goes. Up
+# to length 64 the budget still admits 64 four-choice questions: short batches are unchanged.
+EVAL_TOKENS_PER_BATCH = 16_384
+
+
+def evaluation_batches(encoded: EncodedExamples, max_questions: int, max_tokens: int | None) -> list[np.ndarray]:
+    """Every example once, in ascending order of its longest sequence, cut into batches.
+
+    A batch holds at most `max_questions` examples and, when `max_tokens` is given, at most
+    `max_tokens` padded tokens: its sequences times its longest sequence (sorting makes that
+    the last example's). An example that alone exceeds the budget is a batch of its own: its
+    choices are scored together, so a question is never split.
+    """
+    if max_questions < 1 or (max_tokens is not None and max_tokens < 1):
+        raise ValueError(f"evaluation batches need positive limits, got {max_questions} questions, {max_tokens} tokens")
+    lengths = example_lengths(encoded)
+    order = np.argsort(lengths, kind="stable")
+    if max_tokens is None:
+        return [order[start : start + max_questions] for start in range(0, len(order), max_questions)]
+    counts = encoded.packed().counts
+    batches: list[np.ndarray] = []
+    start, sequences = 0, 0
+    for pos, (width, k) in enumerate(zip(lengths[order].tolist(), counts[order].tolist())):
+        full = pos - start == max_questions or (sequences + k) * width > max_tokens
+        if full and pos > start:
+            batches.append(order[start:pos])
+            start, sequences = pos, 0
+        sequences += k
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
