@@ -11,6 +11,7 @@ import contextvars
 import copy
 import difflib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,8 +47,34 @@ def _registered(reg: registry.Registry, value: Any, info: ValidationInfo) -> Any
     return value
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+def _non_finite(value: Any) -> bool:
+    """Whether `value` holds a float that is inf or nan, however deep in lists and mappings."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+class _Finite:
+    """Refuses inf and nan in every setting: config.json stores them as null, and the run could not be read back.
+
+    Float fields refuse them through `allow_inf_nan=False` (every settings model's config); this
+    validator covers what a float field does not: numbers inside options mappings and lists.
+    """
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if not isinstance(value, (float, BaseModel)) and _non_finite(value):
+            raise ValueError("holds a number that is not finite (inf or nan); settings must be finite numbers")
+        return value
+
+
+class _Section(_Finite, BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TinyArchitecture(_Section):
@@ -285,7 +312,9 @@ class BatchSettings(_Section):
     tasks_per_batch: int = Field(4, gt=0, description="Task slots drawn per batch.")
     examples_per_task: int = Field(4, gt=0, description="Questions drawn per task slot.")
     batch_size: int | None = Field(
-        None, gt=0, description="Questions per batch; if given it must equal tasks_per_batch x examples_per_task."
+        None, gt=0,
+        description="Questions per batch. Given alone, it sets examples_per_task to batch_size / tasks_per_batch "
+        "(or, with examples_per_task given, tasks_per_batch); given with both, it must equal their product.",
     )
     grad_accum_steps: int = Field(1, gt=0, description="Batches accumulated per optimizer step.")
     group_by_length: bool = Field(
@@ -294,6 +323,38 @@ class BatchSettings(_Section):
         "question is still drawn once per epoch of its task.",
     )
     eval_batch_size: int = Field(64, gt=0, description="Questions per batch at evaluation.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape_from_batch_size(cls, data: Any) -> Any:
+        # `--batch-size N` alone means N questions per batch: the shape's missing factor follows
+        # from it (examples_per_task first, the task slots keeping their default).
+        if not isinstance(data, dict) or data.get("batch_size") is None:
+            return data
+        size, slots, per_slot = data["batch_size"], data.get("tasks_per_batch"), data.get("examples_per_task")
+        if slots is not None and per_slot is not None:
+            return data  # all three given: checked below
+        try:
+            size = int(size)
+        except (TypeError, ValueError):
+            return data  # the field's own validation says what is wrong
+        if per_slot is None:
+            divisor = slots if slots is not None else cls.model_fields["tasks_per_batch"].default
+            given, other = "tasks_per_batch", "examples_per_task"
+        else:
+            divisor, given, other = per_slot, "examples_per_task", "tasks_per_batch"
+        try:
+            divisor = int(divisor)
+        except (TypeError, ValueError):
+            return data
+        if size <= 0 or divisor <= 0:
+            return data
+        if size % divisor:
+            raise ValueError(
+                f"batch_size {size} does not divide into {given} {divisor}: {other} would be {size / divisor:g}; "
+                f"give a batch size that is a multiple of {divisor}, or set --tasks-per-batch and --examples-per-task"
+            )
+        return {**data, other: size // divisor}
 
     @model_validator(mode="after")
     def _product(self) -> BatchSettings:
@@ -421,11 +482,12 @@ class CodeFile(_Section):
     )
 
 
-class TrainSettings(BaseSettings):
+class TrainSettings(_Finite, BaseSettings):
     """Everything `acct train` needs; written to RUN_DIR/config.json."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+        env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid", validate_assignment=True,
+        allow_inf_nan=False,
     )
 
     model: ModelSettings = Field(default_factory=ModelSettings, description="Encoder and heads.")
@@ -500,10 +562,10 @@ class TrainSettings(BaseSettings):
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"
 
 
-class EvaluateSettings(BaseSettings):
+class EvaluateSettings(_Finite, BaseSettings):
     """Everything `acct evaluate` needs."""
 
-    model_config = SettingsConfigDict(env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False)
 
     run_dir: Path = Field(description="Run directory written by `acct train`.")
     split: EvalSplit = Field("test", description="Held-out split of the run's manifest to score.")
@@ -544,8 +606,36 @@ def deep_merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping of a YAML file names one key twice (PyYAML would keep the last silently)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping: a study's arm or a setting
+    written twice would otherwise run only its second definition, without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges another mapping; its keys may be overridden
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first_line.get(key)
+                except TypeError:  # an unhashable key: the base loader says so
+                    continue
+                line = key_node.start_mark.line + 1
+                if seen is not None:
+                    raise DuplicateKeyError(None, None, f"key {key!r} is given twice (lines {seen} and {line})",
+                                            key_node.start_mark)
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a settings file with the safe loader; one clear error for every way it can be wrong."""
+    """Read a settings or study file with the safe loader (keys given twice refused); one clear error
+    for every way it can be wrong. Every YAML file a user hands acct is read here."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -553,7 +643,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506  a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise UsageError(f"{path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -568,8 +660,35 @@ def read_yaml(path: Path) -> dict[str, Any]:
 FLAG_NAMES: dict[str, str] = {}  # dotted field path -> flag, filled in by the CLI for error messages
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: the field path, the flag or variable that sets it, the message."""
+# Flags spelled otherwise than their setting, by (settings class name, field): --eval-batch-size
+# sets `acct evaluate`'s batch_size.
+_FLAG_SPELLINGS = {("EvaluateSettings", "batch_size"): "--eval-batch-size"}
+
+
+def _flag_of(cls: type[BaseModel] | None, path: str) -> str:
+    if cls is not None and (cls.__name__, path) in _FLAG_SPELLINGS:
+        return _FLAG_SPELLINGS[(cls.__name__, path)]
+    if cls is None or cls.__name__ == "TrainSettings" or "." in path:
+        return FLAG_NAMES.get(path) or "--" + path.rsplit(".", 1)[-1].replace("_", "-")
+    return "--" + path.replace("_", "-")
+
+
+def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for key, value in tree.items():
+        out.add(prefix + key)
+        if isinstance(value, dict):
+            out |= _dotted_keys(value, f"{prefix}{key}.")
+    return out
+
+
+def format_validation_error(
+    exc: ValidationError, *, flags: set[str] | None = None, cls: type[BaseModel] | None = None
+) -> str:
+    """One line per problem: the field path, the flag or variable that sets it, the message.
+
+    `flags` are the dotted settings the user gave as command-line flags (of settings class `cls`):
+    a problem there names the flag the user typed, not the variable that could also set it."""
     parts = []
     whole = True  # every problem is about the settings as a whole (a check across fields)
     for err in exc.errors():
@@ -584,8 +703,11 @@ def format_validation_error(exc: ValidationError) -> str:
             continue
         whole = False
         env = "ACCT_" + path.upper().replace(".", "__")
-        flag = FLAG_NAMES.get(path)
-        where = f"{flag} / {env}" if flag else env
+        if flags is not None and path in flags:
+            where = _flag_of(cls, path)
+        else:
+            flag = FLAG_NAMES.get(path)
+            where = f"{flag} / {env}" if flag and (cls is None or cls.__name__ == "TrainSettings") else env
         parts.append(f"{path} ({where}): {msg}")
     return "; ".join(parts) if whole else "invalid settings: " + "; ".join(parts)
 
@@ -639,7 +761,7 @@ def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict
         finally:
             _checking_registries.reset(token)
     except ValidationError as exc:
-        raise UsageError(format_validation_error(exc)) from None
+        raise UsageError(format_validation_error(exc, flags=_dotted_keys(flags), cls=cls)) from None
 
 
 def validate_checked(cls: type[BaseModel], data: dict[str, Any]) -> Any:
@@ -665,12 +787,57 @@ def resolve_train(
         layer = read_yaml(config_file)
         check_sections(TrainSettings, layer, where=str(config_file))
         check_yaml_keys(layer, config_file)
+        given = flags.get("model", {}).get("trust_remote_code") if isinstance(flags.get("model"), dict) else None
+        check_no_trust_granted(layer, str(config_file), trusted=bool(given) or env_trusts_remote_code())
         layers.append(layer)
     settings = resolve(TrainSettings, flags, layers=layers)
+    if settings.init_from is not None and not settings.resume:
+        check_one_encoder(flags, layers[-1] if config_file is not None else {}, config_file)
     if settings.output_dir is None and preset not in (None, "default"):
         # `acct train --preset tiny` writes runs/tiny-seed0, the path the docs use.
         settings = settings.model_copy(update={"output_dir": Path("runs") / f"{preset}-seed{settings.seed}"})
     return settings
+
+
+def check_one_encoder(flags: dict[str, Any], layer: dict[str, Any], config_file: Path | None) -> None:
+    """Refuse --init-from together with an encoder the user named (--model, model.name_or_path in the
+    YAML file, ACCT_MODEL__NAME_OR_PATH): the run takes the encoder from the source, and the other
+    would be ignored without a word. A preset's model does not count: it is not the user's choice."""
+    named = []
+    if isinstance(flags.get("model"), dict) and flags["model"].get("name_or_path") is not None:
+        named.append(FLAG_NAMES.get("model.name_or_path", "--model"))
+    if isinstance(layer.get("model"), dict) and layer["model"].get("name_or_path") is not None:
+        named.append(f"model.name_or_path in {config_file}")
+    if any(var.upper() == "ACCT_MODEL__NAME_OR_PATH" for var in os.environ):
+        named.append("ACCT_MODEL__NAME_OR_PATH")
+    if named:
+        raise UsageError(
+            f"--init-from takes the encoder (and its tokenizer) from its source, so {named[0]} would be ignored; "
+            "give one of them: --init-from SOURCE to start from another run's or an encoder's weights, or the "
+            "encoder alone"
+        )
+
+
+TRUST_ENV = "ACCT_MODEL__TRUST_REMOTE_CODE"
+
+
+def env_trusts_remote_code() -> bool:
+    """Whether the person running the command set ACCT_MODEL__TRUST_REMOTE_CODE to a true value."""
+    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+def check_no_trust_granted(layer: dict[str, Any], where: str, *, trusted: bool = False) -> None:
+    """Refuse a file that grants `model.trust_remote_code`: trust comes only from the person running
+    the command (--trust-remote-code or ACCT_MODEL__TRUST_REMOTE_CODE), never from a file someone
+    may have handed them. A file may repeat trust the user gave (`trusted`), or say false."""
+    model = layer.get("model")
+    value = model.get("trust_remote_code") if isinstance(model, dict) else None
+    if value is None or value is False or trusted:
+        return
+    raise UsageError(
+        f"{where}: model.trust_remote_code is set in a file, which cannot grant trust: trust comes only from the "
+        f"person running the command; remove it and pass --trust-remote-code (or set {TRUST_ENV}=1)"
+    )
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:
@@ -699,7 +866,7 @@ def check_sections(cls: type[BaseModel], layer: dict[str, Any], *, where: str, p
 
 
 # ACCT_* variables read outside the settings models.
-OTHER_ENV_VARS = ("ACCT_DEBUG", "ACCT_CACHE_DIR", "ACCT_DEBUG_RANK_DIR", "ACCT_DIST_TIMEOUT_S")
+OTHER_ENV_VARS = ("ACCT_DEBUG", "ACCT_CACHE_DIR", "ACCT_DEBUG_RANK_DIR", "ACCT_DIST_TIMEOUT_S", "ACCT_CODE")
 
 
 def known_env_vars() -> set[str]:
@@ -790,10 +957,10 @@ def debug_enabled() -> bool:
 ABLATION_CONFIGS = ("baseline", "contrastive", "full")  # acct's own arms; plugins add more
 
 
-class PredictSettings(BaseSettings):
+class PredictSettings(_Finite, BaseSettings):
     """Everything `acct predict` needs: one question, or a file of them."""
 
-    model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid", allow_inf_nan=False)
 
     run_dir: Path = Field(description="Run directory written by `acct train`.")
     question: str | None = Field(None, description="The question text (single-question mode).")
@@ -824,13 +991,13 @@ class PredictSettings(BaseSettings):
         return self
 
 
-class AblateSettings(BaseSettings):
+class AblateSettings(_Finite, BaseSettings):
     """What `acct ablate` adds to the training settings (which come from `acct train`'s own model)."""
 
-    model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid", allow_inf_nan=False)
 
     output_dir: Path = Field(Path("runs/ablation"), description="Directory of the study: DIR/<config>-seed<k>/, ablation.json, ablation.md.")
-    seeds: int = Field(1, ge=1, description="Seeds per configuration: the training seed, seed+1, ...")
+    seeds: int = Field(3, ge=1, description="Seeds per arm (the training seed, seed+1, ...): the seed is the replicate of every test across runs, so fewer than 3 cannot account for training variance.")
     split: EvalSplit = Field("test", description="Held-out split of the runs' shared manifest to compare on.")
     checkpoint: CheckpointName = Field("best", description="Which checkpoint of each run to score (best is picked on val).")
     arms: list[str] = Field(
@@ -847,7 +1014,7 @@ class AblateSettings(BaseSettings):
         None, description="The arm every other arm is compared with; empty means the first arm."
     )
     eval_batch_size: int = Field(64, gt=0, description="Questions per evaluation batch.")
-    bootstrap_resamples: int = Field(10_000, ge=100, description="Resamples of the paired bootstrap.")
+    from_predictions: bool = Field(False, description="Recompute the report from the runs' saved predictions-<split>.jsonl instead of scoring them again (each file is checked against the checkpoint it came from).")
     top_tasks: int = Field(5, ge=0, description="Per-task deltas shown: this many largest gains and losses.")
     overwrite: bool = Field(False, description="Retrain every run even if a finished one is there.")
     allow_identical: bool = Field(
@@ -873,10 +1040,10 @@ class AblateSettings(BaseSettings):
         return self
 
 
-class InspectSettings(BaseSettings):
+class InspectSettings(_Finite, BaseSettings):
     """Everything `acct inspect-confusion` needs."""
 
-    model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid", allow_inf_nan=False)
 
     run_dir: Path = Field(description="Run directory written by `acct train`.")
     top: int = Field(10, ge=1, description="How many of the most-confused task pairs to show.")

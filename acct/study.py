@@ -47,6 +47,11 @@ def read_study(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], str | None
         if owned:
             raise UsageError(f"{path}: arm {name} sets {owned[0]}, which the study decides for every run "
                              "(use --seed / --seeds / --output-dir)")
+        model = layer.get("model")
+        if isinstance(model, dict) and "trust_remote_code" in model:
+            raise UsageError(f"{path}: arm {name} sets model.trust_remote_code; a study file cannot grant trust, and "
+                             "every arm runs with the same: it comes only from the person running the command "
+                             "(acct ablate --trust-remote-code, or ACCT_MODEL__TRUST_REMOTE_CODE=1)")
         check_yaml_keys(layer, Path(f"{path} (arm {name})"))
         from acct.config import TrainSettings
 
