@@ -19,7 +19,19 @@ from rich.table import Table
 from acct.config import debug_enabled, unknown_env_warnings
 from acct.errors import AcctError
 
-out = Console(soft_wrap=True)  # results: tables and JSON
+
+def _results_width() -> int | None:
+    """Width for result tables: the terminal's on a terminal, else COLUMNS or 200.
+
+    rich draws for 80 columns when stdout is a file or a pipe, and cuts words in narrow table
+    cells ("baselin|e"); a file has no width to fit, so tables get room to keep words whole.
+    """
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").strip().isdigit():
+        return None  # rich reads the terminal's width, or COLUMNS
+    return 200
+
+
+out = Console(soft_wrap=True, width=_results_width())  # results: tables and JSON
 err = Console(stderr=True)  # progress, notices, errors
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,12 +77,26 @@ def handles_errors(fn: F) -> F:
                 raise
             raise fail(escape(f"input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
                               "save it as UTF-8"), 2) from None
+        except SystemExit as exc:  # sys.exit() in a plugin's code is the plugin's error, whatever its status
+            blame = _plugin_blame(exc)
+            if blame is None or debug_enabled():
+                raise
+            raise fail(escape(blame), 1) from None
         except Exception as exc:  # a bug: say so in one line unless debugging
             if debug_enabled():
                 raise
-            raise fail(unexpected(exc), 1) from None
+            blame = _plugin_blame(exc)
+            raise fail(escape(blame) if blame else unexpected(exc), 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _plugin_blame(exc: BaseException) -> str | None:
+    if "acct.plugins" not in sys.modules:
+        return None  # no plugin was imported
+    from acct.plugins import raised_by_plugin
+
+    return raised_by_plugin(exc)
 
 
 USER_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,

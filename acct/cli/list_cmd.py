@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from acct.cli._common import code_option, handles_errors, import_code, out, print_json
+from acct.cli._common import code_option, escape, handles_errors, import_code, out, print_json
 
 # registry attribute -> heading
 KINDS = {
@@ -52,9 +52,11 @@ def list_command(
         return
     for kind, rows in data.items():
         table = Table(title=KINDS[kind], title_justify="left", show_header=True, header_style="bold")
-        table.add_column("name")
+        # Names and file paths are single words: the description wraps instead of cutting them.
+        table.add_column("name", no_wrap=True)
         table.add_column("description")
-        table.add_column("from")
+        table.add_column("from", no_wrap=True)
         for row in rows:
-            table.add_row(row["name"], row["description"], row["origin"])
+            # Descriptions say things like "needs acct[mtl]": shown literally, never read as markup.
+            table.add_row(escape(row["name"]), escape(row["description"]), escape(row["origin"]))
         out.print(table)
