@@ -32,23 +32,12 @@ from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
-from acct import __version__
 from acct import checkpoint as ckpt_io
 from acct.config import ABLATION_CONFIGS, AblateSettings
 from acct.config import TrainSettings, deep_merge, split_comparability_note
 from acct.errors import AcctError, UsageError
 from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)
 from acct.registry import strategies as ablation_strategies
-from acct.stats import (
-    bh_qvalues,
-    binomial_ci,
-    discordant_counts,
-    holm,
-    mcnemar_exact_counts,
-    mcnemar_mde,
-    mean_sd,
-    paired_bootstrap_ci,
-)
 
 DONE_MARKER = "ablation-done.json"
 # Settings that say where a run is written, where it runs and how it reports, not what it trains:
@@ -277,7 +266,8 @@ def _sampling_kind(settings: TrainSettings, sched: Schedule) -> str | None:
     return f"temperature (alpha {alpha:g})" if kind == "temperature" else kind
 
 
-def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSettings, Schedule]) -> str:
+def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSettings, Schedule],
+                   checkpoint: str = "best") -> str:
     """One clause saying why two arms with equal effective settings train identically, and what separates them."""
     reasons, fixes = [], []
     for name, s, sched in (a, b):
@@ -305,20 +295,27 @@ def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSe
                        "draw every task with the same probability")
     why = "; ".join(reasons) or "their effective training settings are the same"
     if fixes:
-        why += f"; the smallest --max-steps that separates them is {min(fixes)}"
+        budget = min(fixes)
+        why += f"; the smallest --max-steps that separates them is {budget}"
+        # A best checkpoint is chosen among validations; one at or before the last step on which the arms
+        # still agree is the same model in both, however long they train afterwards.
+        early = [s.eval_every_n_steps or sched.steps_per_epoch for _, s, sched in (a, b)]
+        if checkpoint == "best" and min(early) <= budget - 1:
+            why += (f", with --checkpoint last: a best checkpoint can be one validated at step {min(early)}, "
+                    "before the arms diverge, which is the same model in both")
     else:
         why += "; no --max-steps separates them"
     return why
 
 
-def identical_arms(planned: Sequence[tuple[str, TrainSettings, Schedule]]) -> list[tuple[str, str, str]]:
+def identical_arms(planned: Sequence[tuple[str, TrainSettings, Schedule]], checkpoint: str = "best") -> list[tuple[str, str, str]]:
     """(arm, arm, why) for every pair of planned arms (of one seed) that would train identically."""
     found = []
     effective = [effective_settings(s, sched) for _, s, sched in planned]
     for i in range(len(planned)):
         for j in range(i + 1, len(planned)):
             if effective[i] == effective[j]:
-                found.append((planned[i][0], planned[j][0], _why_identical(planned[i], planned[j])))
+                found.append((planned[i][0], planned[j][0], _why_identical(planned[i], planned[j], checkpoint)))
     return found
 
 
@@ -397,7 +394,7 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
             if sizes is None or wanted.data != group[0].settings.data:
                 sizes = train_task_sizes(wanted)
             group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=schedule(wanted, sizes)))
-        for a, b, why in identical_arms([(r.config, r.settings, r.schedule) for r in group]):
+        for a, b, why in identical_arms([(r.config, r.settings, r.schedule) for r in group], settings.checkpoint):
             if not settings.allow_identical:
                 raise UsageError(
                     f"arms {a} and {b} would train identically (seed {seed}): {why}; "
@@ -491,56 +488,7 @@ def train_run(run: PlannedRun, *, should_stop: Callable[[], bool] = lambda: Fals
         yield event
 
 
-# -- the comparison -------------------------------------------------------------------------------
-
-
-@dataclass
-class AblationReport:
-    split: str
-    checkpoint: str
-    seeds: list[int]
-    n_per_seed: dict[int, int]
-    configs: dict[str, dict[str, Any]]
-    deltas: dict[str, dict[str, Any]]
-    runs: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
-    base_settings: dict[str, Any] = field(default_factory=dict)
-    reference: str = "baseline"
-    command: str | None = None
-    acct_version: str = __version__
-    # Per (arm, seed): the logged validation curve and curriculum weights (for the figures; not in the JSON).
-    histories: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-    task_categories: dict[str, str] = field(default_factory=dict)
-    figures: list[Path] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "acct_version": self.acct_version,
-            "command": self.command,
-            "split": self.split,
-            "checkpoint": self.checkpoint,
-            "seeds": self.seeds,
-            "examples_per_seed": {str(k): v for k, v in self.n_per_seed.items()},
-            "reference": self.reference,
-            "configs": self.configs,
-            "deltas": self.deltas,
-            "holm_p": {name: d.get("holm_p") for name, d in self.deltas.items()},
-            "mde": {name: d.get("mde") for name, d in self.deltas.items()},
-            "runs": self.runs,
-            "notes": self.notes,
-            "settings": self.base_settings,
-            "figures": [str(p) for p in self.figures],
-        }
-
-
-def _mean_of(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
-    keys = sorted(set().union(*dicts)) if dicts else []
-    return {k: mean_sd([d[k] for d in dicts if k in d])[0] for k in keys}
-
-
-def _sd_of(dicts: Sequence[dict[str, float]]) -> dict[str, float | None]:
-    keys = sorted(set().union(*dicts)) if dicts else []
-    return {k: mean_sd([d[k] for d in dicts if k in d])[1] for k in keys}
+# -- what the runs did ----------------------------------------------------------------------------
 
 
 def check_same_split(runs: Sequence[PlannedRun]) -> None:
@@ -590,51 +538,6 @@ def weights_digest(run_dir: Path, which: str) -> str | None:
     except (AcctError, OSError):
         return None
     return hashlib.sha256(data).hexdigest()
-
-
-def compare(
-    settings: AblateSettings,
-    runs: Sequence[PlannedRun],
-    *,
-    device: str = "auto",
-    precision: str = "auto",
-    data_dir: Path | None = None,
-    on_scored: Callable[[PlannedRun], None] | None = None,
-    command: str | None = None,
-) -> AblationReport:
-    """Score every run on the shared held-out split and compare each arm with the reference (the first)."""
-    from acct.engine import load_run, resolve_device
-    from acct.inference import score_split
-
-    check_same_split(runs)
-    dev, prec = resolve_device(device, precision)
-    correct: dict[tuple[str, int], list[bool]] = {}
-    results: dict[tuple[str, int], Any] = {}
-    uids: dict[int, list[str]] = {}
-    tasks: dict[int, list[str]] = {}
-    facts: dict[tuple[str, int], dict[str, Any]] = {}
-    categories: dict[str, str] = {}
-    for r in runs:
-        loaded = load_run(r.run_dir, settings.checkpoint, dev, trust_remote_code=r.settings.model.trust_remote_code)
-        scored = score_split(loaded, settings.split, device=dev, precision=prec,
-                             batch_size=settings.eval_batch_size, data_dir=data_dir)
-        ids = [ex.uid for ex in scored.examples]
-        if uids.setdefault(r.seed, ids) != ids:
-            raise AcctError(f"{r.run_dir} scored other {settings.split} examples than the other runs of seed {r.seed}")
-        tasks.setdefault(r.seed, [ex.task for ex in scored.examples])
-        correct[r.config, r.seed] = scored.correct
-        results[r.config, r.seed] = scored.result
-        facts[r.config, r.seed] = {
-            "weights": {w: weights_digest(r.run_dir, w) for w in dict.fromkeys((settings.checkpoint, "last"))},
-            **read_history(r.run_dir),
-        }
-        categories.update(loaded.categories)
-        if on_scored is not None:
-            on_scored(r)
-    report = aggregate(settings, runs, correct, results, tasks=tasks, facts=facts)
-    report.command = command
-    report.task_categories = categories
-    return report
 
 
 def _drew_batches(logged: list[tuple[int, dict[str, float]]], last_step: int | None) -> list[tuple[int, dict[str, float]]]:
@@ -745,379 +648,19 @@ def trained_identical(
                 fa, fb = facts.get((a.config, seed)), facts.get((b.config, seed))
                 if not fa or not fb:
                     continue
-                same_weights = [w for w, d in fa["weights"].items() if d is not None and d == fb["weights"].get(w)]
-                if same_weights:
-                    found.append((a.config, b.config, seed, f"byte-identical model weights ({'/'.join(same_weights)} checkpoint)"))
+                same = {w for w, d in fa["weights"].items() if d is not None and d == fb["weights"].get(w)}
+                if same and (len(same) == len(fa["weights"]) or "last" in same):
+                    found.append((a.config, b.config, seed, "trained identically (byte-identical model weights, "
+                                  f"{' and '.join(sorted(same))} checkpoint); their comparison is empty"))
+                elif same:
+                    which = next(iter(same))
+                    found.append((a.config, b.config, seed, f"their compared {which} checkpoints are byte-identical "
+                                  "(selected on validation before the arms diverged), although their last checkpoints "
+                                  "differ; their comparison is empty: compare with --checkpoint last, or train longer"))
                 elif (a.settings.curriculum.strategy != b.settings.curriculum.strategy
                       and _differ_only_in_curriculum(a.settings, b.settings)
                       and [w for _, w in _drew_batches(fa["curriculum"], (a.finished or {}).get("step"))]
                       == [w for _, w in _drew_batches(fb["curriculum"], (b.finished or {}).get("step"))]):
-                    found.append((a.config, b.config, seed, "identical logged curriculum weights, the only setting they differ in"))
+                    found.append((a.config, b.config, seed, "trained identically (identical logged curriculum weights, "
+                                  "the only setting they differ in); their comparison is empty"))
     return found
-
-
-def aggregate(
-    settings: AblateSettings,
-    runs: Sequence[PlannedRun],
-    correct: dict[tuple[str, int], list[bool]],
-    results: dict[tuple[str, int], Any],
-    *,
-    tasks: dict[int, list[str]] | None = None,
-    facts: dict[tuple[str, int], dict[str, Any]] | None = None,
-) -> AblationReport:
-    """The comparison from every run's per-example correctness and EvalResult, keyed (arm, seed).
-
-    Within a seed every arm must have been scored on the same examples in the same order. The
-    first arm of `runs` is the reference. `tasks` (the task of each example, per seed) enables the
-    per-task tests; `facts` (per run: weight digests and logged history) the checks of what each
-    arm did.
-    """
-    facts = facts or {}
-    seeds = sorted({r.seed for r in runs})
-    names = list(dict.fromkeys(r.config for r in runs))
-    ref = names[0]
-    for (name, seed), flags in correct.items():
-        if len(flags) != len(correct[ref, seed]):
-            raise AcctError(f"{name} seed {seed} was scored on {len(flags)} examples, {ref} on "
-                            f"{len(correct[ref, seed])}")
-    configs: dict[str, dict[str, Any]] = {}
-    ref_settings = next(r.settings for r in runs if r.config == ref)
-    for name in names:
-        per_seed = [results[name, s] for s in seeds]
-        seed_rows = [
-            {
-                "seed": s,
-                "run_dir": str(next(r.run_dir for r in runs if r.config == name and r.seed == s)),
-                "accuracy": res.accuracy,
-                "macro_accuracy": res.macro_accuracy,
-                "categories": res.categories,
-            }
-            for s, res in zip(seeds, per_seed)
-        ]
-        acc_mean, acc_sd = mean_sd([res.accuracy for res in per_seed])
-        macro_mean, macro_sd = mean_sd([res.macro_accuracy for res in per_seed])
-        task_acc = [{t: v["accuracy"] for t, v in res.tasks.items()} for res in per_seed]
-        pooled = [ok for s in seeds for ok in correct[name, s]]
-        low, high = binomial_ci(sum(pooled), len(pooled))
-        mine = [r for r in runs if r.config == name]
-        configs[name] = {
-            "description": describe(mine[0].settings),
-            "accuracy": acc_mean,
-            "ci_low": low,
-            "ci_high": high,
-            "macro_accuracy": macro_mean,
-            "categories": _mean_of([res.categories for res in per_seed]),
-            "tasks": _mean_of(task_acc),
-            "seeds": seed_rows,
-            "sd": None if len(seeds) == 1 else {
-                "accuracy": acc_sd,
-                "macro_accuracy": macro_sd,
-                "categories": _sd_of([res.categories for res in per_seed]),
-            },
-            "settings_sha256": {str(r.seed): settings_digest(r.settings) for r in mine},
-            "differs_from_reference": differences(ref_settings, mine[0].settings),
-            "effective": _effective_row(name, runs, facts),
-        }
-
-    deltas: dict[str, dict[str, Any]] = {}
-    for name in names[1:]:
-        a = [ok for s in seeds for ok in correct[ref, s]]
-        b = [ok for s in seeds for ok in correct[name, s]]
-        groups = [s for s in seeds for _ in correct[ref, s]]
-        ci = paired_bootstrap_ci(a, b, groups=groups, resamples=settings.bootstrap_resamples, seed=0)
-        only_ref, only_arm = discordant_counts(a, b)
-        per_seed_delta = [results[name, s].accuracy - results[ref, s].accuracy for s in seeds]
-        seed_mean, seed_sd = mean_sd(per_seed_delta)
-        base, cfg = configs[ref], configs[name]
-        discordance = (only_ref + only_arm) / len(a)
-        per_task: dict[str, dict[str, Any]] = {}
-        if tasks is not None:
-            by_task: dict[str, tuple[list[bool], list[bool]]] = {}
-            for s in seeds:
-                for t, x, y in zip(tasks[s], correct[ref, s], correct[name, s]):
-                    by_task.setdefault(t, ([], []))[0].append(x)
-                    by_task[t][1].append(y)
-            for t in sorted(by_task):
-                x, y = by_task[t]
-                per_task[t] = {"n": len(x), "delta": cfg["tasks"].get(t, 0.0) - base["tasks"].get(t, 0.0),
-                               "p": mcnemar_exact_counts(*discordant_counts(x, y))}
-            for t, q in zip(per_task, bh_qvalues([v["p"] for v in per_task.values()])):
-                per_task[t]["q"] = q
-        deltas[name] = {
-            "accuracy": ci.delta,
-            "ci_low": ci.low,
-            "ci_high": ci.high,
-            "mcnemar_p": mcnemar_exact_counts(only_ref, only_arm),
-            "holm_p": None,  # filled below, across all arms
-            "mde": mcnemar_mde(len(a), discordance),
-            "pairs": len(a),
-            "discordance": discordance,
-            "sd": seed_sd,
-            "seed_mean": seed_mean,
-            "seed_sd": seed_sd,
-            "discordant": {f"{ref}_only": only_ref, f"{name}_only": only_arm},
-            "macro_accuracy": cfg["macro_accuracy"] - base["macro_accuracy"],
-            "categories": {c: cfg["categories"][c] - base["categories"][c] for c in base["categories"] if c in cfg["categories"]},
-            "tasks": {t: cfg["tasks"][t] - base["tasks"][t] for t in base["tasks"] if t in cfg["tasks"]},
-            "per_task": per_task,
-            "per_seed": [
-                {"seed": s, "accuracy": d,
-                 "mcnemar_p": mcnemar_exact_counts(*discordant_counts(correct[ref, s], correct[name, s]))}
-                for s, d in zip(seeds, per_seed_delta)
-            ],
-        }
-    for name, p in zip(deltas, holm([d["mcnemar_p"] for d in deltas.values()])):
-        deltas[name]["holm_p"] = p
-
-    base_settings = runs[0].settings
-    notes = []
-    ref_run = next(r for r in runs if r.config == ref)
-    plain = plain_multitask(ref_settings, ref_run.schedule.task_sizes if ref_run.schedule else None)
-    if plain is not None:
-        notes.append(f"the reference {ref} is not plain multi-task fine-tuning ({plain}); every Δ is measured "
-                     "against it, not against plain multi-task learning")
-    comparability = split_comparability_note(base_settings.data)
-    if comparability is not None:
-        notes.append(comparability)
-    if len(seeds) > 1:
-        notes.append(f"deltas are the mean over {len(seeds)} seeds; the bootstrap resamples each seed's examples "
-                     "separately, McNemar pools the discordant pairs of all seeds; 'seeds' gives the mean ± sd of "
-                     "the per-seed deltas")
-    if len(deltas) > 1:
-        notes.append(f"Holm p: the McNemar p-values adjusted across all {len(deltas)} comparisons with {ref} "
-                     "(family-wise error); read the Holm column, not the raw one, when asking whether any arm differs")
-    if any(d["per_task"] for d in deltas.values()):
-        n_tasks = max(len(d["per_task"]) for d in deltas.values())
-        per = sum(v["n"] for v in next(iter(deltas.values()))["per_task"].values()) / max(1, n_tasks)
-        notes.append(f"per-task deltas: {n_tasks} tasks of about {per:.0f} questions each; unadjusted per-task "
-                     "p-values are noise at this size (some fall below 0.05 by chance alone), so only the "
-                     "Benjamini-Hochberg q-values are reported")
-    for name, d in deltas.items():
-        if d["mde"] is None:
-            notes.append(f"{name} and {ref} never disagreed on a question: no difference could be detected")
-        else:
-            notes.append(
-                f"power ({name} vs {ref}): with {d['pairs']} paired questions and {100 * d['discordance']:.1f}% "
-                f"discordant, the smallest difference this study detects with 80% power at alpha 0.05 is "
-                f"{100 * d['mde']:.1f} points; smaller true effects would likely go unseen"
-            )
-    planned = sorted({(r.config, p) for r in runs for p in r.planned_identical})
-    if planned:
-        shown = sorted({tuple(sorted((a, p.split(":")[0]))) + (p.split(": ", 1)[1],) for a, p in planned})
-        for a, b, why in shown:
-            notes.append(f"--allow-identical: arms {a} and {b} were planned to train identically ({why})")
-    for a, b, seed, what in trained_identical(runs, facts):
-        notes.append(f"arms {a} and {b} (seed {seed}) trained identically: {what}; their comparison is empty")
-        for x, y in ((a, b), (b, a)):
-            if y not in configs[x]["effective"]["identical_to"]:
-                configs[x]["effective"]["identical_to"].append(y)
-    return AblationReport(
-        split=settings.split,
-        checkpoint=settings.checkpoint,
-        seeds=seeds,
-        n_per_seed={s: len(correct[ref, s]) for s in seeds},
-        configs=configs,
-        deltas=deltas,
-        runs=[{"config": r.config, "seed": r.seed, "run_dir": str(r.run_dir), "action": r.action,
-               "step": (r.finished or {}).get("step"), "reason": (r.finished or {}).get("reason"),
-               "settings_sha256": settings_digest(r.settings)} for r in runs],
-        notes=notes,
-        base_settings=comparable(json.loads(base_settings.model_dump_json())),
-        reference=ref,
-        histories={key: {"validation": f.get("validation", []), "curriculum": f.get("curriculum", [])}
-                   for key, f in facts.items()},
-    )
-
-
-# -- reports --------------------------------------------------------------------------------------
-
-
-def top_task_deltas(delta: dict[str, Any], k: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """The k largest per-task gains and the k largest losses (each only if strictly positive/negative)."""
-    items = sorted(delta["tasks"].items(), key=lambda kv: (-kv[1], kv[0]))
-    gains = [(t, d) for t, d in items if d > 0][:k]
-    losses = [(t, d) for t, d in reversed(items) if d < 0][:k]
-    return gains, losses
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
-def _signed(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.2f}"
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def _value(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
-
-
-def describe_effective(e: dict[str, Any]) -> dict[str, str]:
-    """The 'what it did' cells of an arm's row, as text."""
-
-    def steps(values: Sequence[Any]) -> str:
-        shown = sorted({v for v in values if v is not None})
-        return "-" if not shown else "/".join(str(v) for v in shown)
-
-    change = e.get("first_weight_change_step")
-    if change is None:
-        change_text = "-"
-    elif all(c is None for c in change):
-        change_text = "never"
-    else:
-        change_text = steps(change)
-    weights = "-"
-    if e.get("max_task_weight") is not None:
-        weights = f"{e['min_task_weight']:.3f}–{e['max_task_weight']:.3f}"
-    loss = e["loss"]
-    loss_text = f"λ_cls {loss['lambda_cls']:g}, λ_con {loss['lambda_contrastive']:g}"
-    if loss["tau"] is not None:
-        loss_text += f", τ {loss['tau']:g}, anchors weighted by {loss.get('contrastive_anchor_weighting') or 'prediction entropy'}"
-    loss_text += f"; task losses: {loss.get('task_weighting', 'equal')}"
-    if loss.get("gradient", "mean") != "mean":
-        loss_text += f"; gradients: {loss['gradient']}"
-    return {"steps": steps(e["steps_trained"]), "change": change_text, "weights": weights, "loss": loss_text,
-            "identical": ", ".join(e["identical_to"]) or "-"}
-
-
-def markdown(report: AblationReport, top: int = 5, directory: Path | None = None) -> str:
-    """The study as a Markdown report (percentages); figures linked relative to `directory`."""
-    cats = sorted(set().union(*(c["categories"] for c in report.configs.values())))
-    multi = len(report.seeds) > 1
-    ref = report.reference
-    lines = [
-        "# acct ablation",
-        "",
-        f"Split: **{report.split}** ({', '.join(f'seed {s}: {n} questions' for s, n in report.n_per_seed.items())}), "
-        f"checkpoint: {report.checkpoint}. Accuracies in % with a Wilson 95% CI; Δ against {ref} with a paired "
-        "bootstrap 95% CI and an exact McNemar p-value on the same examples; **Holm p is the McNemar p adjusted "
-        f"across all {len(report.deltas)} comparisons with {ref}**; MDE is the smallest |Δ| the paired test "
-        "detects with 80% power at α = 0.05 (Connor 1987)."
-        + (" Mean ± sd over seeds. The 'seeds' column is the mean ± sd of the per-seed Δ." if multi else ""),
-        "",
-        "| config | accuracy [95% CI] | macro | " + " | ".join(cats) + f" | Δ vs {ref} [95% CI] |"
-        + (" seeds mean ± sd |" if multi else "") + " McNemar p | Holm p | MDE |",
-        "|---|---:|---:|" + "---:|" * len(cats) + "---|" + ("---:|" if multi else "") + "---:|---:|---:|",
-    ]
-    for name, c in report.configs.items():
-        sd = c["sd"]
-        acc = _pct(c["accuracy"]) + (f" ± {_pct(sd['accuracy'])}" if multi and sd["accuracy"] is not None else "")
-        if c.get("ci_low") is not None:
-            acc += f" [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]"
-        macro = _pct(c["macro_accuracy"]) + (f" ± {_pct(sd['macro_accuracy'])}" if multi and sd["macro_accuracy"] is not None else "")
-        seeds_cell: list[str] = []
-        if name in report.deltas:
-            d = report.deltas[name]
-            delta = f"{_signed(d['accuracy'])} [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]"
-            if multi:
-                seeds_cell = [f"{_signed(d.get('seed_mean'))} ± {_pct(d.get('seed_sd'))}"]
-            p, hp, mde = _p(d["mcnemar_p"]), _p(d.get("holm_p")), _pct(d.get("mde"))
-        else:
-            delta, p, hp, mde = "(reference)", "", "", ""
-            seeds_cell = [""] if multi else []
-        label = f"{name} ({c['description']})"
-        if c.get("effective", {}).get("identical_to"):
-            label += " ⚠ identical to " + ", ".join(c["effective"]["identical_to"])
-        row = [label, acc, macro, *(_pct(c["categories"].get(x)) for x in cats), delta, *seeds_cell, p, hp, mde]
-        lines.append("| " + " | ".join(row) + " |")
-    if any("effective" in c for c in report.configs.values()):
-        lines += ["", "## What each arm did", "",
-                  "| config | settings sha256 | steps trained | curriculum | weights first changed at step | "
-                  "task weight min–max | loss | identical to |",
-                  "|---|---|---:|---|---:|---:|---|---|"]
-        for name, c in report.configs.items():
-            if "effective" not in c:
-                continue
-            e = describe_effective(c["effective"])
-            digests = ", ".join(sorted({v[:12] for v in c.get("settings_sha256", {}).values()}))
-            lines.append(f"| {name} | `{digests}` | {e['steps']} | {c['effective']['curriculum']} | {e['change']} | "
-                         f"{e['weights']} | {e['loss']} | {e['identical']} |")
-    if any(c.get("differs_from_reference") for c in report.configs.values()):
-        lines += ["", f"## What differs from {ref}", "",
-                  f"Every training setting in which an arm differs from {ref} (the seed and the run directory aside).", ""]
-        for name, c in report.configs.items():
-            if name == ref:
-                continue
-            diff = c.get("differs_from_reference") or {}
-            shown = "; ".join(f"`{k}`: {_value(a)} → {_value(b)}" for k, (a, b) in diff.items()) or "nothing"
-            lines.append(f"- **{name}**: {shown}")
-    for name, d in report.deltas.items():
-        gains, losses = top_task_deltas(d, top)
-        lines += ["", f"## {name} vs {ref}: per-task Δ accuracy (points)", ""]
-        if not gains and not losses:
-            lines.append("No task changed.")
-            continue
-        with_q = bool(d.get("per_task"))
-        lines += ["| task | Δ | " + ref + " | " + name + " |" + (" q (BH) |" if with_q else ""),
-                  "|---|---:|---:|---:|" + ("---:|" if with_q else "")]
-        for t, v in gains + losses:
-            q = f" {_p(d['per_task'][t]['q'])} |" if with_q and t in d["per_task"] else (" - |" if with_q else "")
-            lines.append(f"| {t} | {_signed(v)} | {_pct(report.configs[ref]['tasks'][t])} | "
-                         f"{_pct(report.configs[name]['tasks'][t])} |" + q)
-    if report.figures:
-        lines += ["", "## Figures", ""]
-        for fig in report.figures:
-            rel = os.path.relpath(fig, directory) if directory is not None else str(fig)
-            lines.append(f"![{Path(fig).stem}]({Path(rel).as_posix()})")
-    lines += ["", "## Runs", ""]
-    lines += [f"- {r['config']} seed {r['seed']}: `{r['run_dir']}` ({r['action']}), settings sha256 "
-              f"`{r.get('settings_sha256', '-')}`" for r in report.runs]
-    if report.notes:
-        lines += ["", "## Notes", "", *[f"> {n}" + "\n>" for n in report.notes]]
-        lines[-1] = lines[-1].removesuffix("\n>")
-    lines += ["", f"acct {report.acct_version}" + (f"; command: `{report.command}`" if report.command else "")]
-    return "\n".join(lines) + "\n"
-
-
-def write_reports(report: AblationReport, directory: Path, top: int = 5) -> tuple[Path, Path]:
-    """Write DIR/ablation.json and DIR/ablation.md atomically."""
-    from acct import checkpoint as ckpt_io
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / "ablation.json", directory / "ablation.md"
-    ckpt_io.write_json(json_path, report.to_dict())
-    ckpt_io.write_text(md_path, markdown(report, top, directory))
-    return json_path, md_path
-
-
-# -- everything at once (the engine entry point; the CLI renders the same steps) -------------------
-
-
-def run_ablation(
-    settings: AblateSettings,
-    base: TrainSettings,
-    *,
-    should_stop: Callable[[], bool] = lambda: False,
-    on_event: Callable[[PlannedRun, Any], None] | None = None,
-    arms: Sequence[Arm] | None = None,
-    command: str | None = None,
-) -> AblationReport | None:
-    """Plan, train what is missing, compare and write the reports; None if training was interrupted."""
-    from acct import engine
-
-    runs = plan(settings, base, arms)
-    for r in runs:
-        for event in train_run(r, should_stop=should_stop):
-            if on_event is not None:
-                on_event(r, event)
-            if isinstance(event, engine.Finished) and event.reason == "interrupted":
-                return None
-    report = compare(settings, runs, device=base.device, precision=base.precision, command=command)
-    finish_report(report, settings)
-    return report
-
-
-def finish_report(report: AblationReport, settings: AblateSettings) -> tuple[Path, Path]:
-    """Draw the figures when asked (--plot DIR), then write ablation.json and ablation.md."""
-    if settings.plot_dir is not None:
-        from acct.ablation_plots import write_figures
-
-        report.figures = write_figures(report, settings.plot_dir)
-    return write_reports(report, settings.output_dir, settings.top_tasks)

@@ -1,10 +1,12 @@
 """The figures of an ablation study (`acct ablate --plot DIR`), drawn with matplotlib (the plot extra).
 
-- accuracy.png:       accuracy of every arm with its Wilson 95% CI;
+- accuracy.png:       accuracy of every arm, mean over seeds with its seed-level 95% t interval
+                      (each seed's accuracy as a dot);
 - validation.png:     the validation accuracy of every arm over training steps (one line per run);
 - weights-<arm>.png:  for each adaptive arm, its logged task weights over training as a heatmap,
                       tasks grouped by category;
-- categories.png:     per-category accuracy deltas of every arm against the reference.
+- categories.png:     per-category accuracy deltas of every arm against the reference, mean over
+                      seeds with seed-level 95% t intervals.
 """
 
 from __future__ import annotations
@@ -38,16 +40,23 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     names = list(report.configs)
     ref = report.reference
 
-    # 1. accuracy per arm with 95% CIs
+    # 1. accuracy per arm: mean over seeds, seed-level 95% t interval, one dot per seed
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names)), 3.5))
     acc = [100 * report.configs[n]["accuracy"] for n in names]
-    low = [100 * report.configs[n].get("ci_low", report.configs[n]["accuracy"]) for n in names]
-    high = [100 * report.configs[n].get("ci_high", report.configs[n]["accuracy"]) for n in names]
-    ax.bar(names, acc, color=["#888888"] + ["#4c72b0"] * (len(names) - 1))
-    ax.errorbar(names, acc, yerr=[[a - lo for a, lo in zip(acc, low)], [h - a for a, h in zip(acc, high)]],
-                fmt="none", ecolor="black", capsize=4)
+    xs = list(range(len(names)))
+    ax.bar(xs, acc, color=["#888888"] + ["#4c72b0"] * (len(names) - 1))
+    for x, n, a in zip(xs, names, acc):
+        c = report.configs[n]
+        if c.get("ci_low") is not None:
+            ax.errorbar([x], [a], yerr=[[a - 100 * c["ci_low"]], [100 * c["ci_high"] - a]], fmt="none",
+                        ecolor="black", capsize=4)
+        seeds = [100 * s["accuracy"] for s in c.get("seeds", [])]
+        ax.plot([x] * len(seeds), seeds, "o", color="black", markersize=3)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names)
     ax.set_ylabel(f"{report.split} accuracy (%)")
-    ax.set_title("accuracy per arm (95% CI)")
+    ax.set_title(f"accuracy per arm over {len(report.seeds)} seed{'s' if len(report.seeds) > 1 else ''}"
+                 + (" (95% t interval)" if len(report.seeds) > 1 else ""))
     paths.append(_save(fig, plt, directory / "accuracy.png"))
 
     # 2. validation accuracy curves
@@ -76,7 +85,8 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
         grids = [[[w.get(t, float("nan")) for _, w in logged] for t in tasks] for _, logged in panels]
         top = max(v for grid in grids for row in grid for v in row if v == v)
         height = max(2.5, 0.22 * len(tasks) + 1)
-        fig, axes = plt.subplots(len(panels), 1, figsize=(6, height * len(panels)), squeeze=False)
+        # Constrained layout keeps the colour bar clear of the long task labels.
+        fig, axes = plt.subplots(len(panels), 1, figsize=(7, height * len(panels)), squeeze=False, layout="constrained")
         for ax, (seed, logged), grid in zip(axes[:, 0], panels, grids):
             image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=top)
             ax.set_yticks(range(len(tasks)))
@@ -87,7 +97,7 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
             ax.set_xlabel("step")
             ax.set_title(f"{name}: task weights over training" + (f" (seed {seed})" if len(report.seeds) > 1 else ""))
             fig.colorbar(image, ax=ax, label="sampling weight")
-        paths.append(_save(fig, plt, directory / f"weights-{name}.png"))
+        paths.append(_save(fig, plt, directory / f"weights-{name}.png", tight=False))
 
     # 4. per-category deltas against the reference
     cats = sorted(set().union(*(d["categories"] for d in report.deltas.values()))) if report.deltas else []
@@ -95,20 +105,26 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     width = 0.8 / max(1, len(report.deltas))
     for k, (name, d) in enumerate(report.deltas.items()):
         xs = [i + k * width for i in range(len(cats))]
-        ax.bar(xs, [100 * d["categories"].get(c, 0.0) for c in cats], width=width, label=name)
+        means = [100 * d["categories"].get(c, 0.0) for c in cats]
+        ax.bar(xs, means, width=width, label=name)
+        cis = d.get("categories_ci") or {}
+        bars = [(x, m, cis[c]) for x, m, c in zip(xs, means, cats) if c in cis and cis[c][0] is not None]
+        for x, m, (low, high) in bars:
+            ax.errorbar([x], [m], yerr=[[m - 100 * low], [100 * high - m]], fmt="none", ecolor="black", capsize=3)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks([i + width * (len(report.deltas) - 1) / 2 for i in range(len(cats))])
     ax.set_xticklabels(cats)
     ax.set_ylabel(f"Δ accuracy vs {ref} (points)")
-    ax.set_title(f"per-category Δ against {ref}")
+    ax.set_title(f"per-category Δ against {ref}" + (" (95% t interval over seeds)" if len(report.seeds) > 1 else ""))
     if report.deltas:
         ax.legend(fontsize=7)
     paths.append(_save(fig, plt, directory / "categories.png"))
     return paths
 
 
-def _save(fig: Any, plt: Any, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig: Any, plt: Any, path: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from acct import checkpoint as ckpt_io
+from acct import predictions
 from acct.config import EvaluateSettings
 from acct.data import Example
-from acct.errors import CheckpointError
+from acct.errors import CheckpointError, UsageError
 from acct.metrics import EvalResult, majority_answer, summarize
 from acct.model import MultipleChoiceModel
 from acct.rundir import LoadedRun, load_run, load_run_split
@@ -74,24 +77,53 @@ def score_examples(
     device: torch.device, precision: str, batch_size: int,
 ) -> tuple[list[int], EvalResult]:
     """Predictions and accuracy summary of `run` on examples of its own split; `train` sets the majority baseline."""
+    preds, _, result = _score(run, examples, train, split, device=device, precision=precision, batch_size=batch_size)
+    return preds, result
+
+
+def _score(
+    run: LoadedRun, examples: Sequence[Example], train: Sequence[Example], split: str, *,
+    device: torch.device, precision: str, batch_size: int,
+) -> tuple[list[int], torch.Tensor, EvalResult]:
+    """Predicted choices, per-choice probabilities and the accuracy summary of `run` on `examples`."""
     unknown = sorted({ex.task for ex in examples} - set(run.tasks))
     if unknown:
         raise CheckpointError(f"the checkpoint's task list lacks {unknown[:3]}")
     task_index = {t: i for i, t in enumerate(run.tasks)}
     encoded = encode_examples_cached(run.tokenizer, examples, task_index, run.settings.model.max_length, default_cache_dir())
-    preds, _ = predict_encoded(run.model, encoded, device=device, precision=precision, batch_size=batch_size, pad_id=run.pad_id)
+    preds, probs = predict_encoded(run.model, encoded, device=device, precision=precision, batch_size=batch_size, pad_id=run.pad_id)
     result = summarize(split, examples, preds, task_categories=run.categories, majority=majority_answer(train))
-    return [int(p) for p in preds], result
+    return [int(p) for p in preds], probs, result
+
+
+def score_and_keep(
+    run: LoadedRun, split: str, checkpoint: str, *, device: torch.device, precision: str, batch_size: int,
+    data_dir: Path | None = None,
+) -> tuple[EvalResult, list[dict[str, Any]]]:
+    """Score a held-out split of the run's manifest and keep every prediction.
+
+    Writes RUN_DIR/predictions-<split>.jsonl (one line per question) and RUN_DIR/eval-<split>.json
+    (the summary, with the checkpoint and weight digest the predictions come from), each atomically.
+    """
+    parts = load_run_split(run, data_dir)
+    examples = list(parts.val if split == "val" else parts.test)
+    if not examples:
+        raise UsageError(f"{run.run_dir} has no {split} examples in its split")
+    preds, probs, result = _score(run, examples, parts.train, split, device=device, precision=precision,
+                                  batch_size=batch_size)
+    rows = predictions.rows_of(examples, preds, probs.tolist(), run.categories)
+    digest = predictions.write_jsonl(predictions.predictions_path(run.run_dir, split), rows)
+    summary = {**result.to_dict(), "checkpoint": checkpoint,
+               "predictions": predictions.record(split, checkpoint, run.checkpoint,
+                                                 predictions.weights_sha256(run.checkpoint), digest)}
+    ckpt_io.write_json(predictions.eval_path(run.run_dir, split), summary)
+    return result, rows
 
 
 def evaluate(settings: EvaluateSettings, *, trust_remote_code: bool = False) -> EvalResult:
-    """Score a held-out split of a run's manifest; writes RUN_DIR/eval-<split>.json."""
+    """Score a held-out split of a run's manifest; writes RUN_DIR/eval-<split>.json and predictions-<split>.jsonl."""
     device, precision = resolve_device(settings.device, settings.precision)
     run = load_run(settings.run_dir, settings.checkpoint, device, trust_remote_code=trust_remote_code)
-    split = load_run_split(run, settings.data_dir)
-    examples = split.val if settings.split == "val" else split.test
-    _, result = score_examples(
-        run, examples, split.train, settings.split, device=device, precision=precision, batch_size=settings.batch_size
-    )
-    ckpt_io.write_json(run.run_dir / f"eval-{settings.split}.json", result.to_dict())
+    result, _ = score_and_keep(run, settings.split, settings.checkpoint, device=device, precision=precision,
+                               batch_size=settings.batch_size, data_dir=settings.data_dir)
     return result

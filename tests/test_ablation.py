@@ -9,13 +9,10 @@ import pytest
 
 from acct.ablation import (
     DONE_MARKER,
-    AblationReport,
     config_settings,
-    markdown,
     plan,
     settings_differences,
     settings_digest,
-    top_task_deltas,
 )
 from acct.config import AblateSettings
 from acct.errors import UsageError
@@ -47,6 +44,7 @@ def test_contrastive_configurations_need_a_positive_lambda(tmp_path):
 
 def test_ablate_settings():
     assert AblateSettings().arms == ["baseline", "contrastive", "full"]
+    assert AblateSettings().seeds == 3  # the seed is the replicate: three is the least that estimates its variance
     # The order given is kept: the first arm is the reference unless --reference names another.
     assert AblateSettings(arms=["full", "contrastive", "baseline"]).arms == ["full", "contrastive", "baseline"]
     assert AblateSettings(arms=["full", "baseline"], reference="baseline").reference == "baseline"
@@ -73,7 +71,7 @@ def fake_run(run_dir, settings, *, last=True, marker=None):
 
 def test_plan_reuses_resumes_trains_and_refuses(tmp_path):
     base = tiny_settings(tmp_path / "x")
-    study = AblateSettings(output_dir=tmp_path / "study")
+    study = AblateSettings(output_dir=tmp_path / "study", seeds=1)
     want = {n: config_settings(base, n, 0, tmp_path / "study" / f"{n}-seed0") for n in ("baseline", "contrastive", "full")}
     fake_run(want["baseline"].output_dir, want["baseline"],
              marker={"status": "finished", "step": 240, "settings_sha256": settings_digest(want["baseline"])})
@@ -100,75 +98,9 @@ def test_plan_names_runs_by_config_and_seed(tmp_path):
     assert [r.settings.seed for r in runs] == [3, 3, 3, 4, 4, 4]
 
 
-def test_markdown_and_task_deltas():
-    delta = {"accuracy": 0.05, "ci_low": -0.01, "ci_high": 0.11, "mcnemar_p": 0.2, "sd": None,
-             "tasks": {"a": 0.2, "b": -0.1, "c": 0.0, "d": 0.1}}
-    assert top_task_deltas(delta, 1) == ([("a", 0.2)], [("b", -0.1)])
-    assert top_task_deltas(delta, 5) == ([("a", 0.2), ("d", 0.1)], [("b", -0.1)])
-    config = {"description": "x", "accuracy": 0.5, "macro_accuracy": 0.5, "categories": {"numbers": 0.5},
-              "tasks": {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}, "seeds": [], "sd": None}
-    report = AblationReport(split="test", checkpoint="best", seeds=[0], n_per_seed={0: 40},
-                            configs={"baseline": config, "full": config}, deltas={"full": delta}, runs=[])
-    text = markdown(report)
-    assert "| full (x) | 50.00 | 50.00 | 50.00 | +5.00 [-1.00, +11.00] | 0.2 | - | - |" in text
-    assert "| a | +20.00 |" in text and "| b | -10.00 |" in text
-
-
-def test_aggregate_over_two_seeds(tmp_path):
-    """Means, sds and paired statistics over seeds, on numbers small enough to check by hand."""
-    from acct.ablation import PlannedRun, aggregate
-    from acct.data import Example
-    from acct.metrics import summarize
-
-    base = tiny_settings(tmp_path)
-    study = AblateSettings(output_dir=tmp_path, seeds=2, arms=["baseline", "full"], bootstrap_resamples=2000)
-    examples = [Example("q", ("a", "b"), 0, task, f"{task}/{i}") for i, task in enumerate(["even_number"] * 2 + ["animal_word"] * 2)]
-    # seed 0: baseline 2/4, full 4/4 (full alone right twice); seed 1: baseline 3/4, full 3/4 (one each way).
-    flags = {("baseline", 0): [True, True, False, False], ("full", 0): [True, True, True, True],
-             ("baseline", 1): [True, True, True, False], ("full", 1): [True, True, False, True]}
-    runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", config_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
-            for s in (0, 1) for c in ("baseline", "full")]
-    results = {key: summarize("test", examples, [0 if ok else 1 for ok in f]) for key, f in flags.items()}
-    tasks = {s: [ex.task for ex in examples] for s in (0, 1)}
-    report = aggregate(study, runs, flags, results, tasks=tasks)
-
-    full, baseline = report.configs["full"], report.configs["baseline"]
-    assert full["accuracy"] == pytest.approx((1.0 + 0.75) / 2) and baseline["accuracy"] == pytest.approx((0.5 + 0.75) / 2)
-    assert full["sd"]["accuracy"] == pytest.approx(0.25 / 2 ** 0.5)  # sample sd of {1.0, 0.75}
-    assert full["tasks"] == {"animal_word": pytest.approx(0.75), "even_number": pytest.approx(1.0)}
-    d = report.deltas["full"]
-    assert d["accuracy"] == pytest.approx(0.25)  # mean of the per-seed deltas 0.5 and 0.0
-    assert d["sd"] == pytest.approx(0.5 / 2 ** 0.5)
-    assert d["discordant"] == {"baseline_only": 1, "full_only": 3}
-    assert d["mcnemar_p"] == pytest.approx(2 * (1 + 4) / 16)  # 2 * P[X <= 1], X ~ Bin(4, 1/2), capped at 1
-    assert [p["accuracy"] for p in d["per_seed"]] == pytest.approx([0.5, 0.0])
-    # Seed 0's resampled delta lies in [0, 1], seed 1's in [-0.5, 0.5]: their mean in [-0.25, 0.75].
-    assert -0.25 <= d["ci_low"] <= 0.25 <= d["ci_high"] <= 0.75
-    assert report.n_per_seed == {0: 4, 1: 4}
-    assert "mean over 2 seeds" in " ".join(report.notes)
-    text = markdown(report)
-    assert "Mean ± sd over seeds." in text and "± 17.68" in text
-    # Per-seed deltas 0.5 and 0.0 beside the pooled comparison.
-    assert (d["seed_mean"], d["seed_sd"]) == (pytest.approx(0.25), pytest.approx(0.5 / 2 ** 0.5))
-    assert "seeds mean ± sd" in text and "| +25.00 ± 35.36 |" in text
-    assert d["holm_p"] == d["mcnemar_p"]  # one comparison: nothing to adjust
-    # 8 pairs, 4 of them discordant.
-    assert (d["pairs"], d["discordance"]) == (8, 0.5)
-    from acct.stats import mcnemar_mde
-
-    assert d["mde"] == mcnemar_mde(8, 0.5)
-    # Per task (pooled over seeds): the four even_number pairs all agree; animal_word has full-only 3, baseline-only 1.
-    assert d["per_task"]["even_number"] == {"n": 4, "delta": pytest.approx(0.0), "p": 1.0, "q": 1.0}
-    assert d["per_task"]["animal_word"]["p"] == pytest.approx(2 * (1 + 4) / 16)  # full-only 3, baseline-only 1
-    assert d["per_task"]["animal_word"]["q"] == pytest.approx(1.0)  # BH: min(0.625 * 2 / 1, 1.0 * 2 / 2)
-    assert d["per_task"]["animal_word"]["delta"] == pytest.approx(0.5)
-    assert {"acct_version", "holm_p", "mde", "notes", "reference"} <= set(report.to_dict())
-    assert report.to_dict()["holm_p"] == {"full": d["holm_p"]}
-
-
 def three_arm_plan(tmp_path, max_steps, **study):
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": max_steps})
-    return plan(AblateSettings(output_dir=tmp_path / "study", **study), base)
+    return plan(AblateSettings(output_dir=tmp_path / "study", **{"seeds": 1, **study}), base)
 
 
 def test_schedule_mirrors_the_engine(tmp_path):
@@ -205,9 +137,9 @@ def test_guard_refuses_arms_that_would_train_identically(tmp_path):
 def test_guard_sees_a_curriculum_that_can_never_act(tmp_path):
     base = tiny_settings(tmp_path / "x", **{"curriculum.floor": 1.0})
     with pytest.raises(UsageError, match="floor 1, which keeps the weights at the proportional prior; no --max-steps separates them"):
-        plan(AblateSettings(output_dir=tmp_path / "study"), base)
+        plan(AblateSettings(output_dir=tmp_path / "study", seeds=1), base)
     # The baseline differs from both in its loss, so a two-arm study is fine.
-    assert len(plan(AblateSettings(output_dir=tmp_path / "study", arms=["baseline", "full"]), base)) == 2
+    assert len(plan(AblateSettings(output_dir=tmp_path / "study", seeds=1, arms=["baseline", "full"]), base)) == 2
 
 
 def test_effective_settings_ignore_what_cannot_act(tmp_path):
@@ -284,4 +216,13 @@ def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_bat
     facts["full", 0]["curriculum"] = [(20, moved), (40, moved)]
     assert trained_identical(runs, facts) == []
     facts["baseline", 0]["weights"]["last"] = "c2"
-    assert trained_identical(runs, facts) == [("baseline", "contrastive", 0, "byte-identical model weights (last checkpoint)")]
+    [(a, b, seed, what)] = trained_identical(runs, facts)
+    assert (a, b, seed) == ("baseline", "contrastive", 0)
+    assert what.startswith("trained identically (byte-identical model weights, last checkpoint)")
+    # Best checkpoints picked before the arms diverged are the same, while their last ones differ:
+    # the comparison is empty, but the arms did not train identically.
+    facts["baseline", 0]["weights"] = {"best": "c1", "last": "b2"}
+    [(a, b, _, what)] = trained_identical(runs, facts)
+    assert (a, b) == ("baseline", "contrastive")
+    assert "compared best checkpoints are byte-identical" in what and "last checkpoints differ" in what
+    assert "trained identically" not in what

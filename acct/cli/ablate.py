@@ -37,7 +37,8 @@ def ablate_command(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (as for acct train).", show_default=False),
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny: offline CPU study on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Directory of the study (default runs/ablation).", show_default=False),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per configuration: --seed, --seed+1, ... (default 1)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per arm: --seed, --seed+1, ... (default 3). The seed is the replicate of the test across runs."),
+    from_predictions: bool = typer.Option(False, "--from-predictions", help="Recompute the report from the runs' saved predictions-<split>.jsonl without scoring again (trains nothing; every run must be finished and scored)."),
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): held-out split to compare on."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best) checkpoint of each run."),
     arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated registered arms, run in this order (`acct list` names them; default baseline,contrastive,full). The first is the reference.", show_default=False),
@@ -87,7 +88,7 @@ def ablate_command(
         raise UsageError("--study declares the arms; drop --arms (or name the arms in the study file)")
     settings: AblateSettings = resolve_flags(AblateSettings, {
         "output_dir": output_dir, "seeds": seeds, "split": split, "checkpoint": checkpoint, "arms": chosen,
-        "study": study, "reference": reference,
+        "study": study, "reference": reference, "from_predictions": True if from_predictions else None,
         "overwrite": True if overwrite else None, "allow_identical": True if allow_identical else None,
         "plot_dir": plot,
     })
@@ -176,6 +177,10 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     from acct.cli.train import drain, render
 
     runs = ablation.plan(settings, base)
+    unfinished = [r for r in runs if r.action != "reuse"]
+    if settings.from_predictions and unfinished:
+        raise UsageError(f"--from-predictions trains nothing, but {len(unfinished)} run(s) are not finished "
+                         f"({', '.join(r.run_dir.name for r in unfinished[:4])}); run without it first")
     rank = distributed.launched()[0]
     stop = {"requested": False}
 
@@ -208,62 +213,65 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     if rank != 0:
         return None
 
-    err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
-    report = ablation.compare(settings, runs, device=base.device, precision=base.precision, command=command,
-                              on_scored=lambda r: err.print(f"[dim]scored {escape(r.run_dir)}[/]", highlight=False, soft_wrap=True))
-    ablation.finish_report(report, settings)
+    from acct import ablation_compare
+
+    if settings.from_predictions:
+        err.rule(f"re-analysing the saved {settings.split} predictions of {len(runs)} runs")
+    else:
+        err.rule(f"evaluating {len(runs)} runs on the {settings.split} split")
+    report = ablation_compare.compare(
+        settings, runs, device=base.device, precision=base.precision, command=command,
+        on_scored=lambda r: err.print(f"[dim]scored {escape(r.run_dir)}[/]", highlight=False, soft_wrap=True))
+    ablation_compare.finish_report(report, settings)
     return report
 
 
 def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
-    from acct.ablation import describe_effective, top_task_deltas
+    from acct.ablation_report import delta_cells, describe_effective, seed_cells, top_task_deltas
     from acct.cli._common import pct
 
     def signed(x: float) -> str:
         return f"{100 * x:+.2f}"
 
-    multi = len(report.seeds) > 1
+    n_seeds = len(report.seeds)
     cats = sorted(set().union(*(c["categories"] for c in report.configs.values())))
     n = ", ".join(f"{v}" for v in report.n_per_seed.values())
     main = Table(
-        title=f"ablation on the {report.split} split ({n} questions{' per seed' if multi else ''}, "
-              f"{report.checkpoint} checkpoints{', mean ± sd over seeds ' + str(report.seeds) if multi else ''})",
+        title=f"accuracy on the {report.split} split ({n} questions{' per seed' if n_seeds > 1 else ''}, "
+              f"{report.checkpoint} checkpoints): mean ± sd over seeds {report.seeds}, 95% t interval over seeds",
         show_header=True, header_style="bold",
     )
     ref = report.reference
-    for col in ["config", "accuracy", "95% CI", "macro", *cats]:
-        main.add_column(col, justify="left" if col == "config" else "right")
+    for col in ["arm", "accuracy", "95% CI", "macro", *cats]:
+        main.add_column(col, justify="left" if col == "arm" else "right")
+    test = next((d["test"] for d in report.deltas.values()), "")
     tests = Table(
-        title=f"each arm vs {ref} on the same questions: paired bootstrap 95% CI, exact McNemar p, Holm p (McNemar "
-              f"adjusted across all {len(report.deltas)} comparisons), MDE at 80% power, alpha 0.05",
+        title=f"each arm vs {ref}: mean of the per-seed paired Δ, 95% CI and p from a {test}; Holm p across "
+              f"{len(report.deltas)} comparisons; per seed: Δ (McNemar p, conditional on that seed's models); "
+              "MDE at 80% power over the seeds run",
         show_header=True, header_style="bold",
     )
-    for col in ["config", "Δ (pts)", "95% CI", "McNemar p", "Holm p", "MDE (pts)", *(["seeds mean ± sd"] if multi else [])]:
-        tests.add_column(col, justify="left" if col == "config" else "right")
+    for col in ["arm", "Δ (pts)", "95% CI", "p", "Holm p", "Δm %", "τ, I²", "per seed", "MDE (pts)", "seeds 1/2/5 pts"]:
+        tests.add_column(col, justify="left" if col in ("arm", "per seed") else "right")
+    cells = seed_cells(report)
     for name, c in report.configs.items():
-        acc = pct(c["accuracy"])
-        macro = pct(c["macro_accuracy"])
-        if multi and c["sd"] is not None:
-            acc += f" ± {100 * c['sd']['accuracy']:.2f}"
-            macro += f" ± {100 * c['sd']['macro_accuracy']:.2f}"
         label = name + (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
                         if c["effective"]["identical_to"] else "")
-        main.add_row(label, acc, f"[{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]", macro,
+        main.add_row(label, cells[name]["accuracy"], cells[name]["ci"], cells[name]["macro"],
                      *(pct(c["categories"].get(x)) for x in cats))
         if name not in report.deltas:
             continue
         d = report.deltas[name]
-        style = "green" if d["ci_low"] > 0 else "red" if d["ci_high"] < 0 else None
-        delta = signed(d["accuracy"])
-        delta = f"[{style}]{delta}[/]" if style else delta
-        seeds_cell = [f"{signed(d['seed_mean'])} ± {100 * d['seed_sd']:.2f}"] if multi and d["seed_sd"] is not None else (
-            ["-"] if multi else [])
-        tests.add_row(label, delta, f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]", f"{d['mcnemar_p']:.3g}",
-                      f"{d['holm_p']:.3g}", "-" if d["mde"] is None else f"{100 * d['mde']:.2f}", *seeds_cell)
+        x = delta_cells(d)
+        significant = d.get("holm_p") is not None and d["holm_p"] < 0.05
+        style = None if not significant else "green" if d["accuracy"] > 0 else "red"
+        delta = f"[{style}]{x['delta']}[/]" if style else x["delta"]
+        tests.add_row(label, delta, x["ci"], x["p"], x["holm"], x["delta_m"], x["heterogeneity"], x["per_seed"],
+                      x["mde"], x["seeds_needed"])
     did = Table(title="what each arm did", show_header=True, header_style="bold")
-    for col in ["config", "steps", "curriculum", "first change (step)", "task weights", "loss", f"differs from {ref}"]:
+    for col in ["arm", "steps", "curriculum", "first change (step)", "task weights", "loss", f"differs from {ref}"]:
         did.add_column(col, no_wrap=col == "curriculum", overflow="fold")
     for name, c in report.configs.items():
         e = describe_effective(c["effective"])
@@ -273,8 +281,9 @@ def tables(report: Any, top: int) -> list[Any]:
     out_tables = [main, tests, did]
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
-        t = Table(title=f"{name} vs {ref}: largest per-task changes (q: Benjamini-Hochberg)", show_header=True,
-                  header_style="bold")
+        level = next((v["test"] for v in d["per_task"].values()), "")
+        t = Table(title=f"{name} vs {ref}: largest per-task changes (exploratory; q: Benjamini-Hochberg over {level})",
+                  show_header=True, header_style="bold")
         t.add_column("task")
         t.add_column("Δ (pts)", justify="right")
         t.add_column(ref, justify="right")
