@@ -47,6 +47,8 @@ def submitted_jobs(directory) -> list[str]:
 
 def copy_study(source, target):
     shutil.copytree(source, target, symlinks=True)
+    for report in ("ablation.json", "ablation.md"):
+        (target / report).unlink()
     for run in ARMS:
         (target / f"{run}-seed1" / "ablation-done.json").unlink(missing_ok=True)
     return target
@@ -112,7 +114,6 @@ def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, co
 
 def test_a_failed_job_is_named_with_its_log_and_the_report_is_not_written(through_jobs, config, tmp_path):
     directory = copy_study(through_jobs[0], tmp_path / "study")
-    (directory / "ablation.json").unlink()
     shutil.rmtree(directory / "contrastive-seed1")
     (directory / "contrastive-seed1").write_text("not a run directory\n")  # acct train refuses it, in the job
     before = submitted_jobs(directory)
@@ -140,7 +141,6 @@ def test_a_failed_job_is_named_with_its_log_and_the_report_is_not_written(throug
 
 def test_no_wait_records_the_jobs_and_a_later_command_collects_them(through_jobs, config, tmp_path):
     directory = copy_study(through_jobs[0], tmp_path / "study")
-    (directory / "ablation.json").unlink()
     shutil.rmtree(directory / "baseline-seed1")
     before = submitted_jobs(directory)
     result = ablate(directory, config, "--submit", "local", "--no-wait", "--json")
