@@ -139,3 +139,35 @@ def test_an_interrupted_run_resumes_each_stateful_component_exactly(component, t
         assert any(state["weightings"]["task"]["has_before"])
     else:
         assert state["weightings"]["task_parameters"][0].abs().min() > 0
+
+
+def test_a_resumed_run_keeps_its_patience_counter(tmp_path):
+    """Early stopping counts the validations without improvement across an interruption.
+
+    The learning rate is too small to change a prediction, so every validation after the first
+    is one without improvement: with patience 2 the run stops at step 6 (validations at 2, 4, 6).
+    Stopped after step 5 (one bad validation counted), the resumed run must stop at step 6 too,
+    not count afresh and stop at step 8.
+    """
+    from typer.testing import CliRunner
+
+    from acct import engine
+    from acct.checkpoint import load_state
+    from acct.cli import app
+    from tests.conftest import run_to_end, tiny_settings
+
+    flags = {**SMALL, "optim.max_steps": 12, "eval_every_n_steps": 2, "patience": 2, "optim.lr": 1e-12}
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    finished = run_to_end(tiny_settings(full, **flags))[-1]
+    assert (finished.reason, finished.step) == ("early_stopping", 6)
+
+    polls = iter(range(100))
+    events = list(engine.train(tiny_settings(stopped, **flags), should_stop=lambda: next(polls) >= 4))
+    assert (events[-1].reason, events[-1].step) == ("interrupted", 5)
+    assert load_state(stopped / "checkpoints" / "last", "state")["trainer"]["bad_evals"] == 1
+
+    result = CliRunner().invoke(app, ["train", "--resume", str(stopped)])
+    assert result.exit_code == 0, result.output
+    validations = [e["step"] for e in logged_outcomes(stopped / "metrics.jsonl") if e["event"] == "validation"]
+    assert validations == [2, 4, 6]
+    assert logged_outcomes(stopped / "metrics.jsonl") == logged_outcomes(full / "metrics.jsonl")
