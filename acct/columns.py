@@ -10,7 +10,9 @@ Nothing heavy is imported here.
 
 from __future__ import annotations
 
+import math
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,15 +119,28 @@ def answer_index(value: Any, choices: Sequence[str]) -> int:
     return index
 
 
+def _missing(value: Any) -> bool:
+    """No value: None, or a float NaN (what pandas, JSON readers and Parquet use for a missing cell)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _empty(value: Any) -> bool:
+    return _missing(value) or (isinstance(value, str) and not value.strip())
+
+
 def _choices(row: Mapping[str, Any], mapping: ColumnMapping) -> tuple[str, ...]:
+    # An empty, blank or missing (NaN) choice is refused in every source: as text it would become
+    # the choice "" or "nan", which a model could learn to pick or to avoid.
     if mapping.choice_columns:
         values = [row.get(c) for c in mapping.choice_columns]
         # Rows may have fewer choices than there are columns: empty trailing cells are no choice.
-        while values and (values[-1] is None or (isinstance(values[-1], str) and not values[-1].strip())):
+        while values and _empty(values[-1]):
             values.pop()
         for column, value in zip(mapping.choice_columns, values):
-            if value is None:
+            if _missing(value):
                 raise ValueError(f"no value in choice column {column!r} (only trailing choice columns may be empty)")
+            if _empty(value):
+                raise ValueError(f"empty choice in column {column!r} (only trailing choice columns may be empty)")
         return tuple(str(v) for v in values)
     column = mapping.choices or "choices"
     value = row.get(column)
@@ -138,14 +153,24 @@ def _choices(row: Mapping[str, Any], mapping: ColumnMapping) -> tuple[str, ...]:
         )
     values = list(value)
     for i, choice in enumerate(values):
-        if choice is None:
+        if _missing(choice):
             raise ValueError(f"choice {i} in column {column!r} has no value")
+        if _empty(choice):
+            raise ValueError(f"choice {i} in column {column!r} is empty")
     return tuple(str(v) for v in values)
 
 
 def _label(row: Mapping[str, Any], column: str) -> str:
     value = row.get(column)
-    return "" if value is None else str(value).strip()
+    return "" if _missing(value) else str(value).strip()
+
+
+def check_task_name(task: str) -> None:
+    """Refuse a task name with a line break or another control character: it names a table row of
+    reports and model cards, a curriculum line and a metrics key, each of which it would break."""
+    bad = next((ch for ch in task if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ValueError(f"task name {task!r} holds a control character ({bad!r}); task names are one line of text")
 
 
 class TableReader:
@@ -172,7 +197,7 @@ class TableReader:
         for i, row in enumerate(rows):
             try:
                 question = row.get(m.question)
-                if question is None:
+                if _missing(question):
                     raise ValueError(f"no value in column {m.question!r}")
                 question = str(question)
                 if not question.strip():
@@ -186,6 +211,7 @@ class TableReader:
                     if self.split != _TASKLESS_SPLIT:
                         raise ValueError(f"no task in column {m.task!r}")
                     task = _TASKLESS_SPLIT
+                check_task_name(task)
                 if m.category is not None:
                     self._category(task, _label(row, m.category), where, i)
             except ValueError as exc:

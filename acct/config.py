@@ -107,7 +107,11 @@ class ModelSettings(_Section):
         description="Tokenizer: a hub id or local directory; 'tiny' trains a small WordPiece tokenizer on the "
         "training text offline; empty means the same as the model.",
     )
-    max_length: int = Field(256, ge=8, description="Token budget of one (question, choice) pair; the question is truncated, the choice never.")
+    max_length: int = Field(
+        256, ge=8,
+        description="Token budget of one (question, choice) pair; the question is truncated, the choice never. At "
+        "most the encoder's position limit (max_position_embeddings in its config): a larger budget is refused.",
+    )
     pooling: Literal["cls", "mean"] = Field("cls", description="How a (question, choice) sequence is pooled to one vector.")
     projection_dim: int = Field(256, gt=0, description="Size of the contrastive question embedding.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the encoder's dropout; empty keeps the encoder's own.")

@@ -14,17 +14,20 @@ A *source* is a `dict[str, list[Example]]` keyed by source split name ("dev", "v
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import itertools
 import json
 import math
 import random
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.columns import ColumnMapping, TableReader, check_columns
+from acct.columns import ColumnMapping, TableReader, check_columns, check_task_name
 from acct.errors import DataError, UsageError
 from acct.registry import register_data_source
 
@@ -177,6 +180,10 @@ def _subject_files(split_dir: Path, split: str) -> dict[str, Path]:
     for path in sorted(split_dir.glob("*.csv")):
         stem = path.stem
         subject = stem[: -len(suffix)] if stem.endswith(suffix) and stem != suffix else stem
+        try:
+            check_task_name(subject)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from None
         if subject in files:
             raise DataError(f"{path}: subject {subject!r} already read from {files[subject]}")
         files[subject] = path
@@ -250,8 +257,11 @@ def _example_from_row(path: Path, line: int, row: list[str], task: str, uid: str
         raise DataError(
             f"{path} line {line}: answer must be one of {', '.join(ANSWER_LETTERS)}, got {letter!r}"
         )
+    for letter_of, choice in zip(ANSWER_LETTERS, choices):
+        if not choice.strip():
+            raise DataError(f"{path} line {line}: choice {letter_of} is empty")
     answer = ANSWER_LETTERS.index(key)
-    # Choices are kept verbatim: some MMLU choices are legitimately empty or numeric text.
+    # Choices are otherwise kept verbatim: numeric text stays text ("007" is not 7).
     return Example(question=question, choices=tuple(choices), answer=answer, task=task, uid=uid)
 
 
@@ -348,13 +358,45 @@ class DataSplit:
 
 
 # Two rows are copies when their question and choices match after this normalisation: Unicode
-# canonical composition (NFC) and runs of whitespace collapsed to one space. Case, punctuation
-# and compatibility forms (x² is not x2) are kept: they can change what a question asks.
-DEDUP_RULE = "same question and choices after NFC and whitespace collapsing"
+# compatibility composition (NFKC: full-width letters, ligatures, "…" -> "..."), curly quotes and
+# dashes made straight ("’" -> "'", "—" -> "-"), runs of whitespace collapsed to one space and no
+# space before closing punctuation ("Paris ." is "Paris.") and a final period dropped ("the data."
+# is "the data"). These are how one question's copies differ in the real MMLU release. Case, symbols and superscripts and subscripts (x² is not x2,
+# H₂O is not H2O) are kept: they can change what a question asks.
+DEDUP_RULE = ("same question and choices after NFKC (superscripts and subscripts kept), straight quotes and dashes, "
+              "whitespace collapsing, no space before punctuation and no final period")
+
+_PLAIN = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",  # ‘ ’ ‚ ‛
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',  # “ ” „ ‟
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",  # ‐ ‑ ‒ – — ―
+    "\u2212": "-",  # − (minus sign)
+})
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" ([.,;:!?)\]}])")
+
+
+@functools.lru_cache(maxsize=4096)
+def _script_form(ch: str) -> bool:
+    """A superscript or subscript character, which NFKC would make an ordinary digit or letter."""
+    return unicodedata.decomposition(ch).startswith(("<super>", "<sub>"))
+
+
+def _nfkc(text: str) -> str:
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFC", text)
+    if not any(_script_form(ch) for ch in text):
+        return unicodedata.normalize("NFKC", text)
+    runs = itertools.groupby(text, key=_script_form)
+    return "".join("".join(chars) if kept else unicodedata.normalize("NFKC", "".join(chars)) for kept, chars in runs)
+
+
+_FINAL_PERIOD = re.compile(r"(?<!\.)\.$")  # one final period, not an ellipsis
 
 
 def _normalise(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    text = " ".join(_nfkc(text).translate(_PLAIN).split())
+    return _FINAL_PERIOD.sub("", _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text))
 
 
 def question_key(ex: Example) -> tuple[str, tuple[str, ...]]:
@@ -383,6 +425,20 @@ def collapse_duplicates(examples: Iterable[Example]) -> tuple[list[Example], dic
         else:
             removed[ex.uid] = chosen.uid
     return kept, dict(sorted(removed.items()))
+
+
+def identical_choices_notice(examples: Iterable[Example]) -> str | None:
+    """A notice counting the questions that offer one choice twice (the same text after the copy rule's
+    normalisation); None when there are none. They are kept: the data says so, acct does not guess."""
+    found = [ex for ex in examples if len({_normalise(c) for c in ex.choices}) < len(ex.choices)]
+    if not found:
+        return None
+    right = sum(1 for ex in found if sum(_normalise(c) == _normalise(ex.choices[ex.answer]) for c in ex.choices) > 1)
+    line = (f"data: {len(found)} question(s) offer the same choice twice (first: {found[0].uid}); they are kept as "
+            "they are")
+    if right:
+        line += f", and in {right} of them the right answer is one of the twins, so only its position tells them apart"
+    return line
 
 
 def _conflicting_answers(examples: Sequence[Example], removed: Mapping[str, str]) -> int:

@@ -16,9 +16,13 @@ and remote code is never trusted, whatever the exported settings say.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +57,9 @@ class Exported:
 def export_run(run_dir: Path, out_dir: Path, which: str = "best") -> Exported:
     """Write checkpoint `which` of `run_dir` to `out_dir` (which must not exist or be empty)."""
     import torch
-    from safetensors.torch import save_file
 
     from acct import checkpoint as ckpt_io
     from acct import engine
-    from acct.model import quiet_loading
-    from acct.provenance import KEY
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if is_export_dir(run_dir):
@@ -70,6 +71,52 @@ def export_run(run_dir: Path, out_dir: Path, which: str = "best") -> Exported:
         raise UsageError(f"{out_dir} is inside the run directory {run_dir}; choose an OUT_DIR outside it")
     saved = ckpt_io.read_json(run_dir / "config.json", "run settings")
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    with terminated_as_error(), _removed_at_exit(tmp):
+        _write_export(run, run_dir, out_dir, tmp, which, saved)
+    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
+    return Exported(out_dir, run.checkpoint, int(run.meta["step"]), files)
+
+
+class Terminated(AcctError):
+    """SIGTERM arrived while acct wrote something it must not leave half-written."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process it terminated
+
+
+@contextlib.contextmanager
+def terminated_as_error() -> Iterator[None]:
+    """SIGTERM raises `Terminated` in the main thread while the block runs, so that its cleanup
+    (`finally`) runs: the default action would end the process at once, leaving the temporary folder."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM) during the export; no partial folder is left behind")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _removed_at_exit(tmp: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_export(run: Any, run_dir: Path, out_dir: Path, tmp: Path, which: str, saved: Any) -> None:
+    """Write the export into `tmp`, then move it to `out_dir` in one rename."""
+    from safetensors.torch import save_file
+
+    from acct import checkpoint as ckpt_io
+    from acct.model import quiet_loading
+    from acct.provenance import KEY
+
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,10 +155,6 @@ def export_run(run_dir: Path, out_dir: Path, which: str = "best") -> Exported:
         os.replace(tmp, out_dir)
     except OSError as exc:
         raise UsageError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
-    return Exported(out_dir, run.checkpoint, int(run.meta["step"]), files)
 
 
 def read_evaluations(run_dir: Path) -> dict[str, Any]:

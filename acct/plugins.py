@@ -65,17 +65,54 @@ def import_code(path: Path, expected_sha256: str | None = None) -> dict[str, str
         except UsageError as exc:
             sys.modules.pop(name, None)
             raise UsageError(f"--code {path}: {exc}") from None
+        except SystemExit as exc:
+            # sys.exit() in a plugin would end acct (with status 0, as if it had done its work).
+            sys.modules.pop(name, None)
+            line = _line_in(exc, str(path))
+            raise UsageError(f"--code {path}{line}: the plugin called sys.exit({exc.code!r}) while it was imported; "
+                             "a plugin only registers components, it never ends acct") from None
         except Exception as exc:
             sys.modules.pop(name, None)
-            where = ""
-            tb = exc.__traceback__
-            while tb is not None:
-                if tb.tb_frame.f_code.co_filename == str(path):
-                    where = f" (line {tb.tb_lineno})"
-                tb = tb.tb_next
-            raise UsageError(f"--code {path}{where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise UsageError(f"--code {path}{_line_in(exc, str(path))}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         _imported[digest] = (str(path), data)
     return {"path": str(path), "sha256": digest}
+
+
+def _line_in(exc: BaseException, filename: str) -> str:
+    """' (line N)': the last line of `filename` in the traceback of `exc`, or '' if it has none."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            where = f" (line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return where
+
+
+def raised_by_plugin(exc: BaseException) -> str | None:
+    """One line blaming the plugin in whose code `exc` was raised (its deepest plugin frame), or None.
+
+    A plugin's component (a strategy's weights or state_dict, a data source's load, ...) runs
+    inside acct's loop; what escapes it is the plugin's error, and the user needs to know which
+    file and line to look at, not acct's traceback.
+    """
+    files = {path for path, _ in _imported.values()}
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename in files:
+            found = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    if found is None:
+        return None
+    path, line, function = found
+    if isinstance(exc, SystemExit):
+        what = f"called sys.exit({exc.code!r})"
+    else:
+        what = f"raised {type(exc).__name__}" + (f": {str(exc).splitlines()[0]}" if str(exc) else "")
+    return f"plugin {path} (line {line}, in {function}) {what}"
 
 
 def import_all(flags: Sequence[Path] | None) -> list[dict[str, str]]:

@@ -27,7 +27,7 @@ from acct.config import TrainSettings, format_validation_error
 from acct.data import DataSplit, apply_manifest
 from acct.errors import CheckpointError, UsageError
 from acct.model import HeadConfig, MultipleChoiceModel, encoder_from_config_dir
-from acct.runlock import RunLock
+from acct.runlock import LOCK_NAME, RunLock
 from acct.tokenize import load_tokenizer
 from acct.tokenize import pad_id as tokenizer_pad_id
 from acct.train.data import load_source, task_categories
@@ -45,11 +45,12 @@ def check_resumable(settings: TrainSettings) -> Path:
 class RunWriter:
     """Rank 0's hold on the run directory while it trains.
 
-    `begin` takes the directory's lock (see acct.runlock) and refuses an existing run without
-    --overwrite; `set_aside` moves an overwritten run into RUN_DIR/.old-<time>/ once the new
-    run's data and tokenizer are known to be good; `saved` deletes it after the new run's
-    first checkpoint. `end` releases the lock and, after a failed start (no checkpoint
-    saved), removes what this run wrote and puts the old run back.
+    `begin` takes the directory's lock (see acct.runlock), refuses an existing run without
+    --overwrite and a directory that holds anything but an acct run; `set_aside` moves an
+    overwritten run into RUN_DIR/.old-<time>/ once the new run's data and tokenizer are known
+    to be good; `saved` deletes it after the new run's first checkpoint. `end` releases the
+    lock and, after a failed start (no checkpoint saved), removes what this start wrote (only
+    entries that were not there when it began) and puts the old run back.
     """
 
     def __init__(self, settings: TrainSettings):
@@ -61,6 +62,7 @@ class RunWriter:
         self.aside: Path | None = None
         self.wrote_files = False
         self.checkpointed = False
+        self.present: set[str] = set()  # names in the directory before this start wrote anything
 
     def begin(self) -> None:
         run_dir = self.run_dir
@@ -81,6 +83,12 @@ class RunWriter:
             self.lock = RunLock.acquire(run_dir)
             if ckpt_io.is_run_dir(run_dir) and not self.settings.overwrite:
                 raise UsageError(f"{run_dir} already holds a run; pass --overwrite to replace it or --resume to continue it")
+            self.present = {entry.name for entry in run_dir.iterdir()} - {LOCK_NAME}
+            if self.present and not ckpt_io.is_run_dir(run_dir):
+                # Files acct did not write: a failed start must never be able to touch them.
+                shown = ", ".join(sorted(self.present)[:3]) + (" ..." if len(self.present) > 3 else "")
+                raise UsageError(f"{run_dir} is not empty and holds no acct run (no config.json; it holds {shown}); "
+                                 "a run needs a new or empty directory: choose another --output-dir")
         except BaseException:
             self.end(ok=False)
             raise
@@ -94,13 +102,17 @@ class RunWriter:
         self.aside = aside
         for entry in self._run_entries():
             os.replace(entry, aside / entry.name)
+            self.present.discard(entry.name)  # its place is this start's now
+        self.present.add(aside.name)
         return (f"--overwrite: the previous run was moved to {aside}; it is deleted once this run saves its first "
                 "checkpoint, and put back if this run fails before that")
 
     def _run_entries(self) -> list[Path]:
-        names = [*RUN_FILES, "checkpoints", "trackers"]  # trackers/: see acct/tracking.py
+        # trackers/: see acct/tracking.py; code/: the run's copies of its plugins (acct/plugins.py).
+        names = [*RUN_FILES, "checkpoints", "trackers", plugins.CODE_DIR]
         entries = [self.run_dir / n for n in names if (self.run_dir / n).exists() or (self.run_dir / n).is_symlink()]
-        return entries + sorted(self.run_dir.glob("eval-*.json"))
+        # What `acct evaluate` writes into a run (acct/evaluation.py) belongs to the run too.
+        return entries + sorted(self.run_dir.glob("eval-*.json")) + sorted(self.run_dir.glob("predictions-*.jsonl"))
 
     def saved(self) -> None:
         self.checkpointed = True
@@ -126,6 +138,8 @@ class RunWriter:
     def _undo_start(self) -> None:
         if self.wrote_files or self.aside is not None:
             for entry in self._run_entries():
+                if entry.name in self.present:
+                    continue  # not written by this start
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
@@ -230,8 +244,9 @@ def fingerprint(obj: Any) -> str:
 
 def user_trusts_remote_code(flag: bool = False) -> bool:
     """Trust comes from the person running the command: their flag or ACCT_MODEL__TRUST_REMOTE_CODE, never a run directory."""
-    env = os.environ.get("ACCT_MODEL__TRUST_REMOTE_CODE", "").strip().lower()
-    return bool(flag) or env in ("1", "true", "yes", "on", "y", "t")
+    from acct.config import env_trusts_remote_code
+
+    return bool(flag) or env_trusts_remote_code()
 
 
 def check_no_remote_code(ckpt: Path, trust_remote_code: bool) -> None:

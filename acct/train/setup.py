@@ -24,7 +24,7 @@ from acct import checkpoint as ckpt_io
 from acct import distributed, plugins, provenance, registry
 from acct.config import TINY, CodeFile, TrainSettings, contrastive_notice
 from acct.curriculum import Curriculum, TaskBatchSampler
-from acct.data import DataSplit, apply_manifest, build_manifest
+from acct.data import DataSplit, apply_manifest, build_manifest, identical_choices_notice
 from acct.errors import CheckpointError, UsageError
 from acct.metrics import majority_answer
 from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
@@ -103,6 +103,9 @@ def setup_data(settings: TrainSettings, dist: distributed.Distributed, notices: 
     else:
         split = make_split(source, settings.data, settings.seed)
         notices.extend(split.notices)
+        twins = identical_choices_notice(split.train + split.val + split.test)
+        if twins is not None:
+            notices.append(twins)
     if not split.train:
         raise UsageError("the training split is empty")
     check_batch_fits(settings, split.train)
@@ -179,6 +182,8 @@ def setup_model(
     else:
         encoder, encoder_notices = build_encoder(settings.model, len(tokenizer))
         notices.extend(encoder_notices)
+    if resume_ckpt is None:
+        check_max_length(settings.model.max_length, encoder.config, settings.model.name_or_path)
     model = MultipleChoiceModel(encoder, head, attention_backend=settings.model.attention, device=device)
     notices.extend(model.notices)
     if resume_ckpt is not None:
@@ -200,6 +205,41 @@ def setup_model(
         # Batch widths change every step: one graph with symbolic shapes, not one per width.
         train_model = torch.compile(train_model, dynamic=True)
     return model, train_model, head
+
+
+# Encoders whose positions start after the padding index (fairseq's convention): of their
+# max_position_embeddings, pad_token_id + 1 are never a token's position.
+_PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+
+
+def position_limit(config: Any) -> int | None:
+    """The longest sequence the encoder's config declares (max_position_embeddings), or None if it declares none."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if getattr(config, "model_type", None) in _PADDING_OFFSET_POSITIONS:
+        limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return limit
+
+
+def check_max_length(max_length: int, config: Any, name: str) -> None:
+    """Refuse a max_length above the encoder's position limit, before anything is written.
+
+    An encoder with absolute positions has no embedding beyond it (an index error at the first
+    long batch). DeBERTa-v3 (relative positions, position_biased_input false) runs longer
+    sequences, but it was pretrained at that length, and the memory of attention grows with the
+    square of the length: a budget far above it trains on short batches, then runs out of memory
+    when validation pads to the longest question. One rule for both: refused, naming the limit.
+    """
+    limit = position_limit(config)
+    if limit is None or max_length <= limit:
+        return
+    kind = ("relative positions, pretrained at that length" if getattr(config, "relative_attention", False)
+            and not getattr(config, "position_biased_input", True) else "absolute positions")
+    raise UsageError(
+        f"model.max_length {max_length} is above the position limit of the encoder {name} (max_position_embeddings "
+        f"{limit} in its config; {kind}): use --max-length {limit} or less"
+    )
 
 
 def wrap_ddp(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> torch.nn.Module:
@@ -312,6 +352,7 @@ def write_new_run(
 ) -> TrainSettings:
     """Write a new run's config.json and split.json; the settings as recorded (with the run's plugin copies)."""
     run_dir = settings.run_dir()
+    writer.wrote_files = True  # from here on a failed start has files of its own to remove (code/ first)
     if settings.plugins:
         # The run keeps its own copy of every plugin, for --resume (after a sha256 check).
         copies = dist.on_main(lambda: plugins.copy_into_run(run_dir, settings.plugins))
@@ -322,7 +363,6 @@ def write_new_run(
         ckpt_io.write_json(run_dir / "config.json", {**json.loads(settings.model_dump_json()), provenance.KEY: started})
         ckpt_io.write_json(run_dir / "split.json", manifest)
 
-    writer.wrote_files = True
     dist.on_main(write_run_files)
     return settings
 
