@@ -27,13 +27,16 @@ from acct.rundir import (
 )
 from acct.train.data import data_source, load_source, make_split, task_categories
 from acct.train.device import autocast, configure_backends, resolve_device, seed_everything
-from acct.train.events import CheckpointSaved, CurriculumUpdated, Event, Finished, RunStarted, StepLogged, Validated
+from acct.train.events import (
+    CheckpointSaved, CurriculumUpdated, Event, Finished, ModelLoaded, RunStarted, StepLogged, Validated,
+)
 from acct.train.loop import train
 from acct.train.setup import build_optimizer, lr_lambda
 from acct.train.step import Optimization, StepOutput, Weightings, forward_losses, train_step
 
 __all__ = [
-    "CheckpointSaved", "CurriculumUpdated", "Event", "Finished", "LoadedRun", "MetricsLog", "Optimization", "RunStarted",
+    "CheckpointSaved", "CurriculumUpdated", "Event", "Finished", "LoadedRun", "MetricsLog", "ModelLoaded",
+    "Optimization", "RunStarted",
     "RunWriter", "StepLogged", "StepOutput", "Validated", "Weightings", "autocast", "build_optimizer",
     "check_no_remote_code", "check_resumable", "configure_backends", "data_source", "evaluate", "forward_losses",
     "load_run", "load_run_settings", "load_run_split", "load_source", "lr_lambda", "make_split", "predict_encoded",

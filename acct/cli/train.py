@@ -178,6 +178,8 @@ def render(events, *, next_hint: bool = True, plain: bool | None = None) -> Any:
         for ev in events:
             if isinstance(ev, engine.RunStarted):
                 view.started(ev)
+            elif isinstance(ev, engine.ModelLoaded):
+                view.print(f"[dim]{escape(model_line(ev))}[/]")
             elif isinstance(ev, engine.StepLogged):
                 view.step(ev)
             elif isinstance(ev, engine.CurriculumUpdated):
@@ -210,6 +212,28 @@ def run_line(ev: Any) -> str:
     )
 
 
+def model_line(ev: Any) -> str:
+    """What the run loaded, e.g. 'encoder: microsoft/deberta-v3-base (DebertaV2Model, 184M parameters); tokenizer: ...'."""
+    return (f"encoder: {ev.encoder} ({ev.encoder_class}, {_count(ev.parameters)} parameters); "
+            f"tokenizer: {ev.tokenizer} ({ev.tokenizer_class}, {ev.vocab_size:,} tokens)")
+
+
+def _count(n: int) -> str:
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def per_second(rate: float) -> str:
+    """A throughput with three significant figures (0.412, 12.3; whole numbers from 100 on: 845, 12034)."""
+    if rate >= 100:
+        return f"{rate:.0f}"
+    if rate and rate < 0.001:
+        return f"{rate:.2e}"
+    return f"{rate:.3g}"
+
+
 def validation_title(ev: Any) -> str:
     mark = "[green]new best[/]" if ev.improved else f"best {pct(ev.best_accuracy)}"
     return f"validation at step {ev.step} (epoch {ev.epoch:.2f}) — {mark}"
@@ -220,7 +244,7 @@ def step_line(ev: Any, eta_s: float | None) -> str:
     line = (
         f"step {ev.step}/{ev.total_steps} epoch {ev.epoch:.2f} loss {ev.loss:.4f} "
         f"(cls {ev.cls_loss:.4f}, contrastive {ev.contrastive_loss:.4f}) acc {pct(ev.accuracy)} "
-        f"lr {ev.lr:.2e} {ev.questions_per_s:.0f} q/s eta {_duration(eta_s)}"
+        f"lr {ev.lr:.2e} {per_second(ev.questions_per_s)} q/s eta {_duration(eta_s)}"
     )
     if ev.skipped_steps:
         line += f" skipped {ev.skipped_steps}"
@@ -318,7 +342,7 @@ class _LiveView(_PlainView):
         self.bar = self.progress.add_task("train", total=ev.total_steps, completed=ev.start_step, stats="")
 
     def step(self, ev: Any) -> None:
-        stats = f"loss {ev.loss:.4f} acc {pct(ev.accuracy)} lr {ev.lr:.2e} {ev.questions_per_s:.0f} q/s"
+        stats = f"loss {ev.loss:.4f} acc {pct(ev.accuracy)} lr {ev.lr:.2e} {per_second(ev.questions_per_s)} q/s"
         if ev.skipped_steps:
             stats += f" [yellow]skipped {ev.skipped_steps}[/]"
         self.progress.update(self.bar, completed=ev.step, stats=stats)

@@ -24,6 +24,18 @@ class RunStarted:
 
 
 @dataclass
+class ModelLoaded:
+    """Which encoder and tokenizer the run loaded; yielded right after `RunStarted`."""
+
+    encoder: str  # hub id or local path; a resume's checkpoint directory; "tiny" for the offline preset
+    encoder_class: str  # the encoder's class, e.g. DebertaV2Model
+    parameters: int  # the encoder's parameters (the task embedding and heads not counted)
+    tokenizer: str  # hub id or local path; "tiny" for the WordPiece trained on the training split
+    tokenizer_class: str
+    vocab_size: int
+
+
+@dataclass
 class StepLogged:
     step: int
     total_steps: int
@@ -73,4 +85,4 @@ class Finished:
     run_dir: Path
 
 
-Event = RunStarted | StepLogged | CurriculumUpdated | Validated | CheckpointSaved | Finished
+Event = RunStarted | ModelLoaded | StepLogged | CurriculumUpdated | Validated | CheckpointSaved | Finished

@@ -28,7 +28,9 @@ from acct.metrics import EvalResult, summarize
 from acct.rundir import RunWriter, check_resumable, fingerprint, load_run_settings
 from acct.tokenize import Batch, collate
 from acct.train.device import resolve_device
-from acct.train.events import CheckpointSaved, CurriculumUpdated, Event, Finished, RunStarted, StepLogged, Validated
+from acct.train.events import (
+    CheckpointSaved, CurriculumUpdated, Event, Finished, ModelLoaded, RunStarted, StepLogged, Validated,
+)
 from acct.train.setup import Run, check_batch_splits, setup
 from acct.train.state import TrainState, checkpoint_state
 from acct.train.step import train_step
@@ -96,6 +98,7 @@ def fit(
     run, state = setup(settings, writer, dist, device, precision)
     settings, schedule, window = run.settings, run.schedule, state.window
     yield run_started(run, state)
+    yield model_loaded(run)
     window.start, window.paused = time.perf_counter(), 0.0
     reason = "completed"
     while state.step < schedule.total_steps:
@@ -163,6 +166,27 @@ def run_started(run: Run, state: TrainState) -> RunStarted:
         start_step=state.step,
         notices=run.notices,
         world_size=run.dist.world_size,
+    )
+
+
+def model_loaded(run: Run) -> ModelLoaded:
+    """What the run loaded: the encoder and tokenizer it names (or a resume's checkpoint), their classes and sizes."""
+    model_settings = run.settings.model
+    if run.data.resume_ckpt is not None:
+        encoder = str(run.data.resume_ckpt / "encoder")
+    elif run.settings.init_from is not None and not run.settings.resume:
+        encoder = f"{run.settings.init_from} (--init-from)"
+    else:
+        encoder = model_settings.name_or_path
+    # A loaded tokenizer knows where it came from; the tiny preset's is trained here and knows nothing.
+    tokenizer = getattr(run.tokenizer, "name_or_path", "") or model_settings.tokenizer or model_settings.name_or_path
+    return ModelLoaded(
+        encoder=encoder,
+        encoder_class=type(run.model.encoder).__name__,
+        parameters=sum(p.numel() for p in run.model.encoder.parameters()),
+        tokenizer=str(tokenizer),
+        tokenizer_class=type(run.tokenizer).__name__,
+        vocab_size=len(run.tokenizer),
     )
 
 
