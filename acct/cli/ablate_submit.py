@@ -13,14 +13,17 @@ from typing import Any
 import typer
 
 from acct.cli._common import err, escape, print_json
-from acct.errors import AcctError
+from acct.errors import AcctError, UsageError
 
 
 def submit_study(settings: Any, base: Any, options: Any, compare: Callable[[Any], Any], *, command: str,
                  as_json: bool) -> Any:
     """Submit what is missing, wait (unless --no-wait) and return `compare(settings)`'s report, or None."""
-    from acct import ablation, cluster
+    from acct import ablation, cluster, distributed
 
+    if distributed.launched()[1] > 1:  # every rank would submit the whole study
+        raise UsageError("--submit starts the study's jobs itself: run acct ablate without torchrun "
+                         "(--nproc-per-node N starts torchrun inside each job)")
     cluster.require_submitit()  # before planning, which may take a while on a large dataset
     runs = ablation.plan(settings, base)
     submission = cluster.submit(settings, runs, options)

@@ -236,3 +236,14 @@ def test_missing_submitit_names_the_extra(config, tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == 'error: --submit needs the submitit library: pip install "acct[cluster]"'
     assert not (tmp_path / "s").exists()
+
+
+def test_submitting_under_torchrun_is_refused(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setitem(sys.modules, "submitit", None)  # refused before anything else is looked at
+    result = ablate(tmp_path / "s", config, "--submit", "local", "--nproc-per-node", "2")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --submit starts the study's jobs itself"), result.stderr
+    assert not (tmp_path / "s").exists()
