@@ -40,6 +40,16 @@ def run_to_end(settings):
     return list(train(settings))
 
 
+# Fixtures that train a model: a test that uses one is in the slow tier (`-m "not slow"` leaves it out).
+TRAINING_FIXTURES = frozenset({"tiny_run", "held_out_even"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A tiny run trained once per session (full configuration: contrastive + uncertainty_gradient)."""

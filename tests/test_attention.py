@@ -150,6 +150,7 @@ def test_a_non_deberta_encoder_keeps_its_attention():
 
 
 def test_disentangled_flash_encoder_matches_the_library_and_keeps_parameter_names():
+    pytest.importorskip("disentangled_flash")  # the dev and gpu extras
     # The package's pure-torch path runs on a CPU: the same swap and the same check as on CUDA.
     reference = _encoder(hidden_size=64, num_attention_heads=2, position_buckets=16).eval()
     swapped = copy.deepcopy(reference)

@@ -28,6 +28,7 @@ def test_state_round_trip_keeps_tensors_and_plain_values(tmp_path):
     assert back["nested"]["x"][:4] == [1, 2.5, None, "s"] and back["nested"]["flag"] is True
 
 
+@pytest.mark.slow
 def test_only_best_and_last_are_kept(tmp_path):
     run_dir = tmp_path / "r"
     run_to_end(tiny_settings(run_dir, **{"optim.max_steps": 12, "eval_every_n_steps": 100, "save_every_n_steps": 3}))
@@ -37,6 +38,7 @@ def test_only_best_and_last_are_kept(tmp_path):
     assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
     run_dir = tmp_path / "r"
     settings = tiny_settings(run_dir, **{"optim.max_steps": 20, "eval_every_n_steps": 100, "save_every_n_steps": 5})

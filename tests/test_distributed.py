@@ -111,6 +111,7 @@ def last_step(run_dir: Path) -> int:
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
+    pytest.importorskip("tensorboard")  # the torchrun runs report to tensorboard (its extra)
     path = tmp_path_factory.mktemp("config") / "distributed.yaml"
     path.write_text(CONFIG)
     return path
@@ -126,6 +127,7 @@ def reference(tmp_path_factory, config) -> tuple[Path, Path]:
     return run_dir, trace_dir
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_run_and_agree_bit_for_bit(reference):
     run_dir, trace_dir = reference
     # One checkpoint set, written by rank 0 alone: eval at the last step makes it best and last.
@@ -158,6 +160,7 @@ def test_two_processes_write_one_run_and_agree_bit_for_bit(reference):
     assert distributed.parameter_digest(run.model) == f0[0]["parameters"]
 
 
+@pytest.mark.slow
 def test_loss_curve_matches_a_single_process(reference, config, tmp_path):
     run_dir, _ = reference
     single = tmp_path / "single"
@@ -178,6 +181,7 @@ def test_loss_curve_matches_a_single_process(reference, config, tmp_path):
     assert metrics(single, "validation")[0]["accuracy"] == metrics(run_dir, "validation")[0]["accuracy"]
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_and_resume_under_torchrun_is_exact(reference, config, tmp_path):
     ref_dir, ref_trace = reference
     run_dir, trace_dir = tmp_path / "run", tmp_path / "trace"
@@ -214,6 +218,7 @@ def test_sigterm_to_one_rank_stops_both_and_resume_under_torchrun_is_exact(refer
     assert trace(resumed_trace, 0, "finished")[0]["rng"] != trace(resumed_trace, 1, "finished")[0]["rng"]
 
 
+@pytest.mark.slow
 def test_uncertainty_log_variances_are_averaged_like_ddp_and_agree_on_both_ranks(tmp_path):
     """The task weighting's parameters live outside the DDP module: their gradient is all-reduced by acct."""
     config = tmp_path / "uncertainty.yaml"

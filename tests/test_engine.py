@@ -61,6 +61,7 @@ def test_evaluate_never_scores_a_training_example(tiny_run):
     assert not (train & val) and not (train & test) and not (val & test)
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path):
     def metrics(name):
         run_to_end(tiny_settings(tmp_path / name, **{"optim.max_steps": 30, "eval_every_n_steps": 30}))
@@ -75,6 +76,7 @@ def test_same_seed_same_numbers(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_length_grouping_pads_less_and_both_switches_can_be_turned_off(tmp_path, monkeypatch):
     shares: list[float] = []
 
@@ -102,6 +104,7 @@ def test_length_grouping_pads_less_and_both_switches_can_be_turned_off(tmp_path,
     assert grouped > plain + 0.05, (grouped, plain)  # measured: 0.90 vs 0.76
 
 
+@pytest.mark.slow
 def test_compile_setting_trains_through_torch_compile(tmp_path, monkeypatch):
     # The "eager" backend traces the model with dynamo (graph breaks, guards, dynamic shapes)
     # without the minutes of code generation that inductor needs on a CPU.
@@ -128,6 +131,7 @@ def test_compile_setting_trains_through_torch_compile(tmp_path, monkeypatch):
     assert set(saved) == set(run.model.state_dict()) and not any("_orig_mod" in k for k in saved)
 
 
+@pytest.mark.slow
 def test_existing_run_is_refused_without_overwrite(tmp_path):
     settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 2, "eval_every_n_steps": 2})
     run_to_end(settings)
@@ -137,6 +141,7 @@ def test_existing_run_is_refused_without_overwrite(tmp_path):
     assert isinstance(events[-1], engine.Finished)
 
 
+@pytest.mark.slow
 def test_baseline_configuration_skips_the_contrastive_loss(tmp_path):
     settings = tiny_settings(tmp_path / "b", **{"optim.max_steps": 10, "eval_every_n_steps": 10, "loss.lambda_contrastive": 0.0,
                                                  "curriculum.strategy": "uniform", "log_every_n_steps": 5})
@@ -173,6 +178,7 @@ def _poison(monkeypatch, bad_steps):
     monkeypatch.setattr(step_module, "forward_losses", forward)
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_is_skipped_and_counted(tmp_path, monkeypatch):
     _poison(monkeypatch, {3})
     settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 10, "eval_every_n_steps": 10, "log_every_n_steps": 5})
@@ -185,6 +191,7 @@ def test_a_non_finite_step_is_skipped_and_counted(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
 
 
+@pytest.mark.slow
 def test_consecutive_non_finite_steps_stop_training(tmp_path, monkeypatch):
     _poison(monkeypatch, set(range(2, 100)))
     settings = tiny_settings(tmp_path / "r", **{"optim.max_steps": 50, "log_every_n_steps": 1, "max_nonfinite_steps": 3})

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import run_to_end, tiny_settings
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 SMALL = {"data.synthetic_examples_per_task": 30, "log_every_n_steps": 1, "seed": 1}
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import run_to_end, tiny_settings
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 
 def first_update(run_dir: Path) -> dict[str, float]:
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -40,6 +40,7 @@ def _cpu():
     return torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_the_folder_holds_only_safetensors_and_json_besides_the_card(exported):
     files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
     assert {"README.md", "acct_config.json", "acct_heads.safetensors", "acct_split.json", "encoder/config.json",
@@ -48,6 +49,7 @@ def test_the_folder_holds_only_safetensors_and_json_besides_the_card(exported):
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl", ".py"))]
 
 
+@pytest.mark.slow
 def test_automodel_round_trip_gives_the_hidden_states_of_acct(short_run, exported):
     from transformers import AutoModel, AutoTokenizer
 
@@ -69,6 +71,7 @@ def test_automodel_round_trip_gives_the_hidden_states_of_acct(short_run, exporte
         assert torch.equal(value, saved[f"encoder.{name}"]), name
 
 
+@pytest.mark.slow
 def test_heads_and_config_carry_the_rest_of_the_model(short_run, exported):
     from acct import engine
 
@@ -90,6 +93,7 @@ def test_heads_and_config_carry_the_rest_of_the_model(short_run, exported):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_model_card_metadata_results_and_honesty(exported, short_run):
     card = (exported / "README.md").read_text()
     assert card.startswith("---\n")
@@ -122,6 +126,7 @@ def test_model_card_of_a_pretrained_mmlu_run_warns_about_its_protocol():
     assert "not comparable" not in model_card({**config, "settings": settings})
 
 
+@pytest.mark.slow
 def test_predict_from_the_exported_folder_matches_the_run(short_run, exported, tmp_path):
     rows = [{"question": "Which of these numbers is even?", "choices": ["3", "8", "11", "15"], "task": "even_number"},
             {"question": "Which of these is a multiple of 3?", "choices": ["4", "9", "10"], "answer": 1}]
@@ -140,6 +145,7 @@ def test_predict_from_the_exported_folder_matches_the_run(short_run, exported, t
     assert len(json.loads(result.stdout)["probabilities"]) == 2
 
 
+@pytest.mark.slow
 def test_evaluate_from_the_exported_folder_matches_the_run(short_run, exported):
     reports = []
     for source in (short_run, exported):
@@ -149,6 +155,7 @@ def test_evaluate_from_the_exported_folder_matches_the_run(short_run, exported):
     assert reports[0] == reports[1] and reports[0]["n"] > 0
 
 
+@pytest.mark.slow
 def test_export_refusals_are_one_line(short_run, exported, tmp_path):
     cases = [
         (["export", str(short_run), str(exported)], "not an empty directory"),
@@ -166,6 +173,7 @@ def test_export_refusals_are_one_line(short_run, exported, tmp_path):
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_the_exported_folder(short_run, tmp_path, monkeypatch):
     import huggingface_hub
 

@@ -106,6 +106,7 @@ def test_refusals_are_one_line(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["pcgrad", "upgrad"])
 def test_acct_train_tiny_with_gradient_surgery(mode, tmp_path, torchjd, monkeypatch) -> None:
     aggregated = []  # rows of the Jacobian of each optimizer step

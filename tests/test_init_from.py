@@ -15,6 +15,8 @@ from acct.cli import app
 from acct.synthetic import SYNTHETIC_TASKS
 from tests.conftest import run_to_end, tiny_settings
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 runner = CliRunner()
 MATCHED = SYNTHETIC_TASKS[-1]  # last row of the source's task embedding, second of the new run's
 NEW = "aaa_new_task"  # sorts first: its row index is one the source uses for another task

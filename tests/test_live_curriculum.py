@@ -11,6 +11,8 @@ from acct import engine
 from acct.curriculum import register_strategy
 from tests.conftest import run_to_end, tiny_settings
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 
 @register_strategy("test_all_on_first")
 class AllOnFirst:

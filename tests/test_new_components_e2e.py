@@ -42,6 +42,7 @@ def _events(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_engine_trains_each_strategy_and_dwa(tmp_path) -> None:
     sizes = {"even_number": 60, "odd_number": 12}
     phases = [{"categories": ["numbers"], "fraction": 0.5}, {"categories": ["words", "noise"], "fraction": 0.5}]
@@ -76,6 +77,7 @@ def test_engine_trains_each_strategy_and_dwa(tmp_path) -> None:
             assert state["weightings"]["task"]["has_previous"] == [True] * 8
 
 
+@pytest.mark.slow
 def test_acct_train_cli_with_a_new_strategy_and_dwa(tmp_path) -> None:
     config = tmp_path / "small.yaml"
     config.write_text(

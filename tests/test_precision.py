@@ -39,6 +39,7 @@ def _save_pretrained_encoder(directory: Path, dtype: torch.dtype, *, dtype_in_co
         (directory / "config.json").write_text(json.dumps(config))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("dtype_in_config", [True, False])
 def test_a_half_precision_checkpoint_trains_with_fp32_master_weights(tmp_path, dtype, dtype_in_config):
@@ -193,6 +194,7 @@ def test_relative_positions_are_built_once_per_length_and_device():
     assert len(attention._RELATIVE_POSITIONS) == 1
 
 
+@pytest.mark.slow
 def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
     # A fake clock: each optimizer step takes 1 s, each validation 100 s.
     import types
@@ -222,6 +224,7 @@ def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
     assert rates == {step: pytest.approx(16.0) for step in (5, 10, 15, 20, 25, 30)}
 
 
+@pytest.mark.slow
 def test_deterministic_setting_runs_and_matches_the_default_on_cpu(tmp_path):
     from acct import engine
     from tests.conftest import tiny_settings

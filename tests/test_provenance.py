@@ -39,6 +39,7 @@ def interrupted_then_resumed(tmp_path_factory) -> tuple[Path, dict]:
     return run_dir, {"first": first, "began": began}
 
 
+@pytest.mark.slow
 def test_config_json_has_a_provenance_block_beside_the_settings(interrupted_then_resumed):
     run_dir, seen = interrupted_then_resumed
     saved = json.loads((run_dir / "config.json").read_text())
@@ -55,6 +56,7 @@ def test_config_json_has_a_provenance_block_beside_the_settings(interrupted_then
     assert settings.optim.max_steps == 6 and not hasattr(settings, "provenance")
 
 
+@pytest.mark.slow
 def test_every_metrics_line_is_timestamped_and_train_lines_have_throughput(interrupted_then_resumed):
     run_dir, seen = interrupted_then_resumed
     lines = _lines(run_dir)
@@ -65,6 +67,7 @@ def test_every_metrics_line_is_timestamped_and_train_lines_have_throughput(inter
     assert all(e["questions_per_s"] > 0 and e["tokens_per_s"] > e["questions_per_s"] for e in train)
 
 
+@pytest.mark.slow
 def test_resume_appends_a_resumed_event_with_its_own_provenance(interrupted_then_resumed):
     run_dir, seen = interrupted_then_resumed
     lines = _lines(run_dir)

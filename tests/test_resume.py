@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import logged_outcomes
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "40", "--eval-every-n-steps", "20",
         "--save-every-n-steps", "7", "--seed", "1"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.test_resume import ENV, acct, finish, last_step, wait_for_checkpoint
+
+pytestmark = pytest.mark.slow  # every test here trains a model
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "4000", "--eval-every-n-steps", "1000",
         "--save-every-n-steps", "2", "--seed", "1"]

@@ -73,6 +73,7 @@ def test_bad_lr_is_one_line() -> None:
         task_weightings.get("uncertainty")(TASKS, lr=0)
 
 
+@pytest.mark.slow
 def test_acct_train_moves_logs_and_saves_the_log_variances(tmp_path) -> None:
     config = tmp_path / "uncertainty.yaml"
     config.write_text(

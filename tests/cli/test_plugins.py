@@ -30,6 +30,7 @@ def _train(args: list[str], env: dict[str, str] | None = None) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_strategy_example_drives_the_sampler_and_the_run_keeps_its_code(tmp_path):
     run_dir = tmp_path / "run"
     env = {"ACCT_CURRICULUM__WARMUP_EPOCHS": "0", "ACCT_CURRICULUM__OPTIONS": '{"favourite": "odd_number"}'}
@@ -70,6 +71,7 @@ SCALES = {t: float(i + 1) for i, t in enumerate(
     ["animal_word", "color_word", "even_number", "fruit_word", "large_number", "odd_number", "small_number", "tool_word"])}
 
 
+@pytest.mark.slow
 def test_loss_weighting_example_changes_the_loss(tmp_path):
     def first_step(name: str, options: dict | None) -> dict:
         config = tmp_path / f"{name}.yaml"
@@ -88,6 +90,7 @@ def test_loss_weighting_example_changes_the_loss(tmp_path):
     assert saved["loss"]["task_weighting"] == "task_scaled"
 
 
+@pytest.mark.slow
 def test_data_source_example_is_trained_on_and_evaluate_asks_for_its_code(tmp_path):
     run_dir = tmp_path / "run"
     _train(["--data-source", "capitals", "--max-steps", "20", "--eval-every-n-steps", "20", "--output-dir", str(run_dir)],

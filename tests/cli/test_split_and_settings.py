@@ -62,6 +62,7 @@ def leaky_run(leaky_data, tmp_path_factory):
     return run_dir, result.output
 
 
+@pytest.mark.slow
 def test_removed_duplicates_are_recorded_and_shown_first(leaky_run):
     run_dir, output = leaky_run
     first = output.splitlines()[0]
@@ -80,11 +81,13 @@ def test_no_held_out_question_of_the_run_has_a_copy_in_training(leaky_run, leaky
     assert [ex.uid for ex in split.val + split.test if question_key(ex) in trained] == []
 
 
+@pytest.mark.slow
 def test_a_subject_too_small_for_val_or_test_is_named(leaky_run):
     _, output = leaky_run
     assert "too few questions to appear in val or test (trained on, not scored there): delta (2 questions)" in _flat(output)
 
 
+@pytest.mark.slow
 def test_a_batch_without_positives_is_noticed_before_training(leaky_run):
     _, output = leaky_run
     flat = _flat(output)
@@ -92,6 +95,7 @@ def test_a_batch_without_positives_is_noticed_before_training(leaky_run):
     assert notice in flat and flat.index(notice) < flat.index("run ")
 
 
+@pytest.mark.slow
 def test_an_edited_manifest_is_named_as_what_changed(leaky_run, tmp_path):
     import shutil
 
@@ -121,6 +125,7 @@ def overlapping_standard_data(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_standard_protocol_refuses_test_questions_seen_in_training(overlapping_standard_data, tmp_path):
     argv = [*TRAIN, "--data-source", "csv", "--data-dir", str(overlapping_standard_data), "--protocol", "standard"]
     refused = runner.invoke(app, [*argv, "--output-dir", str(tmp_path / "refused")])
@@ -137,6 +142,7 @@ def test_standard_protocol_refuses_test_questions_seen_in_training(overlapping_s
     assert overlap["allowed"] is True and len(overlap["test"]) == 10 and overlap["val"] == []
 
 
+@pytest.mark.slow
 def test_ablate_takes_allow_overlap(overlapping_standard_data, tmp_path):
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--arms", "baseline,contrastive", "--max-steps", "1", "--device", "cpu",
                                  "--data-source", "csv", "--data-dir", str(overlapping_standard_data), "--protocol", "standard",
@@ -156,6 +162,7 @@ def test_a_yaml_section_of_the_wrong_type_is_an_error_even_with_a_flag(tmp_path)
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_unknown_environment_variables_are_warned_about_with_the_closest_name(leaky_run):
     run_dir, _ = leaky_run
     result = runner.invoke(app, ["evaluate", str(run_dir), "--checkpoint", "last", "--split", "val"],

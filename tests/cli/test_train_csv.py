@@ -7,9 +7,12 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
+
+pytestmark = pytest.mark.slow  # every test here trains a model
 
 runner = CliRunner()
 SUBJECTS = ("high_school_biology", "philosophy", "world_religions")

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from acct.cli import app
 from tests.test_sources_files import quiz_rows, write_jsonl
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 datasets = pytest.importorskip("datasets")
 
 runner = CliRunner()
