@@ -297,10 +297,11 @@ def load_hub_source(
     try:
         loaded = datasets.load_dataset(dataset, config)
     except Exception as exc:  # any hub, network or cache failure means the same to a user
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        # The library's own words, without its exception names ("(OfflineModeIsEnabled)"): they mean nothing to a user.
+        reason = re.sub(r"\s*\([A-Z]\w+\)$", "", (str(exc).strip().splitlines() or [""])[0][:200])
         raise DataError(
             f"could not load dataset {named} from the Hugging Face hub (no network?): "
-            f"{type(exc).__name__}: {reason}; use --data-source csv --data-dir DIR with a local "
+            f"{reason}; use --data-source csv --data-dir DIR with a local "
             "copy of the MMLU release, --data-source files --data-files PATH for your own files, "
             "or --preset tiny to run offline"
         ) from exc

@@ -225,6 +225,9 @@ def offline_unless_hub_reachable(timeout: float = 2.0) -> bool:
         return False
     except OSError:
         pass
+    from acct import offline
+
+    offline.mark_switched()  # so that an error names the cause: the hub did not answer
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),

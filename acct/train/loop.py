@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from acct import checkpoint as ckpt_io
-from acct import distributed, plugins, tracking
+from acct import distributed, offline, plugins, tracking
 from acct.config import TrainSettings
 from acct.errors import AcctError
 from acct.evaluation import predict_encoded, shard
@@ -95,6 +95,8 @@ def fit(
     settings: TrainSettings, writer: RunWriter, dist: distributed.Distributed, device: torch.device, precision: str,
     should_stop: Callable[[], bool],
 ) -> Iterator[Event]:
+    # Offline, every hub piece the run needs is looked for before any is loaded: one error names them all.
+    offline.check_cached(settings)
     run, state = setup(settings, writer, dist, device, precision)
     settings, schedule, window = run.settings, run.schedule, state.window
     yield run_started(run, state)
