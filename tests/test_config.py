@@ -33,9 +33,12 @@ def test_default_settings_are_the_design_hyper_parameters():
 @pytest.mark.parametrize(
     ("flags", "yaml_text", "env", "message"),
     [
-        ({"optim": {"lr": -1}}, None, {}, "optim.lr (--lr / ACCT_OPTIM__LR)"),
+        ({"optim": {"lr": -1}}, None, {}, "optim.lr (--lr)"),  # a flag: named as typed
+        ({}, "optim:\n  lr: -1\n", {}, "optim.lr (--lr / ACCT_OPTIM__LR)"),
         ({"curriculum": {"strategy": "random"}}, None, {}, "curriculum.strategy"),
-        ({"batch": {"batch_size": 10}}, None, {}, "must equal tasks_per_batch x examples_per_task"),
+        ({"batch": {"batch_size": 10, "tasks_per_batch": 4, "examples_per_task": 4}}, None, {},
+         "must equal tasks_per_batch x examples_per_task"),
+        ({"batch": {"batch_size": 10}}, None, {}, "batch_size 10 does not divide into tasks_per_batch 4"),
         ({"loss": {"lambda_contrastive": 1.5}}, None, {}, "loss.lambda_contrastive"),
         ({"curriculum": {"temperature": 0}}, None, {}, "curriculum.temperature"),
         ({}, "optim:\n  learning_rate: 1\n", {}, "c.yaml: unknown setting optim.learning_rate"),

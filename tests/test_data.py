@@ -87,7 +87,7 @@ def test_categories_cover_57_subjects_in_four_groups() -> None:
 def test_csv_quoted_fields_with_newlines_and_commas(tmp_path: Path) -> None:
     root = _layout(tmp_path / "mmlu")
     tricky = [
-        ["What is 1,000 + 1?\nAnswer carefully.", "1,001", "", "line one\nline two", "42", "C"],
+        ["What is 1,000 + 1?\nAnswer carefully.", "1,001", "007", "line one\nline two", "42", "C"],
         ['He said "hi", then left.', "a", "b", "c", "d", " b "],
     ]
     _write_csv(root / "test" / "alpha_test.csv", tricky)
@@ -96,7 +96,7 @@ def test_csv_quoted_fields_with_newlines_and_commas(tmp_path: Path) -> None:
     assert set(source) == {"dev", "val", "test"}
     first, second = [ex for ex in source["test"] if ex.task == "alpha"]
     assert first.question == "What is 1,000 + 1?\nAnswer carefully."
-    assert first.choices == ("1,001", "", "line one\nline two", "42")
+    assert first.choices == ("1,001", "007", "line one\nline two", "42")
     assert first.answer == 2
     assert first.uid == "alpha/test/0"
     assert second.question == 'He said "hi", then left.'
