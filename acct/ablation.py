@@ -66,10 +66,17 @@ def config_overrides(name: str, base: TrainSettings) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of a study: its name and the settings layer that turns the base settings into it."""
+    """One arm of a study: its name, the settings layer that turns the base settings into it, and the
+    grid it is tuned over (`acct.sweep`; empty: one point, the layer as it is)."""
 
     name: str
     overrides: dict[str, Any]
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+
+    def points(self) -> list[tuple[tuple[str, Any], ...]]:
+        from acct.sweep import grid
+
+        return grid(self.sweep) if self.sweep else [()]
 
 
 def default_arms(base: TrainSettings, names: Sequence[str] = ABLATION_CONFIGS) -> list[Arm]:
@@ -83,32 +90,48 @@ def study_arms(settings: AblateSettings, base: TrainSettings) -> list[Arm]:
     Each arm's settings are validated here, before anything trains, so that a wrong value in
     one arm is one line naming the arm.
     """
-    if settings.study is not None:
-        from acct.study import read_study
+    from acct.sweep import combine
 
-        layers, file_reference = read_study(settings.study)
-        arms = [Arm(name, layer) for name, layer in layers]
-        where = f"{settings.study}: "
+    if settings.study is not None:
+        from acct.study import read_study_file
+
+        study = read_study_file(settings.study)
+        study_wide = combine(study.sweep, settings.sweep)
+        # An arm named like a registered arm starts from it; any other name from the base settings.
+        arms = [Arm(name, deep_merge(config_overrides(name, base), layer) if name in ablation_arms else layer,
+                    combine(study_wide, study.arm_sweeps.get(name, {})))
+                for name, layer in study.arms]
+        file_reference, where = study.reference, f"{settings.study}: "
     else:
-        arms, file_reference, where = default_arms(base, settings.arms), None, ""
+        arms = [Arm(a.name, a.overrides, dict(settings.sweep)) for a in default_arms(base, settings.arms)]
+        file_reference, where = None, ""
     names = [a.name for a in arms]
     reference = settings.reference or file_reference or names[0]
     if reference not in names:
         raise UsageError(f"--reference {reference}: not one of the study's arms ({', '.join(names)})")
     arms.sort(key=lambda a: a.name != reference)  # stable: the others keep their order
     for arm in arms:
-        try:
-            arm_settings(base, arm, base.seed, Path(settings.output_dir) / arm.name)
-        except UsageError as exc:
-            raise UsageError(f"{where}arm {arm.name}: {exc}") from None
+        for point in arm.points():
+            try:
+                arm_settings(base, arm, base.seed, Path(settings.output_dir) / arm.name, point)
+            except UsageError as exc:
+                at = f" at {_point_text(point)}" if point else ""
+                raise UsageError(f"{where}arm {arm.name}{at}: {exc}") from None
     return arms
 
 
-def arm_settings(base: TrainSettings, arm: Arm, seed: int, run_dir: Path) -> TrainSettings:
-    """Base settings with the arm's overrides, the seed and the run directory."""
-    from acct.config import validate_checked
+def _point_text(point: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point)
 
-    layer = deep_merge(arm.overrides, {"seed": seed, "output_dir": str(run_dir), "resume": False, "overwrite": False})
+
+def arm_settings(base: TrainSettings, arm: Arm, seed: int, run_dir: Path,
+                 point: Sequence[tuple[str, Any]] = ()) -> TrainSettings:
+    """Base settings with the arm's overrides at one point of its grid, the seed and the run directory."""
+    from acct.config import validate_checked
+    from acct.sweep import layer as point_layer
+
+    layer = deep_merge(deep_merge(arm.overrides, point_layer(tuple(point))),
+                       {"seed": seed, "output_dir": str(run_dir), "resume": False, "overwrite": False})
     merged = deep_merge(json.loads(base.model_dump_json()), layer)
     return validate_checked(TrainSettings, merged)
 
@@ -335,6 +358,7 @@ class PlannedRun:
     schedule: Schedule | None = None
     planned_identical: list[str] = field(default_factory=list)  # "arm: why" for arms it would train identically to
     write_marker: bool = False  # a finished run without its done marker (trained by a printed `acct train` command)
+    point: dict[str, Any] = field(default_factory=dict)  # the arm's sweep point this run trains ({} without a sweep)
 
 
 def seeds_of(base: TrainSettings, n: int) -> list[int]:
@@ -385,23 +409,20 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
     if root.exists() and not root.is_dir():
         raise UsageError(f"output path {root} is a file")
     runs: list[PlannedRun] = []
+    from acct.sweep import label
+
     for seed in seeds_of(base, settings.seeds):
         group: list[PlannedRun] = []
         sizes: tuple[int, ...] | None = None
         for arm in arms:
-            run_dir = root / f"{arm.name}-seed{seed}"
-            wanted = arm_settings(base, arm, seed, run_dir)
-            if sizes is None or wanted.data != group[0].settings.data:
-                sizes = train_task_sizes(wanted)
-            group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=schedule(wanted, sizes)))
-        for a, b, why in identical_arms([(r.config, r.settings, r.schedule) for r in group], settings.checkpoint):
-            if not settings.allow_identical:
-                raise UsageError(
-                    f"arms {a} and {b} would train identically (seed {seed}): {why}; "
-                    "or pass --allow-identical to run them anyway"
-                )
-            for r, other in ((group[names.index(a)], b), (group[names.index(b)], a)):
-                r.planned_identical.append(f"{other}: {why}")
+            for point in arm.points():
+                run_dir = root / "-".join(x for x in (arm.name, label(point), f"seed{seed}") if x)
+                wanted = arm_settings(base, arm, seed, run_dir, point)
+                if sizes is None or wanted.data != group[0].settings.data:
+                    sizes = train_task_sizes(wanted)
+                group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=schedule(wanted, sizes),
+                                        point=dict(point)))
+        _guard(group, seed, settings)
         for r in group:
             has_last = (r.run_dir / "checkpoints" / "last").exists()
             if settings.overwrite or not ckpt_io.is_run_dir(r.run_dir):
@@ -425,6 +446,24 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
                 r.action = "resume"
             runs.append(r)
     return runs
+
+
+def _guard(group: Sequence[PlannedRun], seed: int, settings: AblateSettings) -> None:
+    """Refuse (or, with --allow-identical, record) arms that would train identically at the same sweep point."""
+    by_point: dict[str, list[PlannedRun]] = {}
+    for r in group:
+        by_point.setdefault(json.dumps(r.point, sort_keys=True), []).append(r)
+    for same_point in by_point.values():
+        runs = {r.config: r for r in same_point}
+        for a, b, why in identical_arms([(r.config, r.settings, r.schedule) for r in same_point], settings.checkpoint):
+            at = f" at {_point_text(runs[a].point.items())}" if runs[a].point else ""
+            if not settings.allow_identical:
+                raise UsageError(
+                    f"arms {a} and {b} would train identically{at} (seed {seed}): {why}; "
+                    "or pass --allow-identical to run them anyway"
+                )
+            runs[a].planned_identical.append(f"{b}: {why}")
+            runs[b].planned_identical.append(f"{a}: {why}")
 
 
 def train_commands(

@@ -54,6 +54,7 @@ class AblationReport:
     histories: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     task_categories: dict[str, str] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
+    tuning: Tuning | None = None  # the sweep and what validation selected (None without a sweep)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,7 +75,68 @@ class AblationReport:
             "notes": self.notes,
             "settings": self.base_settings,
             "figures": [str(p) for p in self.figures],
+            **(self.tuning.to_dict() if self.tuning is not None else {}),
         }
+
+
+# -- equal-budget tuning: each arm's point, selected on validation --------------------------------
+
+
+@dataclass
+class Tuning:
+    """Each arm's grid, its validation accuracy at every point and seed, and the point selected."""
+
+    grid: dict[str, dict[str, list[Any]]]
+    validation: dict[str, list[dict[str, Any]]]
+    selected: dict[str, dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sweep": self.grid, "selected": self.selected, "validation": self.validation}
+
+    def budgets(self) -> dict[str, int]:
+        return {arm: len(rows) for arm, rows in self.validation.items()}
+
+
+def validation_accuracy(run: PlannedRun, checkpoint: str) -> float | None:
+    """The validation accuracy of the checkpoint the study compares: the best one's, or the last validation's."""
+    if checkpoint == "best":
+        value = (run.finished or {}).get("best_accuracy")
+        return None if value is None else float(value)
+    curve = read_history(run.run_dir)["validation"]
+    return curve[-1][1] if curve else None
+
+
+def select_points(settings: AblateSettings, runs: Sequence[PlannedRun]) -> tuple[list[PlannedRun], Tuning | None]:
+    """The runs of each arm's selected point (all runs without a sweep), and the record of the selection.
+
+    Selection reads validation accuracy only, averaged over every seed of a point: the split compared
+    afterwards (test by default) chooses nothing.
+    """
+    from acct.sweep import select
+
+    if not any(r.point for r in runs):
+        return list(runs), None
+    grid: dict[str, dict[str, list[Any]]] = {}
+    table: dict[str, dict[tuple, dict[int, float | None]]] = {}
+    for r in runs:
+        point = tuple(r.point.items())
+        table.setdefault(r.config, {}).setdefault(point, {})[r.seed] = validation_accuracy(r, settings.checkpoint)
+        for key, value in r.point.items():
+            values = grid.setdefault(r.config, {}).setdefault(key, [])
+            if value not in values:
+                values.append(value)
+    selected: dict[str, dict[str, Any]] = {}
+    validation: dict[str, list[dict[str, Any]]] = {}
+    for arm, points in table.items():
+        chosen = select({p: [acc[s] for s in sorted(acc)] for p, acc in points.items()}, where=f"arm {arm}")
+        selected[arm] = dict(chosen)
+        validation[arm] = [
+            {"point": dict(p), "mean": None if None in acc.values() else sum(acc.values()) / len(acc),
+             "seeds": {str(s): acc[s] for s in sorted(acc)}, "selected": p == chosen}
+            for p, acc in points.items()
+        ]
+    kept = [r for r in runs if r.point == selected[r.config]]
+    return kept, Tuning({a: grid.get(a, {}) for a in table}, validation, selected)
 
 
 # -- scoring, or reading what was scored ----------------------------------------------------------
@@ -132,7 +194,9 @@ def compare(
     on_scored: Callable[[PlannedRun], None] | None = None,
     command: str | None = None,
 ) -> AblationReport:
-    """Score every run (or read its kept predictions) and compare each arm with the reference (the first)."""
+    """Select each arm's point on validation (with a sweep), score those runs (or read their kept predictions)
+    and compare each arm with the reference (the first)."""
+    runs, tuning = select_points(settings, runs)
     check_same_split(runs)
     if settings.from_predictions:
         scored, categories = read_runs(settings, runs)
@@ -146,7 +210,7 @@ def compare(
         }
         for r in runs
     }
-    report = aggregate(settings, runs, scored, facts=facts)
+    report = aggregate(settings, runs, scored, facts=facts, tuning=tuning)
     report.command = command
     report.task_categories = categories
     return report
@@ -314,8 +378,11 @@ def aggregate(
     scored: dict[tuple[str, int], Rows],
     *,
     facts: dict[tuple[str, int], dict[str, Any]] | None = None,
+    tuning: Tuning | None = None,
 ) -> AblationReport:
-    """The study's report from every run's predictions, keyed (arm, seed); the first arm of `runs` is the reference."""
+    """The study's report from every run's predictions, keyed (arm, seed); the first arm of `runs` is the reference.
+
+    With a sweep, `runs` are each arm's selected point only and `tuning` records the selection."""
     facts = facts or {}
     seeds = sorted({r.seed for r in runs})
     names = list(dict.fromkeys(r.config for r in runs))
@@ -335,6 +402,7 @@ def aggregate(
             "settings_sha256": {str(r.seed): settings_digest(r.settings) for r in mine},
             "differs_from_reference": differences(ref_settings, mine[0].settings),
             "effective": _effective_row(name, runs, facts),
+            **({"selected": tuning.selected.get(name, {})} if tuning is not None else {}),
         }
     deltas = {name: compare_arm([scored[ref, s] for s in seeds], [scored[name, s] for s in seeds], seeds)
               for name in names[1:]}
@@ -356,6 +424,7 @@ def aggregate(
         reference=ref,
         histories={key: {"validation": f.get("validation", []), "curriculum": f.get("curriculum", [])}
                    for key, f in facts.items()},
+        tuning=tuning,
     )
     report.notes = notes(report, settings, runs, facts)
     return report
@@ -366,6 +435,17 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
     """What a reviewer would want said beside the numbers: what was tested, at which level, and what was not."""
     ref, seeds, deltas, configs = report.reference, report.seeds, report.deltas, report.configs
     out = []
+    if report.tuning is not None:
+        budgets = report.tuning.budgets()
+        out.append(f"each arm was tuned on the validation split over its own grid ({', '.join(f'{a}: {n} point' + ('s' if n != 1 else '') for a, n in budgets.items())}); "
+                   f"the point with the best mean validation accuracy over the {len(seeds)} seeds was compared on "
+                   f"the {settings.split} split")
+        if len(set(budgets.values())) > 1:
+            out.append("the arms had unequal tuning budgets: an arm tuned over more points had more chances to do "
+                       "well, so part of a difference can come from the tuning rather than from the method")
+    elif len(configs) > 1:
+        out.append("no arm was tuned (no --sweep): every arm trained at the same settings, which may suit one arm "
+                   "better than another")
     if len(seeds) == 1:
         out.append(f"one seed: there is no test across seeds, so this comparison says nothing about training "
                    f"variance (the largest source of variance in fine-tuning); the McNemar p shown is seed {seeds[0]}'s, "
@@ -398,9 +478,10 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
         else:
             need = ", ".join(f"{k} pt{'s' if k != '1' else ''}: {v if v is not None else '?'}"
                              for k, v in pw["seeds_needed"].items())
+            mde = f"{100 * pw['mde']:.2f} points" if pw["mde"] <= 1 else "more than 100 points (none)"
             out.append(f"power ({name} vs {ref}): with {pw['seeds']} seeds and a between-seed sd of Δ of "
                        f"{100 * pw['sd']:.2f} points, the smallest mean Δ a {replicates.TEST_NAME} detects with 80% "
-                       f"power at α 0.05 is {100 * pw['mde']:.2f} points; seeds needed for a true Δ of {need}")
+                       f"power at α 0.05 is {mde}; seeds needed for a true Δ of {need}")
         if d["p"] is None and len(seeds) > 1:
             out.append(f"{name}: the same non-zero Δ on every seed leaves no between-seed variance to test against")
     if deltas:

@@ -68,6 +68,11 @@ def describe_effective(e: dict[str, Any]) -> dict[str, str]:
             "identical": ", ".join(e["identical_to"]) or "-"}
 
 
+def point_text(point: dict[str, Any]) -> str:
+    """A sweep point as `optim.lr=3e-05, loss.tau=0.1` ('base settings' for the empty point)."""
+    return ", ".join(f"{k}={_value(v)}" for k, v in point.items()) or "base settings"
+
+
 def seed_cells(report: Any) -> dict[str, dict[str, str]]:
     """Per arm, its accuracy cells: mean ± sd over seeds and the seed-level 95% t interval."""
     cells = {}
@@ -97,7 +102,8 @@ def delta_cells(d: dict[str, Any]) -> dict[str, str]:
         "delta_m": delta_m,
         "heterogeneity": "-" if het.get("tau") is None else f"τ {100 * het['tau']:.2f}, I² {100 * het['i2']:.0f}%",
         "per_seed": per_seed,
-        "mde": "-" if pw.get("mde") is None else _pct(pw["mde"]),
+        # A difference above 100 points cannot be detected at all: say so rather than print the formula's number.
+        "mde": "-" if pw.get("mde") is None else "> 100" if pw["mde"] > 1 else _pct(pw["mde"]),
         "seeds_needed": "-" if pw.get("mde") is None else "/".join(
             str(v) if v is not None else "?" for v in pw["seeds_needed"].values()),
     }
@@ -128,6 +134,8 @@ def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
     cells = seed_cells(report)
     for name, c in report.configs.items():
         label = f"{name} ({c['description']})"
+        if c.get("selected"):
+            label += f" at {point_text(c['selected'])}"
         if c.get("effective", {}).get("identical_to"):
             label += " ⚠ identical to " + ", ".join(c["effective"]["identical_to"])
         row = [label, cells[name]["accuracy"], cells[name]["ci"], cells[name]["macro"],
@@ -142,6 +150,19 @@ def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
             x = delta_cells(d)
             lines.append(f"| {name} | {x['delta']} | {x['ci']} | {x['p']} | {x['holm']} | {x['delta_m']} | "
                          f"{x['heterogeneity']} | {x['per_seed']} | {x['mde']} | {x['seeds_needed']} |")
+    if getattr(report, "tuning", None) is not None:
+        lines += ["", "## Tuning on validation", "",
+                  "Every arm trained at every point of its grid and every seed; the point with the best mean "
+                  "validation accuracy over seeds (**bold**) is the one compared above.", "",
+                  "| arm | point | validation accuracy (mean) | per seed |", "|---|---|---:|---|"]
+        for arm, rows in report.tuning.validation.items():
+            for row in rows:
+                point = point_text(row["point"])
+                mean = _pct(row["mean"])
+                if row["selected"]:
+                    point, mean = f"**{point}**", f"**{mean}**"
+                seeds = ", ".join(f"{s}: {_pct(v)}" for s, v in row["seeds"].items())
+                lines.append(f"| {arm} | {point} | {mean} | {seeds} |")
     if any("effective" in c for c in report.configs.values()):
         lines += ["", "## What each arm did", "",
                   "| arm | settings sha256 | steps trained | curriculum | weights first changed at step | "

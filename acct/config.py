@@ -1018,6 +1018,12 @@ class AblateSettings(_Finite, BaseSettings):
         None, description="The arm every other arm is compared with; empty means the first arm."
     )
     eval_batch_size: int = Field(64, gt=0, description="Questions per evaluation batch.")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Values of dotted training settings to tune every arm over (--sweep optim.lr=1e-5,3e-5); the "
+        "grid is their product, every arm trains at every point and seed, and each arm's point with the best mean "
+        "validation accuracy over seeds is the one compared on the test split.",
+    )
     from_predictions: bool = Field(False, description="Recompute the report from the runs' saved predictions-<split>.jsonl instead of scoring them again (each file is checked against the checkpoint it came from).")
     top_tasks: int = Field(5, ge=0, description="Per-task deltas shown: this many largest gains and losses.")
     overwrite: bool = Field(False, description="Retrain every run even if a finished one is there.")

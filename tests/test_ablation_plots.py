@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acct.ablation import AblationReport
+from acct.ablation_compare import AblationReport
 
 pytest.importorskip("matplotlib")
 

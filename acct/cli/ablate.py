@@ -38,6 +38,7 @@ def ablate_command(
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny: offline CPU study on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Directory of the study (default runs/ablation).", show_default=False),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per arm: --seed, --seed+1, ... (default 3). The seed is the replicate of the test across runs."),
+    sweep: Optional[list[str]] = typer.Option(None, "--sweep", help="KEY=V1,V2,...: tune every arm over these values of a dotted training setting (repeatable; the grid is the product). Each arm trains at every point and seed, and its point with the best mean validation accuracy is compared on the test split.", show_default=False),
     from_predictions: bool = typer.Option(False, "--from-predictions", help="Recompute the report from the runs' saved predictions-<split>.jsonl without scoring again (trains nothing; every run must be finished and scored)."),
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): held-out split to compare on."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best) checkpoint of each run."),
@@ -89,6 +90,7 @@ def ablate_command(
     settings: AblateSettings = resolve_flags(AblateSettings, {
         "output_dir": output_dir, "seeds": seeds, "split": split, "checkpoint": checkpoint, "arms": chosen,
         "study": study, "reference": reference, "from_predictions": True if from_predictions else None,
+        "sweep": sweeps(sweep),
         "overwrite": True if overwrite else None, "allow_identical": True if allow_identical else None,
         "plot_dir": plot,
     })
@@ -143,6 +145,21 @@ def ablate_command(
             out.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         out.print(f"[dim]written to {escape(settings.output_dir / 'ablation.json')} and "
                   f"{escape(settings.output_dir / 'ablation.md')}[/]", highlight=False, soft_wrap=True)
+
+
+def sweeps(flags: list[str] | None) -> dict[str, list[Any]] | None:
+    """--sweep KEY=V1,V2 flags as one sweep; a key given twice is refused."""
+    if not flags:
+        return None
+    from acct import sweep as sweep_grid
+
+    out: dict[str, list[Any]] = {}
+    for text in flags:
+        key, values = sweep_grid.parse_flag(text)
+        if key in out:
+            raise UsageError(f"--sweep {key} is given twice; list all its values in one flag")
+        out[key] = values
+    return sweep_grid.check(out, "--sweep")
 
 
 def command_line(ctx: typer.Context) -> str:
@@ -257,8 +274,9 @@ def tables(report: Any, top: int) -> list[Any]:
         tests.add_column(col, justify="left" if col in ("arm", "per seed") else "right")
     cells = seed_cells(report)
     for name, c in report.configs.items():
-        label = name + (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
-                        if c["effective"]["identical_to"] else "")
+        label = name + (f" at {escape(', '.join(f'{k}={v}' for k, v in c['selected'].items()))}" if c.get("selected") else "")
+        label += (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
+                  if c["effective"]["identical_to"] else "")
         main.add_row(label, cells[name]["accuracy"], cells[name]["ci"], cells[name]["macro"],
                      *(pct(c["categories"].get(x)) for x in cats))
         if name not in report.deltas:
@@ -279,6 +297,19 @@ def tables(report: Any, top: int) -> list[Any]:
         differs = "(reference)" if name == ref else ", ".join(f"{k}={v[1]}" for k, v in diff.items()) or "nothing"
         did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"], escape(differs))
     out_tables = [main, tests, did]
+    if getattr(report, "tuning", None) is not None:
+        from acct.ablation_report import point_text
+
+        tuned = Table(title="tuning on validation: every point of each arm's grid, mean validation accuracy over "
+                            "seeds; the selected point (*) is the one compared above", show_header=True, header_style="bold")
+        for col in ["arm", "point", "validation (mean)", "per seed"]:
+            tuned.add_column(col, justify="right" if col == "validation (mean)" else "left")
+        for arm, rows in report.tuning.validation.items():
+            for row in rows:
+                mark = " *" if row["selected"] else ""
+                tuned.add_row(arm, escape(point_text(row["point"])) + mark, pct(row["mean"]),
+                              ", ".join(f"{s}: {pct(v)}" for s, v in row["seeds"].items()))
+        out_tables.append(tuned)
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
         level = next((v["test"] for v in d["per_task"].values()), "")

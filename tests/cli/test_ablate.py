@@ -210,7 +210,7 @@ def test_plots_are_written_and_embedded(study):
 def test_a_finished_run_that_lost_its_marker_is_reused_by_the_engine(study, tmp_path):
     """The plain engine entry point (no Typer): a run killed after its last checkpoint (step 30 of 30) but before
     its done marker was written is finished; it is reused, trains nothing, and gets its marker back."""
-    from acct.ablation import run_ablation
+    from acct.ablation_compare import run_ablation
     from acct.config import AblateSettings
     from acct.config import resolve_train
 
@@ -274,7 +274,7 @@ def test_the_suggested_budget_gives_arms_whose_compared_checkpoints_differ(tmp_p
     suggested = re.search(r"separates them is (\d+), with (--checkpoint last)", refused.stderr)
     assert suggested, refused.stderr
     result = ablate(tmp_path / "s", config, "--arms", "contrastive,full", "--max-steps", suggested.group(1),
-                    suggested.group(2), "--json")
+                    *suggested.group(2).split(), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["configs"]["full"]["effective"]["identical_to"] == []
@@ -290,7 +290,8 @@ def test_an_aa_study_over_three_seeds_is_not_significant(tmp_path):
     config = tmp_path / "study.yaml"
     config.write_text(STUDY_YAML)
     (tmp_path / "aa.yaml").write_text("arms:\n  a: {}\n  b: {model: {attention: hf}}\n")
-    result = ablate(tmp_path / "s", config, "--study", str(tmp_path / "aa.yaml"), "--seeds", "3", "--json")
+    result = ablate(tmp_path / "s", config, "--study", str(tmp_path / "aa.yaml"), "--seeds", "3", "--max-steps", "10",
+                    "--json")
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout)["deltas"]["b"]
     assert d["test"] == "paired t-test over seeds (2 df)" and len(d["per_seed"]) == 3
