@@ -77,6 +77,7 @@ def through_jobs(config, tmp_path_factory):
     return directory, result
 
 
+@pytest.mark.slow  # trains through real local jobs
 def test_local_jobs_train_the_runs_and_the_report_equals_the_in_process_one(in_process, through_jobs):
     directory, result = through_jobs
     report = json.loads(result.stdout)
@@ -102,6 +103,7 @@ def test_local_jobs_train_the_runs_and_the_report_equals_the_in_process_one(in_p
     assert not (directory / "jobs" / "jobs.json").exists()  # the record goes once the report is written
 
 
+@pytest.mark.slow  # trains through real local jobs
 def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, config):
     directory, first = through_jobs
     before = submitted_jobs(directory)
@@ -112,6 +114,7 @@ def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, co
     assert accuracies(json.loads(result.stdout)) == accuracies(json.loads(first.stdout))
 
 
+@pytest.mark.slow  # trains through real local jobs
 def test_a_failed_job_is_named_with_its_log_and_the_report_is_not_written(through_jobs, config, tmp_path):
     directory = copy_study(through_jobs[0], tmp_path / "study")
     shutil.rmtree(directory / "contrastive-seed1")
@@ -139,6 +142,7 @@ def test_a_failed_job_is_named_with_its_log_and_the_report_is_not_written(throug
     assert accuracies(json.loads(result.stdout)) == accuracies(json.loads(through_jobs[1].stdout))
 
 
+@pytest.mark.slow  # trains through real local jobs
 def test_no_wait_records_the_jobs_and_a_later_command_collects_them(through_jobs, config, tmp_path):
     directory = copy_study(through_jobs[0], tmp_path / "study")
     shutil.rmtree(directory / "baseline-seed1")
