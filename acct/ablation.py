@@ -160,10 +160,18 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def settings_differences(saved: dict[str, Any], wanted: TrainSettings) -> list[str]:
-    """Dotted names of the training settings that differ between a saved run and the wanted one."""
+    """Dotted names of the training settings that differ between a saved run and the wanted one.
+
+    A setting added to acct after the run was saved is absent from its config.json: it counts as
+    unchanged while it has the value that means the behaviour of then (as on --resume).
+    """
+    from acct.rundir import LEGACY_DEFAULTS
+
     a = _flatten(comparable(saved))
     b = _flatten(comparable(json.loads(wanted.model_dump_json())))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    defaults = _flatten(json.loads(TrainSettings.model_validate({}).model_dump_json()))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
+                  and not (k not in a and b.get(k) == LEGACY_DEFAULTS.get(k, defaults.get(k, object()))))
 
 
 # -- what each arm will actually do -----------------------------------------------------------------

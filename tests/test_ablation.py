@@ -84,6 +84,12 @@ def test_plan_reuses_resumes_trains_and_refuses(tmp_path):
     changed = tiny_settings(tmp_path / "x", **{"optim.max_steps": 241})
     with pytest.raises(UsageError, match=r"trained with other settings \(optim.max_steps\).*--overwrite"):
         plan(study, changed)
+    # A setting added to acct after a run was saved counts as unchanged at its default.
+    older = json.loads(want["full"].model_dump_json())
+    del older["loss"]["gradient"]
+    assert settings_differences(older, want["full"]) == []
+    assert settings_differences(older, want["full"].model_copy(update={"loss": want["full"].loss.model_copy(
+        update={"gradient": "pcgrad"})})) == ["loss.gradient"]
     # Where the run is written and which device it ran on are not what it trained.
     assert settings_differences(json.loads(want["full"].model_dump_json()),
                                 want["full"].model_copy(update={"device": "auto", "output_dir": tmp_path})) == []
