@@ -106,6 +106,63 @@ def test_trust_comes_only_from_the_user(tiny_run, tmp_path, monkeypatch):
         engine.check_no_remote_code(ckpt, False)
 
 
+TOKENIZER_PAYLOAD = """
+from pathlib import Path
+Path({marker!r}).write_text("ran")
+from transformers import PreTrainedTokenizerFast
+class EvilTokenizer(PreTrainedTokenizerFast):
+    pass
+"""
+
+
+def plant_tokenizer_payload(tiny_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of a run whose encoder config is clean but whose tokenizer config names evil_tokenizer.py."""
+    run_dir = tmp_path / "handed-over-tokenizer"
+    shutil.copytree(tiny_run, run_dir, symlinks=True)
+    marker = tmp_path / "tokenizer-payload-ran"
+    for ckpt in (run_dir / "checkpoints").glob("step-*"):
+        assert "auto_map" not in json.loads((ckpt / "encoder" / "config.json").read_text())
+        cfg_path = ckpt / "tokenizer" / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["auto_map"] = {"AutoTokenizer": [None, "evil_tokenizer.EvilTokenizer"]}
+        cfg_path.write_text(json.dumps(cfg))
+        (ckpt / "tokenizer" / "evil_tokenizer.py").write_text(TOKENIZER_PAYLOAD.format(marker=str(marker)))
+    return run_dir, marker
+
+
+def test_code_named_by_the_tokenizer_alone_is_refused_too(tiny_run, tmp_path, monkeypatch):
+    run_dir, marker = plant_tokenizer_payload(tiny_run, tmp_path)
+    monkeypatch.delenv("ACCT_MODEL__TRUST_REMOTE_CODE", raising=False)
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    ckpt = ckpt_io.checkpoint_dir(run_dir, "best")
+    with pytest.raises(CheckpointError, match=r"tokenizer_config\.json names code to run \(auto_map\)"):
+        engine.check_no_remote_code(ckpt, False)
+    result = runner.invoke(app, ["evaluate", str(run_dir), "--device", "cpu"])
+    assert not marker.exists(), "evaluate ran code named by the tokenizer"
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tokenizer_config.json names code to run (auto_map)" in errors[0], result.output
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off"])
+def test_an_environment_variable_that_says_no_is_no_trust(tiny_run, tmp_path, monkeypatch, value):
+    run_dir, marker = plant_payload(tiny_run, tmp_path)
+    monkeypatch.setenv("ACCT_MODEL__TRUST_REMOTE_CODE", value)
+    monkeypatch.delenv("ACCT_DEBUG", raising=False)
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    assert not engine.user_trusts_remote_code()
+    for argv in (["evaluate", str(run_dir), "--device", "cpu"], ["train", "--resume", str(run_dir)]):
+        result = runner.invoke(app, argv)
+        assert not marker.exists(), f"{argv[0]} with ACCT_MODEL__TRUST_REMOTE_CODE={value!r} ran code from the run directory"
+        assert result.exit_code == 1 and "names code to run (auto_map)" in result.output, result.output
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])
+def test_an_environment_variable_that_says_yes_is_trust(monkeypatch, value):
+    monkeypatch.setenv("ACCT_MODEL__TRUST_REMOTE_CODE", value)
+    assert engine.user_trusts_remote_code()
+
+
 def test_a_loaded_run_does_not_inherit_trust_from_its_config(tiny_run, monkeypatch):
     monkeypatch.delenv("ACCT_MODEL__TRUST_REMOTE_CODE", raising=False)
     run = engine.load_run(tiny_run)
@@ -115,6 +172,7 @@ def test_a_loaded_run_does_not_inherit_trust_from_its_config(tiny_run, monkeypat
 # -- --overwrite validates first and moves the old run aside ----------------------------------------
 
 
+@pytest.mark.slow
 def test_overwrite_with_bad_data_leaves_the_old_run_untouched(tmp_path):
     run_dir = tmp_path / "run"
     short_run(run_dir)
@@ -129,6 +187,7 @@ def test_overwrite_with_bad_data_leaves_the_old_run_untouched(tmp_path):
     assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_overwrite_deletes_the_old_run_only_after_the_first_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     short_run(run_dir)
@@ -147,6 +206,7 @@ def test_overwrite_deletes_the_old_run_only_after_the_first_checkpoint(tmp_path)
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 3
 
 
+@pytest.mark.slow
 def test_a_failure_before_the_first_checkpoint_puts_the_old_run_back(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     short_run(run_dir)
@@ -177,6 +237,7 @@ def test_an_impossible_batch_is_refused_before_anything_is_written(tmp_path, fla
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_no_run_directory_that_blocks_the_rerun(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
 
@@ -195,6 +256,7 @@ def test_a_failed_start_leaves_no_run_directory_that_blocks_the_rerun(tmp_path, 
 # -- one writer per run directory (in-process half; see test_run_lock.py) ------------------------
 
 
+@pytest.mark.slow
 def test_ablate_locks_each_run_it_trains(tmp_path):
     run_dir = tmp_path / "baseline-seed0"
     run_dir.mkdir()
@@ -211,6 +273,7 @@ def test_ablate_locks_each_run_it_trains(tmp_path):
 # -- metrics.jsonl ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_log_that_lost_its_tail_is_never_padded(tmp_path):
     run_dir = tmp_path / "run"
     short_run(run_dir, **{"optim.max_steps": 6, "log_every_n_steps": 1})
@@ -227,6 +290,7 @@ def test_a_log_that_lost_its_tail_is_never_padded(tmp_path):
     assert [r["event"] for r in records[-2:]] == ["segment", "resumed"] and records[-2]["step"] == 6
 
 
+@pytest.mark.slow
 def test_a_deleted_log_on_resume_is_a_notice(tmp_path):
     run_dir = tmp_path / "run"
     short_run(run_dir)
@@ -236,6 +300,7 @@ def test_a_deleted_log_on_resume_is_a_notice(tmp_path):
     assert json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["event"] == "segment"
 
 
+@pytest.mark.slow
 def test_the_log_is_fsynced_before_each_checkpoint_records_its_length(tmp_path, monkeypatch):
     order = []
     real_sync, real_save = engine.MetricsLog.sync, ckpt_io.save_checkpoint
@@ -260,6 +325,7 @@ def test_the_log_is_fsynced_before_each_checkpoint_records_its_length(tmp_path, 
 # -- a full disk ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_says_so_and_cleans_up(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     real_save_file = ckpt_io.save_file
@@ -314,6 +380,7 @@ def test_evaluate_on_a_full_disk_leaves_no_temporary_file(tiny_run, tmp_path, mo
 # -- settings that are silently wrong ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_edited_config_is_refused_on_resume_naming_the_fields(tmp_path):
     run_dir = tmp_path / "run"
     short_run(run_dir, **{"optim.max_steps": 8})
