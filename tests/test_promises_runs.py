@@ -203,3 +203,25 @@ def test_init_from_with_a_named_encoder_is_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("ACCT_MODEL__NAME_OR_PATH")
     # The preset's own model is not the user's choice: --init-from alone is fine.
     assert resolve_train({"init_from": str(source)}, preset="tiny").init_from == str(source)
+
+
+def test_an_overwrite_that_fails_while_moving_the_old_run_aside_keeps_all_of_it(tmp_path, monkeypatch):
+    from acct import rundir
+
+    run_dir = tmp_path / "run"
+    short = {"optim.max_steps": 2, "eval_every_n_steps": 2}
+    run_to_end(tiny_settings(run_dir, **short))
+    before = {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".acct.lock"}
+    real_replace = os.replace
+
+    def replace(src, dst):  # the disk says no halfway through moving the old run aside
+        if ".old-" in str(dst) and Path(dst).name == "split.json":
+            raise OSError(28, "No space left on device", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(rundir.os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        run_to_end(tiny_settings(run_dir, **short, overwrite=True, seed=5))
+    monkeypatch.setattr(rundir.os, "replace", real_replace)
+    after = {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".acct.lock"}
+    assert after == before
