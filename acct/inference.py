@@ -1,8 +1,9 @@
 """Prediction with a trained run: single questions, files of questions, and scored splits.
 
 Owns what `acct predict` does (no Typer, no printing): finding a task by name, the
-task-agnostic embedding used when no task is given, reading questions from JSONL or the
-original MMLU CSV layout, and streaming predictions in batches. Also `score_split`, which
+task-agnostic embedding used when no task is given, reading questions (JSONL, from a file or
+standard input; the original MMLU CSV layout; or the files a `files` or `hub` run was trained on,
+through its saved column mapping), and streaming predictions in batches. Also `score_split`, which
 scores a run's held-out split and keeps the per-example predictions that `acct ablate` and
 `acct inspect-confusion` need.
 
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from acct.columns import ColumnMapping
 from acct.data import ANSWER_LETTERS, Example, csv_records
 from acct.errors import DataError, UsageError
 
 AGNOSTIC = -1  # task id meaning "no task given": the mean task embedding
 _AGNOSTIC_KEY = "\x00task-agnostic"  # a task-index key no real task name can equal
 _CSV_SUFFIXES = ("_auxiliary_train", "_dev", "_val", "_test")
+STDIN = "-"  # --input -: JSON lines on standard input
 
 
 # -- tasks and questions --------------------------------------------------------------------------
@@ -167,29 +170,153 @@ def _answer_index(value: Any, k: int, where: str) -> int | None:
     return index
 
 
-def _jsonl_questions(path: Path, default_task: str | None) -> Iterator[Question]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {line_no}"
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, or of standard input when `path` is '-'."""
+    if str(path) == STDIN:
+        import sys
+
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text stream without bytes underneath (an embedding program's own stdin)
+            yield from enumerate(sys.stdin, start=1)
+            return
+        for line_no, data in enumerate(raw, start=1):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object with question and choices")
-            question, choices = row.get("question"), row.get("choices")
-            if not isinstance(question, str):
-                raise DataError(f"{where}: 'question' must be a string")
-            if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
-                raise DataError(f"{where}: 'choices' must be a list of strings")
-            task = row.get("task", None)
-            if task is not None and not isinstance(task, str):
-                raise DataError(f"{where}: 'task' must be a string or null")
-            check_question(question, choices, where=where)
-            yield Question(question, tuple(choices), task if task is not None else default_task,
-                           _answer_index(row.get("answer"), len(choices), where))
+                text = data.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"stdin line {line_no}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                                f"column {exc.start + 1})") from None
+            yield line_no, text
+        return
+    with path.open(encoding="utf-8-sig") as handle:
+        yield from enumerate(handle, start=1)
+
+
+def _jsonl_questions(path: Path, default_task: str | None, columns: ColumnMapping | None = None) -> Iterator[Question]:
+    label = "stdin" if str(path) == STDIN else str(path)
+    for line_no, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{label} line {line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object with question and choices")
+        yield row_question(row, where, default_task, columns)
+
+
+def row_question(row: dict[str, Any], where: str, default_task: str | None,
+                 columns: ColumnMapping | None = None) -> Question:
+    """One row of a question file as a `Question`: acct predict's own layout, or the run's column mapping.
+
+    The run's mapping (`columns`, from the data settings of a `files` or `hub` run) is used when
+    the row has its question and choices columns, so the very file a run trained on can be
+    scored; otherwise the row must hold question and choices (and optionally task and answer).
+    """
+    if columns is not None and _has_columns(row, columns):
+        return _mapped_question(row, where, default_task, columns)
+    if "question" not in row or "choices" not in row:
+        raise DataError(_missing_columns(row, where, columns))
+    question, choices = row["question"], row["choices"]
+    if not isinstance(question, str):
+        raise DataError(f"{where}: 'question' must be a string")
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise DataError(f"{where}: 'choices' must be a list of strings")
+    task = row.get("task", None)
+    if task is not None and not isinstance(task, str):
+        raise DataError(f"{where}: 'task' must be a string or null")
+    check_question(question, choices, where=where)
+    return Question(question, tuple(choices), task if task is not None else default_task,
+                    _answer_index(row.get("answer"), len(choices), where))
+
+
+def _choice_names(columns: ColumnMapping) -> list[str]:
+    return list(columns.choice_columns) if columns.choice_columns else [columns.choices or "choices"]
+
+
+def _has_columns(row: dict[str, Any], columns: ColumnMapping) -> bool:
+    # Trailing choice columns may be absent from a row (fewer choices); the first one may not.
+    return columns.question in row and _choice_names(columns)[0] in row
+
+
+def _missing_columns(row: dict[str, Any], where: str, columns: ColumnMapping | None) -> str:
+    """The one line for a row that lacks the question or choices: what is missing, and what was looked for."""
+    own = ["question", "choices"]
+    layouts = [(own, own, "acct predict's layout")]
+    if columns is not None and [columns.question, *_choice_names(columns)] != own:
+        names = [columns.question, *_choice_names(columns)]
+        layouts.insert(0, (names[:2], names, "the run's columns"))  # trailing choice columns may be absent
+    # Name what is missing from the layout the row is closest to (the run's on a tie).
+    closest = min((needed for needed, _, _ in layouts), key=lambda needed: sum(n not in row for n in needed))
+    absent = [repr(n) for n in closest if n not in row]
+    missing = f"column{'s' if len(absent) > 1 else ''} {', '.join(absent)}"
+    looked = " or ".join(f"{', '.join(names)} ({what})" for _, names, what in layouts)
+    present = ", ".join(repr(k) for k in list(row)[:12]) + (" ..." if len(row) > 12 else "")
+    return f"{where}: missing {missing}; looked for {looked}; the row has {present or 'no fields'}"
+
+
+def _mapped_question(row: dict[str, Any], where: str, default_task: str | None, columns: ColumnMapping) -> Question:
+    from acct.columns import _choices, answer_index
+
+    question = row.get(columns.question)
+    if not isinstance(question, str):
+        raise DataError(f"{where}: column {columns.question!r} must be a string")
+    try:
+        choices = _choices(row, columns)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    check_question(question, choices, where=where)
+    answer = row.get(columns.answer)
+    if answer is not None and not (isinstance(answer, str) and not answer.strip()):
+        try:
+            answer = answer_index(answer, choices)
+        except ValueError as exc:
+            raise DataError(f"{where}: {exc}") from None
+    else:
+        answer = None
+    task = row.get(columns.task)
+    if task is None or (isinstance(task, str) and not task.strip()):
+        task = row.get("task")  # acct predict's own task field, when the run's task column is absent
+    if task is not None and not isinstance(task, str):
+        raise DataError(f"{where}: column {columns.task!r} must be a string")
+    task = task.strip() if task and task.strip() else None
+    return Question(question, choices, task if task is not None else default_task, answer)
+
+
+def _csv_header_questions(path: Path, default_task: str | None, columns: ColumnMapping) -> Iterator[Question]:
+    """A CSV file with a header row naming the run's columns (the layout the `files` source reads)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        records = csv_records(path, handle)
+        _, header = next(records)
+        for line_no, values in records:
+            where = f"{path} line {line_no}"
+            if len(values) != len(header):
+                raise DataError(f"{where}: {len(values)} fields, but the header has {len(header)}")
+            yield row_question(dict(zip(header, values)), where, default_task, columns)
+
+
+def _parquet_questions(path: Path, default_task: str | None, columns: ColumnMapping | None) -> Iterator[Question]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+        row_no = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                row_no += 1
+                yield row_question(row, f"{path} row {row_no}", default_task, columns)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError; our DataError is neither
+        raise DataError(f"{path}: cannot be read as Parquet ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _csv_has_header(path: Path, columns: ColumnMapping) -> bool:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for _, first in csv_records(path, handle):
+            return columns.question in first and _choice_names(columns)[0] in first
+    return False
 
 
 def _csv_subject(path: Path) -> str:
@@ -220,23 +347,33 @@ def _csv_questions(path: Path, task: str | None) -> Iterator[Question]:
             yield Question(question, tuple(choices), task, answer)
 
 
-def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = None) -> tuple[Iterator[Question], list[str]]:
-    """Questions of a JSONL or MMLU-layout CSV file, read lazily, and notices about their tasks.
+def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = None, *,
+                   columns: ColumnMapping | None = None) -> tuple[Iterator[Question], list[str]]:
+    """Questions of a question file, read lazily, and notices about their tasks.
 
-    JSONL rows: {"question", "choices", "task"?, "answer"?} (answer: 0-based index or letter);
-    a row's own task wins over `default_task`. CSV (header-less `question,A,B,C,D[,letter]`):
+    JSONL rows (also from standard input, `path` '-'): {"question", "choices", "task"?, "answer"?}
+    (answer: 0-based index or letter); a row's own task wins over `default_task`. With `columns`
+    (the run's column mapping, see `run_columns`), rows holding the run's columns are read through
+    it, as the run's data source read them: JSONL, Parquet, and CSV files whose header names
+    them. Other CSV files are the original MMLU layout (header-less `question,A,B,C,D[,letter]`):
     `default_task` if given, else the subject in the file name (NAME_test.csv) when the run
     knows it, else task-agnostic.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"input file not found: {path}")
-    check_utf8(path)
     default_task = canonical_task(default_task, tasks)
     notices: list[str] = []
+    if str(path) == STDIN:
+        return _checked_tasks(_jsonl_questions(path, default_task, columns), tasks, "stdin"), notices
+    if not path.is_file():
+        raise UsageError(f"input file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _checked_tasks(_parquet_questions(path, default_task, columns), tasks, path), notices
+    check_utf8(path)
     if suffix in (".jsonl", ".json"):
-        questions = _jsonl_questions(path, default_task)
+        questions = _jsonl_questions(path, default_task, columns)
+    elif suffix == ".csv" and columns is not None and _csv_has_header(path, columns):
+        questions = _csv_header_questions(path, default_task, columns)
     elif suffix == ".csv":
         task = default_task
         if task is None:
@@ -251,8 +388,17 @@ def read_questions(path: Path, tasks: Sequence[str], default_task: str | None = 
                 )
         questions = _csv_questions(path, task)
     else:
-        raise UsageError(f"{path}: input must be .jsonl or .csv (the original MMLU layout)")
+        raise UsageError(f"{path}: input must be .jsonl or .csv (the original MMLU layout, or a header naming the run's "
+                         "columns), or .parquet")
     return _checked_tasks(questions, tasks, path), notices
+
+
+def run_columns(run: Any) -> ColumnMapping | None:
+    """The column mapping a run's data source read its files with (`files` and `hub` runs), else None."""
+    data = getattr(getattr(run, "settings", None), "data", None)
+    if data is None or data.source not in ("files", "hub"):
+        return None
+    return ColumnMapping.from_settings(data)
 
 
 def check_utf8(path: Path) -> None:
@@ -269,7 +415,7 @@ def check_utf8(path: Path) -> None:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _checked_tasks(questions: Iterable[Question], tasks: Sequence[str], path: Path) -> Iterator[Question]:
+def _checked_tasks(questions: Iterable[Question], tasks: Sequence[str], path: Path | str) -> Iterator[Question]:
     known = set(tasks)
     for i, q in enumerate(questions, start=1):
         if q.task is not None and q.task not in known:

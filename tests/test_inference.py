@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from acct.columns import ColumnMapping
 from acct.errors import DataError, UsageError
 from acct.inference import (
     AGNOSTIC,
@@ -130,6 +131,58 @@ def test_read_jsonl_errors_name_the_line(tmp_path, line, message):
     path = write(tmp_path / "q.jsonl", good + "\n" + line + "\n")
     questions, _ = read_questions(path, SYNTHETIC_TASKS)
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        list(questions)
+
+
+RUN_COLUMNS = ColumnMapping(question="stem", choices=None, choice_columns=("A", "B", "C", "D"), answer="key",
+                            task="topic")
+
+
+def test_read_rows_in_the_run_columns(tmp_path):
+    rows = [{"stem": "q1", "A": "1", "B": "2", "C": "3", "D": "4", "key": "C", "topic": "even_number"},
+            {"stem": "q2", "A": "x", "B": "y", "C": "", "D": "", "key": "y", "topic": ""},  # two choices, the text as answer
+            {"stem": "q3", "A": "x", "B": "y", "C": "z", "D": "w"}]  # no answer, no task
+    expected = [Question("q1", ("1", "2", "3", "4"), "even_number", 2), Question("q2", ("x", "y"), "odd_number", 1),
+                Question("q3", ("x", "y", "z", "w"), "odd_number", None)]
+    jsonl = write(tmp_path / "q.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    questions, _ = read_questions(jsonl, SYNTHETIC_TASKS, "odd_number", columns=RUN_COLUMNS)
+    assert list(questions) == expected
+
+    header = "stem,A,B,C,D,key,topic\n"
+    csv = write(tmp_path / "q.csv", header + "q1,1,2,3,4,C,even_number\n" + "q2,x,y,,,y,\n" + "q3,x,y,z,w,,\n")
+    questions, notices = read_questions(csv, SYNTHETIC_TASKS, "odd_number", columns=RUN_COLUMNS)
+    assert list(questions) == expected and notices == []
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "q.parquet"
+    pq.write_table(pa.Table.from_pylist([{**{"key": None, "topic": None}, **r} for r in rows]), parquet)
+    questions, _ = read_questions(parquet, SYNTHETIC_TASKS, "odd_number", columns=RUN_COLUMNS)
+    assert list(questions) == expected
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"stem": "q", "B": "b"}, "line 1: missing column 'A'; looked for stem, A, B, C, D (the run's columns) or "
+                                  "question, choices (acct predict's layout); the row has 'stem', 'B'"),
+        ({"question": "q", "options": ["a"]}, "line 1: missing column 'choices'; looked for stem, A"),
+        ({"stem": 3, "A": "a", "B": "b"}, "line 1: column 'stem' must be a string"),
+        ({"stem": "q", "A": "a", "B": "b", "key": "Q"}, "line 1: answer 'Q' does not name one of 2 choices"),
+    ],
+)
+def test_rows_in_the_run_columns_name_what_is_missing(tmp_path, row, message):
+    path = write(tmp_path / "q.jsonl", json.dumps(row) + "\n")
+    questions, _ = read_questions(path, SYNTHETIC_TASKS, columns=RUN_COLUMNS)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        list(questions)
+
+
+def test_a_row_without_question_says_missing(tmp_path):
+    path = write(tmp_path / "q.jsonl", json.dumps({"prompt": "q", "choices": ["a", "b"]}) + "\n")
+    questions, _ = read_questions(path, SYNTHETIC_TASKS)
+    with pytest.raises(DataError, match="line 1: missing column 'question'; looked for question, choices"):
         list(questions)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import typer
 from typer.core import TyperCommand
@@ -19,9 +22,10 @@ from acct.errors import UsageError
 EPILOG = (
     "Single question: acct predict RUN_DIR --question TEXT --choices C1 C2 [C3 ...] [--task NAME]. "
     "Everything after --choices that is not an option is a choice; put -- before choices that start with '-'. "
-    "File mode: acct predict RUN_DIR --input FILE.jsonl|FILE.csv [--output FILE.jsonl]; JSONL rows hold question, "
-    "choices, optional task and optional answer (0-based index or letter); CSV files use the original MMLU layout "
-    "question,A,B,C,D[,answer letter]. Without --task (and without a task in the row or the CSV file name) the "
+    "File mode: acct predict RUN_DIR --input FILE.jsonl|FILE.csv|FILE.parquet|- [--output FILE.jsonl] (- reads JSON "
+    "lines from stdin); JSONL rows hold question, choices, optional task and optional answer (0-based index or "
+    "letter); CSV files use the original MMLU layout question,A,B,C,D[,answer letter]. A run trained on its own "
+    "files (--data-source files, or hub) also reads rows in the columns it was trained with. Without --task (and without a task in the row or the CSV file name) the "
     "model uses the task-agnostic embedding: the mean of the run's task embeddings."
 )
 
@@ -41,7 +45,10 @@ def predict_command(
         None, "--task", help="Subject name from the run's task list; without it the model is task-agnostic.", show_default=False
     ),
     input_path: Optional[Path] = typer.Option(
-        None, "--input", help="File mode: a .jsonl or MMLU-layout .csv file of questions.", show_default=False
+        None, "--input",
+        help="File mode: a .jsonl, MMLU-layout .csv or .parquet file of questions, or - for JSON lines on stdin; "
+        "a file in the run's own columns (a files or hub run) is read through its column mapping.",
+        show_default=False
     ),
     output: Optional[Path] = typer.Option(
         None, "--output", help="File mode: write the JSON lines here instead of to stdout.", show_default=False
@@ -135,49 +142,32 @@ def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = 
 def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from acct.inference import Predictor, predict_stream, read_questions, training_questions
+    from acct.inference import Predictor, predict_stream, read_questions, run_columns, training_questions
 
     if as_json and settings.output is None:
         raise UsageError("--json with --input needs --output FILE: the JSON lines would otherwise share stdout with the summary")
+    check_output(settings.input, settings.output)
     predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device,
                                precision=settings.precision, batch_size=settings.batch_size,
                                trust_remote_code=trust_remote_code)
-    questions, notices = read_questions(settings.input, predictor.tasks, settings.task)
+    questions, notices = read_questions(settings.input, predictor.tasks, settings.task, columns=run_columns(predictor.run))
     for note in notices:
         err.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
 
-    tmp: Path | None = None
-    if settings.output is not None:
-        target = settings.output
-        if target.is_dir():
-            raise UsageError(f"--output {target} is a directory; give a file name")
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            sink: Any = open(tmp, "w", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
-    else:
-        sink = sys.stdout
     progress = Progress(SpinnerColumn(), TextColumn("predict {task.completed} questions"), TimeElapsedColumn(),
                         console=err, transient=True, disable=not err.is_terminal)
-    try:
+    with contextlib.ExitStack() as stack:
+        sink: Any = sys.stdout if settings.output is None else stack.enter_context(atomic_output(settings.output))
         with progress:
             bar = progress.add_task("predict", total=None)
             summary = predict_stream(predictor, questions, sink, on_batch=lambda n: progress.update(bar, completed=n),
                                      training=training_questions(predictor.run))
-        if tmp is not None:
-            sink.close()
-            os.replace(tmp, settings.output)
-    finally:
-        if tmp is not None and tmp.exists():
-            sink.close()
-            tmp.unlink()
 
     if summary.agnostic:
         err.print(f"[dim]{summary.agnostic} question(s) without a task {_agnostic_notice(len(predictor.tasks))}[/]",
                   highlight=False, soft_wrap=True)
-    report = {"input": str(settings.input), "output": None if settings.output is None else str(settings.output),
-              **summary.to_dict()}
+    report = {"input": "stdin" if str(settings.input) == "-" else str(settings.input),
+              "output": None if settings.output is None else str(settings.output), **summary.to_dict()}
     if as_json:
         print_json(report)
         return
@@ -191,3 +181,44 @@ def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool
         held_out = "" if summary.held_out_accuracy is None else f"; accuracy without them {pct(summary.held_out_accuracy)}"
         err.print(f"[yellow]{summary.in_training} of the {summary.n} questions are in the run's training split "
                   f"(marked in_training in the output){held_out}[/]", highlight=False, soft_wrap=True)
+
+
+def check_output(source: Path | None, target: Path | None) -> None:
+    """Refuse an --output that cannot take the JSON lines: a directory, or the --input file itself."""
+    if target is None:
+        return
+    if target.is_dir():
+        raise UsageError(f"--output {target} is a directory; give a file name")
+    if source is None or str(source) == "-":
+        return
+    same = target.resolve() == source.resolve()
+    if not same and target.exists() and source.exists():
+        same = os.path.samefile(target, source)  # a hard link, or another path to the same file
+    if same:
+        raise UsageError(f"--output {target} is the --input file; write the predictions to another file")
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[TextIO]:
+    """A text file that appears at `target` only once it is complete, renamed into place.
+
+    Each writer gets its own temporary file in the target's directory (same file system, so the
+    rename is atomic): two commands writing one --output leave one whole output, never a mix.
+    """
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    tmp = Path(name)
+    try:
+        # mkstemp makes the file private (0600); the output gets the permissions of any new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -133,3 +134,66 @@ def test_task_spellings_resolve_to_the_run_task_file_mode(tiny_run, held_out_eve
     result = predict(tiny_run, "--input", csv, "--task", spelling)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[0])["task"] == "even_number"
+
+
+def test_input_dash_reads_json_lines_from_stdin(tiny_run, held_out_even):
+    ex = held_out_even
+    rows = [{"question": ex.question, "choices": list(ex.choices), "task": "even_number", "answer": ex.answer},
+            {"question": "Pick the word that belongs.", "choices": ["dog", "apple"]}]
+    text = "\n".join(json.dumps(r) for r in rows) + "\n"
+    result = runner.invoke(app, ["predict", str(tiny_run), "--input", "-", "--device", "cpu"], input=text)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["index"] for r in lines] == [0, 1] and lines[0]["correct"] is True
+    assert lines[1]["task"] is None
+    assert "2 question(s) written to stdout" in result.stderr
+
+    bad = runner.invoke(app, ["predict", str(tiny_run), "--input", "-", "--device", "cpu"], input='{"question": "q"\n')
+    assert bad.exit_code == 2 and "stdin line 1: not valid JSON" in bad.stderr
+
+
+def test_output_may_not_be_the_input(tiny_run, tmp_path, monkeypatch):
+    src = tmp_path / "q.jsonl"
+    text = json.dumps({"question": QUESTION, "choices": ["3", "8"]}) + "\n"
+    src.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    for output in (src, "q.jsonl", "./sub/../q.jsonl"):
+        result = predict(tiny_run, "--input", src, "--output", output)
+        assert result.exit_code == 2, result.output
+        assert "is the --input file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert src.read_text() == text
+    link = tmp_path / "link.jsonl"
+    link.hardlink_to(src)
+    result = predict(tiny_run, "--input", src, "--output", link)
+    assert result.exit_code == 2 and "is the --input file" in result.stderr
+    assert src.read_text() == text
+
+
+def test_two_writers_of_one_output_leave_one_whole_file(tmp_path):
+    from acct.cli.predict import atomic_output
+
+    target = tmp_path / "out.jsonl"
+    first, second = "".join(f"a{i}\n" for i in range(50)), "b\n"
+    with atomic_output(target) as a:
+        a.write(first[:40])
+        with atomic_output(target) as b:
+            b.write(second)
+            a.write(first[40:])
+            a.flush()
+        assert target.read_text() == second
+    assert target.read_text() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary new file, not the temporary's private 0600
+
+
+def test_a_failed_writer_leaves_the_previous_output(tmp_path):
+    from acct.cli.predict import atomic_output
+
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_output(target) as handle:
+        handle.write("half")
+        raise RuntimeError("stopped")
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
