@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,9 @@ from acct.config import ABLATION_CONFIGS, AblateSettings
 from acct.config import TrainSettings, deep_merge, split_comparability_note
 from acct.errors import AcctError, UsageError
 from acct.registry import ablation_arms, register_ablation_arm  # noqa: F401  (the plugin decorator lives here too)
+from acct.registry import anchor_weightings, gradients, task_weightings
 from acct.registry import strategies as ablation_strategies
+from acct.train.plan import RunPlan, declared_distribution, make_plan, normalised, prior_distribution
 
 DONE_MARKER = "ablation-done.json"
 # Settings that say where a run is written, where it runs and how it reports, not what it trains:
@@ -50,9 +50,9 @@ def describe(settings: TrainSettings) -> str:
     loss = settings.loss
     text = f"lambda_con = {loss.lambda_contrastive:g}, {settings.curriculum.strategy} sampling"
     text += f" over the {settings.curriculum.prior} prior"
-    if loss.task_weighting != "equal":
+    if not getattr(task_weightings.get(loss.task_weighting), "neutral", False):
         text += f", {loss.task_weighting} task-loss weighting"
-    if loss.lambda_contrastive > 0 and loss.anchor_weighting != "entropy":
+    if loss.lambda_contrastive > 0 and not getattr(anchor_weightings.get(loss.anchor_weighting), "neutral", False):
         text += f", {loss.anchor_weighting} anchor weighting"
     return text
 
@@ -177,29 +177,6 @@ def settings_differences(saved: dict[str, Any], wanted: TrainSettings) -> list[s
 # -- what each arm will actually do -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """The step plan of one run, computed as the engine computes it."""
-
-    train_questions: int
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int  # steps of prior (uniform) sampling before an adaptive curriculum may act
-    update_every: int
-    first_update: int | None  # the first step after which the curriculum recomputes the weights; None: never adapts
-    task_sizes: tuple[int, ...] | None = None  # training questions per task, in task order (when known)
-
-    @property
-    def adapts(self) -> bool:
-        """Whether a batch is ever drawn from weights the curriculum computed (not the prior)."""
-        return self.first_update is not None and self.first_update < self.total_steps
-
-    @property
-    def steps_to_adapt(self) -> int | None:
-        """The smallest step budget at which the curriculum's weights draw a batch."""
-        return None if self.first_update is None else self.first_update + 1
-
-
 def train_questions(settings: TrainSettings) -> int:
     """Questions in the training split of these settings (the split only; nothing is tokenised)."""
     return sum(train_task_sizes(settings))
@@ -215,110 +192,48 @@ def train_task_sizes(settings: TrainSettings) -> tuple[int, ...]:
     return tuple(counts[t] for t in sorted(counts))
 
 
-def schedule(settings: TrainSettings, n_train: int | Sequence[int]) -> Schedule:
-    """Steps per epoch, total steps, curriculum warm-up and first update, as `engine.train` derives them."""
-    sizes = None if isinstance(n_train, int) else tuple(n_train)
-    n_train = n_train if sizes is None else sum(sizes)
-    per_step = settings.batch.questions_per_batch * settings.batch.grad_accum_steps
-    per_epoch = max(1, math.ceil(n_train / per_step))
-    total = settings.optim.max_steps or max(1, math.ceil(settings.optim.epochs * per_epoch))
-    warmup = round(settings.curriculum.warmup_epochs * per_epoch)
-    every = settings.curriculum.update_every_n_steps
-    cur = settings.curriculum
-    if _is_schedule(cur.strategy):
-        # A schedule strategy (proportional, temperature, phased) sets the weights of the first batch.
-        first: int | None = 0
-    else:
-        # With floor 1 the weights are mixed back to the prior at every update: the strategy never shows.
-        # A strategy may need several updates past warm-up before its weights can leave the prior
-        # (learning_progress: a reward is a change between two updates).
-        rounds = int(getattr(ablation_strategies.get(cur.strategy), "rounds_to_act", 1))
-        first = None if cur.strategy == "uniform" or cur.floor >= 1.0 else every * (max(1, math.ceil(warmup / every)) + rounds - 1)
-    return Schedule(n_train, per_epoch, total, warmup, every, first, sizes)
-
-
-def _is_schedule(strategy: str) -> bool:
-    """Whether the strategy is a fixed schedule, used from the first batch on (see acct.curriculum.Curriculum)."""
-    return bool(getattr(ablation_strategies.get(strategy), "schedule", False))
-
-
-def effective_settings(settings: TrainSettings, sched: Schedule) -> dict[str, Any]:
+def effective_settings(settings: TrainSettings, plan: RunPlan) -> dict[str, Any]:
     """The settings that decide what a run trains, with those that cannot act in its budget normalised away.
 
     Two runs with equal effective settings train identically: an adaptive curriculum that never
-    leaves the prior within the step budget samples exactly as uniform does, and the InfoNCE
-    temperature means nothing when the contrastive loss has weight 0.
+    leaves the prior within the step budget samples exactly as the fixed strategy does, and the
+    InfoNCE temperature means nothing when the contrastive loss has weight 0.
     """
     d = comparable(json.loads(settings.model_dump_json()))
-    fixed = fixed_sampling(settings, sched)
-    if fixed is not None:
+    if plan.sampling is not None:
         # A fixed task distribution: two arms that draw tasks with the same probabilities sample
         # alike, whatever the strategy is called (e.g. temperature sampling of equal-sized tasks).
-        d["curriculum"] = {"sampling": [round(p, 12) for p in fixed]}
-    elif not sched.adapts:
-        # It samples from its prior throughout, as the uniform strategy with that prior does.
-        d["curriculum"] = {"strategy": "uniform", **{k: d["curriculum"][k] for k in ("prior", "alpha") if k in d["curriculum"]}}
+        d["curriculum"] = {"sampling": [round(p, 12) for p in plan.sampling]}
+    elif not plan.adapts:
+        # It samples from its prior throughout, as the fixed strategy with that prior does.
+        d["curriculum"] = {"strategy": "fixed", **{k: d["curriculum"][k] for k in ("prior", "alpha") if k in d["curriculum"]}}
     if d["loss"]["lambda_contrastive"] == 0:
         d["loss"] = {k: v for k, v in d["loss"].items() if k not in ("tau", "gather_negatives")}
     return d
 
 
-def _normalised(values: Sequence[float]) -> list[float]:
-    total = float(sum(values))
-    return [v / total for v in values]
-
-
-def fixed_sampling(settings: TrainSettings, sched: Schedule) -> list[float] | None:
-    """The task-sampling probabilities of a run that draws tasks from one fixed distribution throughout
-    (its prior, or the proportional / temperature strategy), when the task sizes are known; else None."""
-    sizes = sched.task_sizes
-    if not sizes or not sum(sizes):
-        return None
-    cur = settings.curriculum
-    if cur.strategy == "proportional":
-        return _normalised(sizes)
-    if cur.strategy == "temperature":
-        alpha = float(cur.options.get("alpha", cur.alpha))
-        return _normalised([n ** alpha for n in sizes])
-    if cur.strategy == "uniform" or not sched.adapts and not _is_schedule(cur.strategy):
-        return _prior_of(settings, sched)
-    return None
-
-
-def _sampling_kind(settings: TrainSettings, sched: Schedule) -> str | None:
-    """The name of a fixed task distribution ('proportional', 'temperature (alpha 0.5)', 'uniform'), else None."""
-    if fixed_sampling(settings, sched) is None:
-        return None
-    cur = settings.curriculum
-    if cur.strategy in ("proportional", "temperature"):
-        kind, alpha = cur.strategy, float(cur.options.get("alpha", cur.alpha))
-    else:
-        kind, alpha = cur.prior, cur.alpha
-    return f"temperature (alpha {alpha:g})" if kind == "temperature" else kind
-
-
-def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSettings, Schedule],
+def _why_identical(a: tuple[str, TrainSettings, RunPlan], b: tuple[str, TrainSettings, RunPlan],
                    checkpoint: str = "best") -> str:
     """One clause saying why two arms with equal effective settings train identically, and what separates them."""
     reasons, fixes = [], []
-    for name, s, sched in (a, b):
+    for name, s, plan in (a, b):
         cur = s.curriculum
-        if cur.strategy == "uniform" or sched.adapts:
+        if plan.fixed or plan.adapts:
             continue
         if cur.floor >= 1.0:
             reasons.append(f"{name}'s {cur.strategy} curriculum has floor 1, which keeps the weights at the {cur.prior} prior")
             continue
         reasons.append(
-            f"{name}'s {cur.strategy} curriculum would first change the task weights after step {sched.first_update} "
-            f"(warm-up {sched.warmup_steps} steps, updates every {sched.update_every}), but training ends at step "
-            f"{sched.total_steps}"
+            f"{name}'s {cur.strategy} curriculum would first change the task weights after step {plan.first_update} "
+            f"(warm-up {plan.warmup_steps} steps, updates every {plan.update_every}), but training ends at step "
+            f"{plan.total_steps}"
         )
-        budget = sched.steps_to_adapt
-        if effective_settings(a[1], dataclass_replace(a[2], total_steps=budget)) != effective_settings(
-            b[1], dataclass_replace(b[2], total_steps=budget)
+        budget = plan.steps_to_adapt
+        if effective_settings(a[1], _with_budget(a[1], a[2], budget)) != effective_settings(
+            b[1], _with_budget(b[1], b[2], budget)
         ):
             fixes.append(budget)
-    kinds = [_sampling_kind(s, sched) for _, s, sched in (a, b)]
+    kinds = [plan.sampling_kind for _, _, plan in (a, b)]
     if None not in kinds and kinds[0] != kinds[1]:
         sizes = a[2].task_sizes or ()
         what = f"all equal ({sizes[0]} training questions each)" if len(set(sizes)) == 1 else f"{list(sizes)}"
@@ -330,7 +245,7 @@ def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSe
         why += f"; the smallest --max-steps that separates them is {budget}"
         # A best checkpoint is chosen among validations; one at or before the last step on which the arms
         # still agree is the same model in both, however long they train afterwards.
-        early = [s.eval_every_n_steps or sched.steps_per_epoch for _, s, sched in (a, b)]
+        early = [plan.eval_every for _, _, plan in (a, b)]
         if checkpoint == "best" and min(early) <= budget - 1:
             why += (f", with --checkpoint last: a best checkpoint can be one validated at step {min(early)}, "
                     "before the arms diverge, which is the same model in both")
@@ -339,7 +254,13 @@ def _why_identical(a: tuple[str, TrainSettings, Schedule], b: tuple[str, TrainSe
     return why
 
 
-def identical_arms(planned: Sequence[tuple[str, TrainSettings, Schedule]], checkpoint: str = "best") -> list[tuple[str, str, str]]:
+def _with_budget(settings: TrainSettings, plan: RunPlan, max_steps: int) -> RunPlan:
+    """The plan of the same run trained for `max_steps` steps."""
+    longer = settings.model_copy(update={"optim": settings.optim.model_copy(update={"max_steps": max_steps})})
+    return make_plan(longer, plan.task_sizes if plan.task_sizes is not None else plan.train_questions)
+
+
+def identical_arms(planned: Sequence[tuple[str, TrainSettings, RunPlan]], checkpoint: str = "best") -> list[tuple[str, str, str]]:
     """(arm, arm, why) for every pair of planned arms (of one seed) that would train identically."""
     found = []
     effective = [effective_settings(s, sched) for _, s, sched in planned]
@@ -363,7 +284,7 @@ class PlannedRun:
     settings: TrainSettings
     action: str  # "reuse", "resume" or "train"
     finished: dict[str, Any] | None = None  # the done marker of a reused run
-    schedule: Schedule | None = None
+    schedule: RunPlan | None = None  # the run's plan (acct.train.plan), as the engine will follow it
     planned_identical: list[str] = field(default_factory=list)  # "arm: why" for arms it would train identically to
     write_marker: bool = False  # a finished run without its done marker (trained by a printed `acct train` command)
     point: dict[str, Any] = field(default_factory=dict)  # the arm's sweep point this run trains ({} without a sweep)
@@ -382,7 +303,7 @@ def read_marker(run_dir: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and marker.get("status") == "finished" else None
 
 
-def finished_state(run_dir: Path, sched: Schedule, patience: int) -> dict[str, Any] | None:
+def finished_state(run_dir: Path, sched: RunPlan, patience: int) -> dict[str, Any] | None:
     """The done marker a run would have had, if its 'last' checkpoint shows it ran to the end (or stopped early)."""
     from acct import checkpoint as ckpt_io
 
@@ -428,7 +349,7 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
                 wanted = arm_settings(base, arm, seed, run_dir, point)
                 if sizes is None or wanted.data != group[0].settings.data:
                     sizes = train_task_sizes(wanted)
-                group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=schedule(wanted, sizes),
+                group.append(PlannedRun(arm.name, seed, run_dir, wanted, "train", schedule=make_plan(wanted, sizes),
                                         point=dict(point)))
         _guard(group, seed, settings)
         for r in group:
@@ -437,6 +358,7 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
                 runs.append(r)
                 continue
             saved = ckpt_io.read_json(r.run_dir / "config.json", "run settings")
+            r.settings = _as_saved(saved, r.settings)
             diff = settings_differences(saved, r.settings)
             if diff:
                 raise UsageError(
@@ -454,6 +376,16 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
                 r.action = "resume"
             runs.append(r)
     return runs
+
+
+def _as_saved(saved: dict[str, Any], wanted: TrainSettings) -> TrainSettings:
+    """`wanted`, with the strategy spelled as the saved run spells it when that is its former name
+    (a run saved with strategy uniform is a fixed run): its settings, and their digest, then match."""
+    spelled = (saved.get("curriculum") or {}).get("strategy") if isinstance(saved, dict) else None
+    if (not isinstance(spelled, str) or spelled not in ablation_strategies
+            or getattr(ablation_strategies.get(spelled), "renamed_to", None) != wanted.curriculum.strategy):
+        return wanted
+    return wanted.model_copy(update={"curriculum": wanted.curriculum.model_copy(update={"strategy": spelled})})
 
 
 def _guard(group: Sequence[PlannedRun], seed: int, settings: AblateSettings) -> None:
@@ -599,7 +531,8 @@ def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str,
     s = mine[0].settings
     sched = mine[0].schedule
     cur = s.curriculum
-    prior = _prior_of(s, sched)
+    sizes = None if sched is None else sched.task_sizes
+    prior = prior_distribution(cur.prior, sizes, cur.alpha) if sizes and sum(sizes) else None
     steps, first_change, reached = [], [], []
     for r in mine:
         steps.append((r.finished or {}).get("step"))
@@ -609,13 +542,14 @@ def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str,
             start = dict(zip(sorted(w), prior if prior is not None and len(prior) == len(w) else [1.0 / len(w)] * len(w)))
             if change is None and any(abs(w[t] - start[t]) > 1e-9 for t in w):
                 # A fixed schedule (temperature, phased) sets its weights before the first batch.
-                change = 0 if _is_schedule(cur.strategy) and step == logged[0][0] else step
+                change = 0 if sched is not None and sched.schedule and step == logged[0][0] else step
             reached.extend(w.values())
         first_change.append(change)
-    adaptive = cur.strategy != "uniform"
+    # Only a strategy that keeps the prior by declaration (fixed) has no weights of its own to report.
+    adaptive = not (sched.keeps_prior if sched is not None else _keeps_prior(cur.strategy))
     loss = s.loss
     contrastive = loss.lambda_contrastive > 0
-    anchor = {"entropy": "prediction entropy", "uniform": "1 (plain InfoNCE)"}.get(loss.anchor_weighting, loss.anchor_weighting)
+    anchor = getattr(anchor_weightings.get(loss.anchor_weighting), "anchor_text", loss.anchor_weighting)
     return {
         "curriculum": cur.strategy,
         "prior": cur.prior,
@@ -635,35 +569,36 @@ def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str,
     }
 
 
-def _prior_of(settings: TrainSettings, sched: Schedule | None) -> list[float] | None:
-    """The run's task-sampling prior (tasks in name order), when the task sizes are known."""
-    sizes = None if sched is None else sched.task_sizes
-    if not sizes or not sum(sizes):
-        return None
-    cur = settings.curriculum
-    if cur.prior == "uniform":
-        return [1.0 / len(sizes)] * len(sizes)
-    return _normalised(sizes if cur.prior == "proportional" else [n ** cur.alpha for n in sizes])
+def _keeps_prior(strategy: str) -> bool:
+    """Whether the strategy draws from the prior throughout by its own declaration (not a schedule)."""
+    cls = ablation_strategies.get(strategy)
+    return getattr(cls, "fixed_distribution", None) is not None and not getattr(cls, "schedule", False)
 
 
 def plain_multitask(settings: TrainSettings, sizes: Sequence[int] | None = None) -> str | None:
     """None if these settings are plain multi-task fine-tuning (questions drawn in proportion to their
-    tasks' sizes, mean cross-entropy, no auxiliary loss); otherwise what makes them differ.
+    tasks' sizes, the neutral loss weighting and gradient, no auxiliary loss); otherwise what makes them differ.
     With the task sizes given, sampling of equal-sized tasks counts as proportional whatever the prior."""
     loss, cur = settings.loss, settings.curriculum
     why = []
     if loss.lambda_contrastive > 0:
         why.append(f"lambda_contrastive = {loss.lambda_contrastive:g}")
-    proportional = cur.strategy == "proportional" or (cur.strategy == "uniform" and cur.prior == "proportional")
-    # Any fixed distribution over equal-sized tasks is the proportional one.
-    equal_sizes = bool(sizes) and len(set(sizes)) == 1 and cur.strategy in ("uniform", "proportional", "temperature")
-    if not (proportional or equal_sizes):
-        why.append(f"{cur.strategy} sampling" + (f" with the {cur.prior} prior" if cur.strategy == "uniform" else ""))
-    if loss.task_weighting != "equal":
+    # The strategy's own declared distribution, asked over the known sizes (or, without them, over
+    # unequal probe sizes): proportional when it is n_t / sum(n).
+    probe = tuple(sizes) if sizes else _PROBE_SIZES
+    declared = declared_distribution(settings, probe)
+    proportional = declared is not None and all(abs(p - q) <= 1e-12 for p, q in zip(declared, normalised(probe)))
+    if not proportional:
+        why.append(f"{cur.strategy} sampling" + (f" with the {cur.prior} prior" if _keeps_prior(cur.strategy) else ""))
+    if not getattr(task_weightings.get(loss.task_weighting), "neutral", False):
         why.append(f"{loss.task_weighting} task-loss weighting")
-    if loss.gradient != "mean":
+    if not getattr(gradients.get(loss.gradient), "neutral", False):
         why.append(f"{loss.gradient} gradients")
     return ", ".join(why) or None
+
+
+# Unequal task sizes on which only the proportional distribution is n_t / sum(n).
+_PROBE_SIZES = (1, 2, 5)
 
 
 def differences(reference: TrainSettings, other: TrainSettings) -> dict[str, list[Any]]:

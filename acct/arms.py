@@ -28,14 +28,14 @@ def _needs_contrastive(base: Any) -> None:
 @register_ablation_arm("baseline")
 def baseline(base: Any) -> dict[str, Any]:
     """lambda_contrastive = 0, tasks drawn from curriculum.prior (proportional by default): plain multi-task fine-tuning."""
-    return {"loss": {"lambda_contrastive": 0.0}, "curriculum": {"strategy": "uniform"}}
+    return {"loss": {"lambda_contrastive": 0.0}, "curriculum": {"strategy": "fixed"}}
 
 
 @register_ablation_arm("contrastive")
 def contrastive(base: Any) -> dict[str, Any]:
     """baseline plus the base settings' entropy-weighted InfoNCE (lambda_contrastive, 0.3 by default): the auxiliary loss alone."""
     _needs_contrastive(base)
-    return {"curriculum": {"strategy": "uniform"}}
+    return {"curriculum": {"strategy": "fixed"}}
 
 
 @register_ablation_arm("full")
@@ -56,7 +56,7 @@ def _plus_baseline(base: Any, **sections: dict[str, Any]) -> dict[str, Any]:
 @register_ablation_arm("uniform_tasks")
 def uniform_tasks(base: Any) -> dict[str, Any]:
     """baseline with the uniform prior: every task drawn equally often, whatever its size (today's task-uniform sampling)."""
-    return _plus_baseline(base, curriculum={"strategy": "uniform", "prior": "uniform"})
+    return _plus_baseline(base, curriculum={"strategy": "fixed", "prior": "uniform"})
 
 
 @register_ablation_arm("temperature")
@@ -129,7 +129,7 @@ def dwa(base: Any) -> dict[str, Any]:
 def infonce_unweighted(base: Any) -> dict[str, Any]:
     """baseline plus the base settings' InfoNCE with every anchor weighted 1 (plain SupCon); contrastive weights by entropy."""
     _needs_contrastive(base)
-    return {"curriculum": {"strategy": "uniform"}, "loss": {"anchor_weighting": "uniform"}}
+    return {"curriculum": {"strategy": "fixed"}, "loss": {"anchor_weighting": "uniform"}}
 
 
 @register_ablation_arm("uncertainty_weighting")

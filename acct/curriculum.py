@@ -10,7 +10,6 @@ weights, and the sampler's per-task epochs and used examples. The method is desc
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,20 +20,10 @@ from torch import Tensor
 
 from acct.errors import CheckpointError, UsageError
 from acct.registry import register_strategy, strategies
+from acct.train.plan import strategy_options
 
 if TYPE_CHECKING:
     from acct.losses import Observation
-
-# acct's own strategies (acct/strategies/); plugins add theirs with `register_strategy`.
-STRATEGIES = (
-    "uniform",
-    "difficulty",
-    "uncertainty_gradient",
-    "proportional",
-    "temperature",
-    "learning_progress",
-    "phased",
-)
 
 # What the task-sampling prior may be: curriculum.prior.
 PRIORS = ("uniform", "proportional", "temperature")
@@ -411,25 +400,6 @@ class CurriculumStats:
         seen = self.confusion_seen.to(self.confusion.dtype)
         total = (self.confusion * seen).sum(dim=1)
         return total / seen.sum(dim=1).clamp(min=1.0)
-
-
-def strategy_options(
-    strategy: str, options: dict[str, Any] | None, temperature: float, alpha: float = 0.5
-) -> dict[str, Any]:
-    """The options a strategy is built with: `curriculum.options`, plus `curriculum.temperature`
-    (and `curriculum.alpha`) for a strategy whose constructor names a `temperature` (an `alpha`)
-    parameter and that the options leave unset."""
-    cls = strategies.get(strategy)
-    opts = dict(options or {})
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "temperature" in params and "temperature" not in opts:
-        opts["temperature"] = temperature
-    if "alpha" in params and "alpha" not in opts:
-        opts["alpha"] = alpha
-    return opts
 
 
 def build_strategy(strategy: str, tasks: Sequence[str], options: dict[str, Any]) -> Any:

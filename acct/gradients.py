@@ -27,7 +27,8 @@ arguments. With `per_slot = True` it receives each micro-batch's per-task object
 one-element list with the micro-batch's total loss; `backward(objectives, params)` is called
 once per micro-batch (objectives already scaled for fp16 and divided by the number of
 micro-batches) and `finish(params)` once after the last, leaving the step's gradient in each
-parameter's `.grad`. `torchrun = True` declares that it runs under torchrun.
+parameter's `.grad`. `torchrun = True` declares that it runs under torchrun; `neutral = True`, that it
+is plain multi-task training (a study names every other).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class MeanGradient:
 
     per_slot = False
     torchrun = True  # DDP averages it
+    neutral = True  # plain multi-task fine-tuning: a study's descriptions leave it unsaid
 
     def backward(self, objectives: Sequence[Tensor], params: Sequence[Tensor]) -> None:
         torch.autograd.backward(list(objectives))

@@ -88,13 +88,14 @@ def _qualname(obj: Any) -> str:
 strategies = Registry(
     "strategy",
     {
-        "uniform": "acct.strategies.uniform:Uniform",
+        "fixed": "acct.strategies.fixed:Fixed",
         "difficulty": "acct.strategies.difficulty:Difficulty",
         "uncertainty_gradient": "acct.strategies.uncertainty_gradient:UncertaintyGradient",
         "proportional": "acct.strategies.proportional:Proportional",
         "temperature": "acct.strategies.temperature:Temperature",
         "learning_progress": "acct.strategies.learning_progress:LearningProgress",
         "phased": "acct.strategies.phased:Phased",
+        "uniform": "acct.strategies.uniform:Uniform",  # the former name of fixed
     },
 )
 task_weightings = Registry(

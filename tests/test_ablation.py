@@ -22,8 +22,8 @@ from tests.conftest import tiny_settings
 def test_configurations_differ_only_in_what_the_study_varies(tmp_path):
     base = tiny_settings(tmp_path / "ignored", seed=4)
     runs = {name: config_settings(base, name, 4, tmp_path / name) for name in ("baseline", "contrastive", "full")}
-    assert (runs["baseline"].loss.lambda_contrastive, runs["baseline"].curriculum.strategy) == (0.0, "uniform")
-    assert (runs["contrastive"].loss.lambda_contrastive, runs["contrastive"].curriculum.strategy) == (0.3, "uniform")
+    assert (runs["baseline"].loss.lambda_contrastive, runs["baseline"].curriculum.strategy) == (0.0, "fixed")
+    assert (runs["contrastive"].loss.lambda_contrastive, runs["contrastive"].curriculum.strategy) == (0.3, "fixed")
     assert (runs["full"].loss.lambda_contrastive, runs["full"].curriculum.strategy) == (0.3, "uncertainty_gradient")
     for name, s in runs.items():
         assert s.output_dir == tmp_path / name and s.seed == 4 and not s.resume and not s.overwrite
@@ -112,11 +112,12 @@ def three_arm_plan(tmp_path, max_steps, **study):
 def test_schedule_mirrors_the_engine(tmp_path):
     """The guard's step plan is the one the engine announces when it starts."""
     from acct import engine
-    from acct.ablation import schedule, train_questions
+    from acct.ablation import train_questions
+    from acct.train.plan import make_plan
 
     settings = tiny_settings(tmp_path / "run", **{"optim.max_steps": None, "optim.epochs": 2.5})
     started = next(engine.train(settings))
-    sched = schedule(settings, train_questions(settings))
+    sched = make_plan(settings, train_questions(settings))
     assert (sched.train_questions, sched.steps_per_epoch, sched.total_steps) == (
         started.num_train, started.steps_per_epoch, started.total_steps)
     assert sched.warmup_steps == round(settings.curriculum.warmup_epochs * started.steps_per_epoch)
@@ -149,42 +150,44 @@ def test_guard_sees_a_curriculum_that_can_never_act(tmp_path):
 
 
 def test_effective_settings_ignore_what_cannot_act(tmp_path):
-    from acct.ablation import effective_settings, schedule
+    from acct.ablation import effective_settings
+    from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 60})
     a = config_settings(base, "contrastive", 0, tmp_path / "a")
     b = config_settings(base, "full", 0, tmp_path / "b")
-    assert effective_settings(a, schedule(a, 800)) == effective_settings(b, schedule(b, 800))
+    assert effective_settings(a, make_plan(a, 800)) == effective_settings(b, make_plan(b, 800))
     longer = base.model_copy(update={"optim": base.optim.model_copy(update={"max_steps": 101})})
     a, b = config_settings(longer, "contrastive", 0, tmp_path / "a"), config_settings(longer, "full", 0, tmp_path / "b")
-    assert effective_settings(a, schedule(a, 800)) != effective_settings(b, schedule(b, 800))
+    assert effective_settings(a, make_plan(a, 800)) != effective_settings(b, make_plan(b, 800))
     # A different seed is a different run even when nothing else differs.
     c = config_settings(base, "full", 1, tmp_path / "c")
-    assert effective_settings(c, schedule(c, 800)) != effective_settings(b, schedule(b, 800))
+    assert effective_settings(c, make_plan(c, 800)) != effective_settings(b, make_plan(b, 800))
 
 
 def test_learning_progress_needs_a_second_update_before_it_can_act(tmp_path):
-    from acct.ablation import schedule
+    from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 1000})
     lp = config_settings(base, "learning_progress", 0, tmp_path / "lp")
     full = config_settings(base, "full", 0, tmp_path / "f")
     # 800 questions, 16 per step: 50 steps per epoch, one epoch of warm-up, updates every 20; the bandit's
     # first update (step 60) records the losses, its first reward is at the next (step 80).
-    assert schedule(full, 800).first_update == 60 and schedule(lp, 800).first_update == 80
+    assert make_plan(full, 800).first_update == 60 and make_plan(lp, 800).first_update == 80
 
 
 def test_fixed_task_distributions_are_compared_by_value(tmp_path):
-    from acct.ablation import effective_settings, fixed_sampling, schedule
+    from acct.ablation import effective_settings
+    from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 500})
     arms = {n: config_settings(base, n, 0, tmp_path / n) for n in ("baseline", "temperature", "uniform_tasks", "learning_progress")}
     equal, unequal = [50, 50, 50], [90, 40, 10]
-    probs = {n: fixed_sampling(s, schedule(s, unequal)) for n, s in arms.items()}
+    probs = {n: make_plan(s, unequal).sampling for n, s in arms.items()}
     assert probs["baseline"] == pytest.approx([90 / 140, 40 / 140, 10 / 140])
     assert probs["temperature"] == pytest.approx([r / sum(roots) for roots in [[90 ** 0.5, 40 ** 0.5, 10 ** 0.5]] for r in roots])
     assert probs["uniform_tasks"] == pytest.approx([1 / 3] * 3) and probs["learning_progress"] is None
-    eff = {n: {k: effective_settings(s, schedule(s, sizes)) for k, sizes in (("eq", equal), ("uneq", unequal))}
+    eff = {n: {k: effective_settings(s, make_plan(s, sizes)) for k, sizes in (("eq", equal), ("uneq", unequal))}
            for n, s in arms.items()}
     assert eff["baseline"]["eq"] == eff["temperature"]["eq"] == eff["uniform_tasks"]["eq"]
     assert len({json.dumps(eff[n]["uneq"], sort_keys=True) for n in ("baseline", "temperature", "uniform_tasks")}) == 3
@@ -197,7 +200,7 @@ def test_plain_multitask_names_what_a_reference_adds(tmp_path):
     base = tiny_settings(tmp_path / "x")
     arm = lambda n: config_settings(base, n, 0, tmp_path / n)  # noqa: E731
     assert plain_multitask(arm("baseline")) is None
-    assert plain_multitask(arm("uniform_tasks")) == "uniform sampling with the uniform prior"
+    assert plain_multitask(arm("uniform_tasks")) == "fixed sampling with the uniform prior"
     assert plain_multitask(arm("uniform_tasks"), [20] * 8) is None  # equal sizes: uniform is proportional
     assert plain_multitask(arm("full")) == "lambda_contrastive = 0.3, uncertainty_gradient sampling"
     assert plain_multitask(arm("dwa")) == "dwa task-loss weighting"

@@ -27,7 +27,8 @@ def test_builtins_are_listed_without_being_imported():
     assert done.returncode == 0, done.stderr
     names, loaded = json.loads(done.stdout)
     assert names["strategies"] == [
-        "uniform", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
+        "fixed", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
+        "uniform",
     ]
     assert names["task_weightings"] == ["equal", "dwa", "uncertainty"] and names["anchor_weightings"] == ["entropy", "uniform"]
     assert names["gradients"] == ["mean", "pcgrad", "upgrad"]
@@ -124,7 +125,7 @@ def test_the_floor_is_acct_s_and_the_strategy_state_is_saved():
 def test_bad_options_and_bad_weights_are_usage_errors():
     with pytest.raises(UsageError, match="do not fit strategy 'test_recording'"):
         _curriculum(options={"nope": 1})
-    with pytest.raises(UsageError, match="registered: uniform, difficulty, uncertainty_gradient"):
+    with pytest.raises(UsageError, match="registered: fixed, difficulty, uncertainty_gradient"):
         _curriculum("nope")
     for bad in ([1.0, 2.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [float("nan"), 1.0, 1.0]):
         curriculum = _curriculum()

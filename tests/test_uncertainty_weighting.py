@@ -15,7 +15,8 @@ from acct.cli import app
 from acct.errors import UsageError
 from acct.losses import Observation
 from acct.registry import task_weightings
-from acct.train.setup import Schedule, setup_optimization
+from acct.train.plan import make_plan
+from acct.train.setup import setup_optimization
 from acct.train.step import Weightings
 from tests.conftest import tiny_settings
 
@@ -57,7 +58,7 @@ def test_at_zero_with_equal_slots_it_is_the_mean_cross_entropy() -> None:
 def test_its_parameters_get_their_own_adamw_group_without_weight_decay(tmp_path) -> None:
     settings = tiny_settings(tmp_path / "r", **{"loss.task_weighting": "uncertainty", "optim.weight_decay": 0.3})
     model = torch.nn.Linear(4, 4)
-    schedule = Schedule(steps_per_epoch=10, total_steps=10, eval_every=10)
+    schedule = make_plan(settings, 160)
     for options, lr in (({}, settings.optim.lr), ({"lr": 0.05}, 0.05)):
         settings.loss.task_weighting_options = options
         weightings = Weightings.build(settings, TASKS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -15,6 +16,17 @@ class Proportional:
 
     # A fixed distribution: used as given from the first batch, no warm-up, floor or prior on top.
     schedule = True
+
+    @staticmethod
+    def fixed_distribution(sizes: Sequence[int], options: dict[str, Any], prior: Sequence[float]) -> list[float]:
+        """The distribution it draws from over tasks of these sizes: p_t ∝ n_t, whatever the prior."""
+        from acct.train.plan import normalised
+
+        return normalised([float(n) for n in sizes])
+
+    @staticmethod
+    def distribution_name(options: dict[str, Any], prior: str) -> str:
+        return "proportional"
 
     def __init__(self, tasks: Sequence[str]) -> None:
         self.num_tasks = len(tasks)

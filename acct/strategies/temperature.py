@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -16,6 +17,17 @@ class Temperature:
 
     # A fixed distribution: used as given from the first batch, no warm-up, floor or prior on top.
     schedule = True
+
+    @staticmethod
+    def fixed_distribution(sizes: Sequence[int], options: dict[str, Any], prior: Sequence[float]) -> list[float]:
+        """The distribution it draws from over tasks of these sizes: p_t ∝ n_t^alpha (options.alpha), whatever the prior."""
+        from acct.train.plan import normalised
+
+        return normalised([n ** float(options["alpha"]) for n in sizes])
+
+    @staticmethod
+    def distribution_name(options: dict[str, Any], prior: str) -> str:
+        return f"temperature (alpha {float(options['alpha']):g})"
 
     def __init__(self, tasks: Sequence[str], alpha: float = 0.5) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:

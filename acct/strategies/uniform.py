@@ -1,17 +1,17 @@
-"""The `uniform` strategy: every task equally likely."""
+"""`uniform`, the former name of the `fixed` strategy, kept so that saved runs and configs still work."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from acct.curriculum import CurriculumStats, register_strategy
+from acct.curriculum import register_strategy
+from acct.strategies.fixed import Fixed
 
 
 @register_strategy("uniform")
-class Uniform:
-    """Equal probability for every task (plain multi-task sampling by task)."""
+class Uniform(Fixed):
+    """Deprecated name of fixed: samples from curriculum.prior (proportional by default), not equal task probabilities."""
 
-    def __init__(self, tasks: Sequence[str]) -> None:
-        self.num_tasks = len(tasks)
-
-    def weights(self, stats: CurriculumStats) -> list[float]:
-        return [1.0] * len(stats.tasks)
+    renamed_to = "fixed"
+    # Shown once when a run or study chooses it. A run saved under this name keeps it (its settings
+    # digest is unchanged), so it still loads, resumes and is reused by ablate.
+    notice = ("strategy uniform is now called fixed: it samples from the prior (proportional by default); "
+              "for equal task probabilities use prior uniform or the uniform_tasks arm")

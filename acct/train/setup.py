@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from acct.tokenize import (
 from acct.tokenize import pad_id as tokenizer_pad_id
 from acct.train.data import check_batch_fits, data_source, make_split, task_categories
 from acct.train.device import configure_backends, seed_everything
+from acct.train.plan import RunPlan, make_plan
 from acct.train.state import Resumable, TrainState, restore
 from acct.train.step import Optimization, Weightings
 
@@ -262,21 +264,15 @@ def wrap_ddp(model: torch.nn.Module, settings: TrainSettings, device: torch.devi
     )
 
 
-@dataclass
-class Schedule:
-    """How long a run is, in optimizer steps, and when it validates."""
-
-    steps_per_epoch: int
-    total_steps: int
-    eval_every: int
+# The run's schedule is its plan (acct.train.plan): how long it is, when it validates and saves, and
+# when the curriculum acts, computed as the ablation guard computes it.
+Schedule = RunPlan
 
 
-def setup_schedule(settings: TrainSettings, num_train: int) -> Schedule:
-    questions_per_step = settings.batch.questions_per_batch * settings.batch.grad_accum_steps
-    steps_per_epoch = max(1, math.ceil(num_train / questions_per_step))
-    total_steps = settings.optim.max_steps or max(1, math.ceil(settings.optim.epochs * steps_per_epoch))
-    eval_every = settings.eval_every_n_steps or steps_per_epoch
-    return Schedule(steps_per_epoch, total_steps, eval_every)
+def setup_schedule(settings: TrainSettings, data: RunData) -> RunPlan:
+    """The run's plan over its training tasks, in the run's task order."""
+    counts = Counter(ex.task for ex in data.split.train)
+    return make_plan(settings, [counts[t] for t in data.tasks])
 
 
 def setup_optimization(
@@ -290,9 +286,7 @@ def setup_optimization(
     group = weightings.parameter_group(settings.optim.lr) if weightings is not None else None
     optimizer = build_optimizer(model, settings.optim.lr, settings.optim.weight_decay, device,
                                 [group] if group is not None else [])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(total_steps, round(settings.optim.warmup_ratio * total_steps))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, schedule.lr_warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     return Optimization(optimizer, scheduler, scaler, [p for p in model.parameters() if p.requires_grad],
                         settings.optim.max_grad_norm, gradient)
@@ -324,8 +318,10 @@ def setup_curriculum(
         len(tasks),
         temperature=settings.curriculum.temperature,
         floor=settings.curriculum.floor,
-        warmup_steps=round(settings.curriculum.warmup_epochs * schedule.steps_per_epoch),
-        update_every_n_steps=settings.curriculum.update_every_n_steps,
+        # The plan's first recomputing update: the same gate as the warm-up itself (an update step
+        # past it), taken from the plan so that the curriculum acts where a study predicts.
+        warmup_steps=schedule.curriculum_from,
+        update_every_n_steps=schedule.update_every,
         decay=settings.curriculum.ema_decay,
         prior=settings.curriculum.prior,
         alpha=settings.curriculum.alpha,
@@ -426,11 +422,15 @@ def setup(
         if moved:
             notices.append(moved)
     model, train_model, head = setup_model(settings, data, tokenizer, init, dist, device, notices)
-    schedule = setup_schedule(settings, len(data.split.train))
+    schedule = setup_schedule(settings, data)
     # The loss weightings before the optimizer: a task weighting's parameters are trained by it.
     weightings = Weightings.build(settings, data.tasks).to(device)
     opt = setup_optimization(model, settings, schedule, device, precision, weightings, dist)
     sampler, curriculum = setup_curriculum(settings, data, train_enc, schedule, dist, device)
+    # A strategy chosen by a name it no longer goes by says so once (its class's `notice`).
+    renamed = getattr(registry.strategies.get(settings.curriculum.strategy), "notice", None)
+    if renamed:
+        notices.append(renamed)
     parts = Resumable(opt, curriculum, weightings, sampler)
     to_training_device(curriculum, dist, device)
 

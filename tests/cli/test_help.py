@@ -31,7 +31,7 @@ def test_train_help_shows_allowed_values_and_defaults():
     text = help_text("train")
     for fragment in ("one of: hub, csv, files, synthetic; default: hub", "one of: auto, cpu, cuda; default: auto",
                      "one of: auto, bf16, fp16, fp32; default: auto",
-                     "one of: uniform, difficulty, uncertainty_gradient,", "default: uncertainty_gradient",
+                     "one of: fixed, difficulty, uncertainty_gradient,", "default: uncertainty_gradient",
                      "default: 2e-05", "--patience", "--max-length", "--grad-accum-steps", "Precedence: defaults < preset"):
         assert fragment in text, fragment
     assert "see below" not in text
