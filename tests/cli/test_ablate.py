@@ -144,7 +144,7 @@ def test_runs_share_the_split_and_differ_only_in_the_study_settings(study):
     directory, _, _ = study
     saved = {n: json.loads((directory / f"{n}-seed1" / "config.json").read_text()) for n in ("baseline", "contrastive", "full")}
     assert [(s["loss"]["lambda_contrastive"], s["curriculum"]["strategy"]) for s in saved.values()] == [
-        (0.0, "uniform"), (0.3, "uniform"), (0.3, "uncertainty_gradient")]
+        (0.0, "fixed"), (0.3, "fixed"), (0.3, "uncertainty_gradient")]
     assert all(s["optim"]["max_steps"] == 30 and s["seed"] == 1 for s in saved.values())
     manifests = [(directory / f"{n}-seed1" / "split.json").read_text() for n in saved]
     assert manifests[0] == manifests[1] == manifests[2]
