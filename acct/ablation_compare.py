@@ -287,15 +287,16 @@ def per_task_tests(ref: Sequence[Rows], arm: Sequence[Rows], seeds: Sequence[int
     tasks = sorted({row["task"] for rows in ref for row in rows})
     out: dict[str, dict[str, Any]] = {}
     for t in tasks:
-        deltas, n = [], 0
+        deltas, variances, n = [], [], 0
         for a_rows, b_rows in zip(ref, arm):
             a = [r for r in a_rows if r["task"] == t]
             b = [r for r in b_rows if r["task"] == t]
             if a:
                 deltas.append(sum(r["correct"] for r in b) / len(b) - sum(r["correct"] for r in a) / len(a))
+                variances.append(replicates.within_variance([r["correct"] for r in a], [r["correct"] for r in b]))
                 n = len(a)
         if len(seeds) >= 3:
-            p = replicates.paired_t_p(deltas)
+            p = replicates.paired_t_p(deltas, variances)
             test = replicates.TEST_NAME
         else:
             a = [r for r in ref[0] if r["task"] == t]
@@ -337,8 +338,10 @@ def compare_arm(ref: Sequence[Rows], arm: Sequence[Rows], seeds: Sequence[int]) 
         "accuracy": main.summary.mean,
         "p": main.p,
         "test": main.test,
-        "ci_low": main.summary.ci_low,
-        "ci_high": main.summary.ci_high,
+        "ci_low": main.result.ci_low,
+        "ci_high": main.result.ci_high,
+        "se": main.result.se,
+        "se_floored": main.result.floored,
         "holm_p": None,  # filled in across arms
         "sd": main.summary.sd,
         "heterogeneity": main.heterogeneity,
@@ -482,8 +485,9 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
             out.append(f"power ({name} vs {ref}): with {pw['seeds']} seeds and a between-seed sd of Δ of "
                        f"{100 * pw['sd']:.2f} points, the smallest mean Δ a {replicates.TEST_NAME} detects with 80% "
                        f"power at α 0.05 is {mde}; seeds needed for a true Δ of {need}")
-        if d["p"] is None and len(seeds) > 1:
-            out.append(f"{name}: the same non-zero Δ on every seed leaves no between-seed variance to test against")
+        if d.get("se_floored"):
+            out.append(f"{name}: its per-seed Δ varied less than each seed's question sampling alone makes them vary, "
+                       "so the test used the within-seed sampling error as its standard error (it cannot be smaller)")
     if deltas:
         first = next(iter(deltas.values()))
         if first["per_task"]:

@@ -4,7 +4,11 @@ Fine-tuning's largest source of variance is the training run itself (initialisat
 layers, data order), so an arm is compared with the reference by one observation per seed: the
 paired difference in accuracy on that seed's shared held-out questions. Across seeds:
 - the primary test is a paired t-test of the per-seed differences (n - 1 degrees of freedom), with
-  its t interval; with one seed there is no test across seeds and nothing here pretends otherwise;
+  its t interval, whose standard error is never below what each seed's question sampling alone
+  implies (the "modified Knapp-Hartung" floor of random-effects meta-analysis: with few seeds the
+  sample sd can come out near 0 by chance, and a test on it alone would call a one-question
+  difference repeated on three seeds certain); with one seed there is no test across seeds and
+  nothing here pretends otherwise;
 - heterogeneity (tau, I², Cochran's Q) comes from a random-effects meta-analysis of the per-seed
   differences, each with its within-seed (question-level) variance;
 - power is stated at the same level: the smallest mean difference a paired t-test over the seeds
@@ -25,6 +29,7 @@ from typing import Any
 ALPHA = 0.05
 POWER = 0.8
 TEST_NAME = "paired t-test over seeds"
+FLOOR_NOTE = "standard error at least the within-seed sampling error"
 TARGET_POINTS = (1, 2, 5)
 
 
@@ -56,21 +61,48 @@ def summarize(values: Sequence[float], confidence: float = 1 - ALPHA) -> SeedSum
     return SeedSummary(mean, sd, mean - half, mean + half, len(values))
 
 
-def paired_t_p(deltas: Sequence[float]) -> float | None:
-    """Two-sided p of a one-sample t-test of the per-seed differences against 0.
+@dataclass(frozen=True)
+class SeedTest:
+    """The test across seeds of the mean of per-seed differences."""
 
-    None with fewer than two seeds. With every difference equal the sd is 0: p is 1 when they are all
-    0 (the arms never differed), and undefined (None) for one repeated non-zero difference.
+    mean: float
+    se: float | None
+    df: int
+    p: float | None
+    ci_low: float | None
+    ci_high: float | None
+    floored: bool  # the within-seed sampling error, not the between-seed sd, set the standard error
+
+
+def seed_test(deltas: Sequence[float], within_variances: Sequence[float] | None = None,
+              confidence: float = 1 - ALPHA) -> SeedTest:
+    """Paired t-test over seeds of the mean difference, with its t interval (n - 1 df).
+
+    The standard error is sd/sqrt(n) of the per-seed differences, but never below sqrt(mean(v)/n),
+    where v are the within-seed variances of each difference: the spread the question sampling alone
+    produces. None for p and the interval with one seed, or when both are 0 (the arms answered every
+    question alike on every seed: p is then 1).
     """
-    if len(deltas) < 2:
-        return None
-    if max(deltas) - min(deltas) <= 1e-15:
-        return 1.0 if abs(deltas[0]) <= 1e-15 else None
-    from scipy.special import stdtr
-
     n = len(deltas)
-    t = statistics.fmean(deltas) / (statistics.stdev(deltas) / math.sqrt(n))
-    return float(min(1.0, 2.0 * stdtr(n - 1, -abs(t))))
+    mean = statistics.fmean(deltas) if deltas else 0.0
+    if n < 2:
+        return SeedTest(mean, None, 0, None, None, None, False)
+    between = statistics.stdev(deltas) / math.sqrt(n)
+    within = math.sqrt(statistics.fmean(within_variances) / n) if within_variances else 0.0
+    se = max(between, within)
+    if se <= 1e-15:
+        same = abs(mean) <= 1e-15
+        return SeedTest(mean, 0.0, n - 1, 1.0 if same else None, mean if same else None, mean if same else None, False)
+    from scipy.special import stdtr, stdtrit
+
+    p = float(min(1.0, 2.0 * stdtr(n - 1, -abs(mean / se))))
+    half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * se
+    return SeedTest(mean, se, n - 1, p, mean - half, mean + half, within > between)
+
+
+def paired_t_p(deltas: Sequence[float], within_variances: Sequence[float] | None = None) -> float | None:
+    """Two-sided p of the test across seeds (`seed_test`) of the per-seed differences against 0."""
+    return seed_test(deltas, within_variances).p
 
 
 def heterogeneity(deltas: Sequence[float], within_variances: Sequence[float]) -> dict[str, float | None]:
@@ -119,14 +151,19 @@ class Power:
         return asdict(self)
 
 
-def power(deltas: Sequence[float], *, alpha: float = ALPHA, target: float = POWER,
-          points: Sequence[int] = TARGET_POINTS) -> Power:
-    """The seed-level minimum detectable difference, and the seeds a 1, 2 or 5 point difference needs."""
+def power(deltas: Sequence[float], within_variances: Sequence[float] | None = None, *, alpha: float = ALPHA,
+          target: float = POWER, points: Sequence[int] = TARGET_POINTS) -> Power:
+    """The seed-level minimum detectable difference, and the seeds a 1, 2 or 5 point difference needs.
+
+    The sd is the one the test uses: the between-seed sd of the differences, or the within-seed
+    sampling sd when that is larger (see `seed_test`).
+    """
     n = len(deltas)
     none = {str(p): None for p in points}
     if n < 2:
         return Power(n, None, None, none, "one seed: the between-seed sd, and with it the power, cannot be estimated")
-    sd = statistics.stdev(deltas)
+    within = math.sqrt(statistics.fmean(within_variances)) if within_variances else 0.0
+    sd = max(statistics.stdev(deltas), within)
     if sd <= 1e-12:
         return Power(n, sd, None, none, "the per-seed differences did not vary: the between-seed sd is 0, "
                                          "so the power cannot be estimated from these seeds")
@@ -151,11 +188,15 @@ class SeedComparison:
     """An arm against the reference, one paired difference per seed."""
 
     deltas: list[float]
-    summary: SeedSummary
-    p: float | None
+    summary: SeedSummary  # mean ± sd of the per-seed differences
+    result: SeedTest
     test: str
     heterogeneity: dict[str, float | None]
     power: Power
+
+    @property
+    def p(self) -> float | None:
+        return self.result.p
 
 
 def seed_deltas(ref: Sequence[Sequence[bool]], arm: Sequence[Sequence[bool]]) -> list[float]:
@@ -170,10 +211,10 @@ def seed_deltas(ref: Sequence[Sequence[bool]], arm: Sequence[Sequence[bool]]) ->
     return deltas
 
 
-def primary_test(ref: Sequence[Sequence[bool]], arm: Sequence[Sequence[bool]]) -> tuple[list[float], float | None]:
-    """The per-seed differences and the two-sided p of the test `acct ablate` reports as its verdict."""
+def primary_test(ref: Sequence[Sequence[bool]], arm: Sequence[Sequence[bool]]) -> tuple[list[float], SeedTest]:
+    """The per-seed differences and the test across seeds `acct ablate` reports as its verdict."""
     deltas = seed_deltas(ref, arm)
-    return deltas, paired_t_p(deltas)
+    return deltas, seed_test(deltas, [within_variance(a, b) for a, b in zip(ref, arm)])
 
 
 def compare(ref: Sequence[Sequence[bool]], arm: Sequence[Sequence[bool]]) -> SeedComparison:
@@ -181,10 +222,11 @@ def compare(ref: Sequence[Sequence[bool]], arm: Sequence[Sequence[bool]]) -> See
 
     `ref[s]` and `arm[s]` are the correctness flags of seed s's runs on the same questions in the same order.
     """
-    deltas, p = primary_test(ref, arm)
+    deltas, test = primary_test(ref, arm)
     variances = [within_variance(a, b) for a, b in zip(ref, arm)]
-    test = TEST_NAME + f" ({len(deltas) - 1} df)" if len(deltas) > 1 else "none: one seed"
-    return SeedComparison(deltas, summarize(deltas), p, test, heterogeneity(deltas, variances), power(deltas))
+    name = TEST_NAME + f" ({len(deltas) - 1} df)" if len(deltas) > 1 else "none: one seed"
+    return SeedComparison(deltas, summarize(deltas), test, name, heterogeneity(deltas, variances),
+                          power(deltas, variances))
 
 
 def delta_m(ref_tasks: dict[str, float], arm_tasks: dict[str, float]) -> tuple[float | None, int]:

@@ -44,8 +44,8 @@ def main() -> None:
             rng = np.random.default_rng(n_seeds * 100 + int(tau * 100))
             seed_level = pooled = 0
             for ref, arm in studies(n_seeds, tau, args.studies, args.questions, rng):
-                _, p = replicates.primary_test(ref, arm)
-                seed_level += p is not None and p < 0.05
+                _, test = replicates.primary_test(ref, arm)
+                seed_level += test.p is not None and test.p < 0.05
                 pooled += mcnemar_exact([x for a in ref for x in a], [x for b in arm for x in b]) < 0.05
             print(f"{n_seeds:>5} {100 * tau:>9.0f} {seed_level / args.studies:>13.3f} {pooled / args.studies:>15.3f}")
     print(f"({time.perf_counter() - start:.0f} s)")
