@@ -15,8 +15,8 @@ What a command must do to pass:
 - any other: exit 0.
 
 Not run, and listed with the reason: synopsis lines (placeholders such as RUN_DIR or
-`[--flag]`), torchrun launches, an `acct train` shown again (it trains the run that is already
-there), and the commands on the MMLU copy in ../shared beside the repository (and on the run
+`[--flag]`), torchrun launches, an `acct train` or `acct export` shown again (its folder is
+already there), and the commands on the MMLU copy in ../shared beside the repository (and on the run
 they train) unless --with-shared is given and ../shared exists.
 
 The scratch directory and every cache the commands write (tokenisation, datasets, matplotlib,
@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PLACEHOLDERS = re.compile(r"\[|\.\.\.|\||\b(RUN_DIR|OUT_DIR|NEW_DIR|REPO_ID|FILE|TEXT|NAME|DIR|C1|C2|K|N|S)\b|path/to")
 ACCT = re.compile(r"^(acct|python -m acct)(\s|$)|^torchrun ")
+WRITES = re.compile(r"^(acct|python -m acct) (train|export)\b")  # commands that refuse a folder that exists
 SHARED = REPO.parent / "shared"
 BUDGET_VARIABLES = ("ACCT_OPTIM__MAX_STEPS", "ACCT_EVAL_EVERY_N_STEPS")
 SEEDS = 2  # seeds per arm of a documented study, at most: two give a spread over seeds
@@ -247,16 +248,17 @@ def main() -> int:
         (work / ".caches" / "tmp").mkdir(parents=True, exist_ok=True)
         # The budget of every run the docs show: a few steps, one validation at the end.
         env.update(zip(BUDGET_VARIABLES, (str(args.max_steps), str(args.max_steps))))
-        failed, ran, skipped, trained = [], 0, [], set()
+        failed, ran, skipped, written = [], 0, [], set()
         for doc in docs:
             for example in examples(doc):
                 where = f"{doc.relative_to(REPO) if doc.is_relative_to(REPO) else doc}: {example.command}"
                 reason = why_not_run(example.command, args.with_shared)
-                if reason is None and example.command in trained:
-                    # The same `acct train` shown twice trains one run; a second would be refused (the run exists).
-                    reason = "the same training run as above"
-                if reason is None and re.match(r"^(acct|python -m acct) train\b", example.command):
-                    trained.add(example.command)
+                if reason is None and example.command in written:
+                    # The same `acct train` or `acct export` shown twice writes one folder; a second would
+                    # be refused, since the folder exists.
+                    reason = "the same command as above: its folder exists"
+                if reason is None and WRITES.match(example.command):
+                    written.add(example.command)
                 if reason is not None:
                     skipped.append(f"{where}  ({reason})")
                     continue
