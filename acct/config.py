@@ -286,11 +286,14 @@ class DataSettings(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> DataSettings:
-        if self.source == "csv" and self.data_dir is None:
-            raise ValueError("data source 'csv' needs a data directory (--data-dir)")
-        if self.source == "files" and self.files is None:
-            raise ValueError("data source 'files' needs data files (--data-files PATH, or data.files)")
-        if self.files is not None and self.source in ("hub", "csv", "synthetic"):
+        # What a source needs is asked of its class (None: a plugin's that is not loaded here).
+        cls = registry.data_sources.get(self.source) if self.source in registry.data_sources else None
+        if getattr(cls, "needs_data_dir", False) and self.data_dir is None:
+            raise ValueError(f"data source {self.source!r} needs a data directory (--data-dir)")
+        reads_files = getattr(cls, "reads_files", None)
+        if reads_files is True and self.files is None:
+            raise ValueError(f"data source {self.source!r} needs data files (--data-files PATH, or data.files)")
+        if self.files is not None and reads_files is False:
             raise ValueError(f"data files are read by data source 'files', not {self.source!r}: add --data-source files")
         if self.choices_column is not None and self.choice_columns is not None:
             raise ValueError("give either a list column of choices (--choices-column) or one column per choice "
@@ -304,10 +307,11 @@ class DataSettings(_Section):
 def split_comparability_note(data: Any) -> str | None:
     """What a subject-split run's accuracies cannot be compared with (None for other protocols and
     the synthetic suite). MMLU (the csv release or cais/mmlu on the hub) names its leaderboard."""
-    if data.source == "synthetic" or data.protocol != "subject-split":
+    cls = registry.data_sources.get(data.source) if data.source in registry.data_sources else None
+    if not getattr(cls, "real_data", True) or data.protocol != "subject-split":
         return None
     text = "subject-split protocol: the source's splits pooled and re-split per task; these accuracies are not comparable to "
-    if data.source == "csv" or (data.source == "hub" and data.hub_dataset == "cais/mmlu"):
+    if getattr(cls, "is_mmlu", lambda data: False)(data):
         return text + "the standard MMLU leaderboard"
     return text + "results on the dataset's own test split"
 
@@ -661,7 +665,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-FLAG_NAMES: dict[str, str] = {}  # dotted field path -> flag, filled in by the CLI for error messages
+def flag_names() -> dict[str, str]:
+    """Dotted field path -> the `acct train` flag that sets it, for error messages: the CLI's flag table."""
+    from acct.cli.flags import SETTINGS_FLAGS  # plain data; imported when an error is worded, never before
+
+    return {entry.path: flag for flag, entry in SETTINGS_FLAGS.items()}
 
 
 # Flags spelled otherwise than their setting, by (settings class name, field): --eval-batch-size
@@ -673,7 +681,7 @@ def _flag_of(cls: type[BaseModel] | None, path: str) -> str:
     if cls is not None and (cls.__name__, path) in _FLAG_SPELLINGS:
         return _FLAG_SPELLINGS[(cls.__name__, path)]
     if cls is None or cls.__name__ == "TrainSettings" or "." in path:
-        return FLAG_NAMES.get(path) or "--" + path.rsplit(".", 1)[-1].replace("_", "-")
+        return flag_names().get(path) or "--" + path.rsplit(".", 1)[-1].replace("_", "-")
     return "--" + path.replace("_", "-")
 
 
@@ -710,7 +718,7 @@ def format_validation_error(
         if flags is not None and path in flags:
             where = _flag_of(cls, path)
         else:
-            flag = FLAG_NAMES.get(path)
+            flag = flag_names().get(path)
             where = f"{flag} / {env}" if flag and (cls is None or cls.__name__ == "TrainSettings") else env
         parts.append(f"{path} ({where}): {msg}")
     return "; ".join(parts) if whole else "invalid settings: " + "; ".join(parts)
@@ -809,7 +817,7 @@ def check_one_encoder(flags: dict[str, Any], layer: dict[str, Any], config_file:
     would be ignored without a word. A preset's model does not count: it is not the user's choice."""
     named = []
     if isinstance(flags.get("model"), dict) and flags["model"].get("name_or_path") is not None:
-        named.append(FLAG_NAMES.get("model.name_or_path", "--model"))
+        named.append(flag_names().get("model.name_or_path", "--model"))
     if isinstance(layer.get("model"), dict) and layer["model"].get("name_or_path") is not None:
         named.append(f"model.name_or_path in {config_file}")
     if any(var.upper() == "ACCT_MODEL__NAME_OR_PATH" for var in os.environ):

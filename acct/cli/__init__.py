@@ -1,7 +1,7 @@
 """The `acct` command line: one Typer app, one module per command.
 
-Commands are registered here without importing torch: each command imports the engine
-inside its function, so `acct --help` stays fast.
+Commands are registered here without importing torch or the settings models: each command
+imports the engine and acct.config inside its function, so `acct --help` stays fast.
 """
 
 from __future__ import annotations
@@ -82,14 +82,16 @@ def _root(
     """acct: does this curriculum, this auxiliary loss, actually help multi-task transfer?"""
 
 
-app.command("train", epilog=_train.EPILOG)(_train.train_command)
-app.command("evaluate")(_evaluate.evaluate_command)
+# The command classes add the options built from the settings models (acct.cli.flags) when the
+# command runs or shows its --help, never for `acct --help`.
+app.command("train", epilog=_train.EPILOG, cls=_train.TrainCommand)(_train.train_command)
+app.command("evaluate", cls=_evaluate.EvaluateCommand)(_evaluate.evaluate_command)
 app.command("predict", epilog=_predict.EPILOG, cls=_predict.PredictCommand,
             context_settings={"ignore_unknown_options": True})(
     _predict.predict_command
 )
-app.command("ablate", epilog=_ablate.EPILOG)(_ablate.ablate_command)
-app.command("inspect-confusion")(_inspect_confusion.inspect_confusion_command)
+app.command("ablate", epilog=_ablate.EPILOG, cls=_ablate.AblateCommand)(_ablate.ablate_command)
+app.command("inspect-confusion", cls=_inspect_confusion.InspectCommand)(_inspect_confusion.inspect_confusion_command)
 app.command("list")(_list.list_command)
 app.command("export")(_export.export_command)
 

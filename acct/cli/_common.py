@@ -12,12 +12,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from acct.config import debug_enabled, unknown_env_warnings
 from acct.errors import AcctError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _results_width() -> int | None:
@@ -47,6 +50,9 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Imported only when a command runs: the settings models are not needed for `acct --help`.
+        from acct.config import debug_enabled, unknown_env_warnings
+
         if not debug_enabled():
             # The hub client logs every failed retry; our own error line says what matters. The
             # variables are read when the clients are imported, which has not happened yet.
@@ -160,6 +166,8 @@ def pct(x: float | None) -> str:
 
 def eval_tables(result: Any, *, title: str | None, limit: int | None = None) -> list[Table]:
     """Summary and per-task tables of an EvalResult (best and worst tasks first)."""
+    from rich.table import Table
+
     summary = Table(title=title, show_header=True, header_style="bold")
     summary.add_column("metric")
     summary.add_column("value", justify="right")
@@ -196,9 +204,11 @@ def needs_hub(settings: Any) -> bool:
     """Whether training would reach the Hugging Face hub (data, model or tokenizer not local)."""
     from pathlib import Path
 
+    from acct import registry
     from acct.config import TINY
 
-    if settings.data.source == "hub":
+    # A source that is not `offline` re-reads its data from the network (the hub's).
+    if not getattr(registry.data_sources.get(settings.data.source), "offline", True):
         return True
     names = [settings.model.name_or_path, settings.model.tokenizer or settings.model.name_or_path]
     return any(n != TINY and not Path(n).expanduser().exists() for n in names)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from acct.cli import flags
 from acct.cli._common import code_option, err, escape, handles_errors, import_code, out, print_json
-from acct.cli.flags import settings_flags
-from acct.config import AblateSettings, resolve_flags
-from acct.config import nest, resolve_train
 from acct.errors import UsageError
+
+if TYPE_CHECKING:
+    from acct.config import AblateSettings
 
 # Ablate takes every training flag (same meaning as for `acct train`) but these: the strategy is
 # what the study varies, --output-dir names the study's directory, and every arm starts from the
 # base model (--init-from is for one run).
 NOT_TRAINING_FLAGS = ("--strategy", "--output-dir", "--init-from")
+
+
+class AblateCommand(flags.OptionsCommand):
+    """`acct ablate`: the training flags but NOT_TRAINING_FLAGS, after the study's own options."""
+
+    option_sets = (flags.TrainingFlags(exclude=NOT_TRAINING_FLAGS),)
+    after = "plot"
 
 EPILOG = (
     "Default arms: baseline (lambda_con = 0, curriculum.prior sampling: proportional to task size by default, "
@@ -30,10 +38,8 @@ EPILOG = (
 
 
 @handles_errors
-@settings_flags(exclude=NOT_TRAINING_FLAGS)
 def ablate_command(
     ctx: typer.Context,
-    *,
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (as for acct train).", show_default=False),
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny: offline CPU study on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Directory of the study (default runs/ablation).", show_default=False),
@@ -60,7 +66,6 @@ def ablate_command(
     slurm_cpus_per_task: Optional[int] = typer.Option(None, "--slurm-cpus-per-task", help="With --submit slurm: CPU cores per job.", show_default=False),
     slurm_array_parallelism: Optional[int] = typer.Option(None, "--slurm-array-parallelism", help="With --submit slurm: jobs of the array running at once (default: all).", show_default=False),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the study's figures (PNG) into this directory; needs the plot extra.", show_default=False),
-    overrides: dict[str, Any],
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a hub model or tokenizer to run its own code (off by default)."
     ),
@@ -72,8 +77,10 @@ def ablate_command(
     entropy-weighted InfoNCE added) and full (InfoNCE plus the confusion curriculum). --arms picks
     other registered arms; --study FILE.yaml declares your own as settings overrides.
     """
+    from acct.config import AblateSettings, nest, resolve_flags, resolve_train
+
     command = command_line(ctx)
-    flat = dict(overrides)
+    flat = flags.overrides(ctx)
     refs = import_code(code)
     if refs:
         flat["plugins"] = refs
@@ -167,7 +174,7 @@ def command_line(ctx: typer.Context) -> str:
     import shlex
 
     words = ["acct", "ablate"]
-    for param in ctx.command.params:
+    for param in ctx.command.get_params(ctx):
         value = ctx.params.get(param.name)
         if param.param_type_name != "option" or value is None or value is False and not param.secondary_opts:
             continue

@@ -7,16 +7,22 @@ from typing import Any, Optional
 
 import typer
 
-from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
-from acct.config import InspectSettings, resolve_flags
+from acct.cli import flags
+from acct.cli._common import err, escape, handles_errors, import_code, out, pct, print_json
 from acct.errors import UsageError
+
+
+class InspectCommand(flags.OptionsCommand):
+    """`acct inspect-confusion`: the scoring options (used by --recompute) after its own, described by InspectSettings."""
+
+    option_sets = (flags.ScoringOptions("InspectSettings"),)
 
 
 @handles_errors
 def inspect_confusion_command(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="Run directory written by `acct train`.", show_default=False),
     top: Optional[int] = typer.Option(None, "--top", help="How many task pairs (and tasks) to show (default 10)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
     recompute: bool = typer.Option(
         False, "--recompute", help="Rebuild the matrix from the model's embeddings of --split (same definition as training)."
     ),
@@ -29,31 +35,20 @@ def inspect_confusion_command(
         None, "--plot", help="Write a heatmap PNG, tasks ordered by category, to this file (or DIR/confusion.png for a directory); "
         "needs: pip install 'acct\\[plot]'.", show_default=False
     ),
-    eval_batch_size: Optional[int] = typer.Option(
-        None, "--eval-batch-size", help="Questions per batch when scoring the split (default 64)."
-    ),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", hidden=True, help="Deprecated spelling of --eval-batch-size."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Read CSV data from here instead of the run's saved path."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
-    code: Optional[list[Path]] = code_option(),
-    trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code",
-        help="Allow the checkpoint's encoder or tokenizer to run code it names (auto_map); off by default, never read from the run directory.",
-    ),
 ) -> None:
     """Show the task pairs the model confuses most, the most-confused tasks and their curriculum weights."""
-    import_code(code)
+    from acct.config import InspectSettings, resolve_flags
+
+    given = flags.scoring(ctx)
+    import_code(given.code)
     if not recompute:
-        given = [flag for flag, v in (("--split", split), ("--batches", batches), ("--seed", seed), ("--data-dir", data_dir)) if v is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)}: only used with --recompute")
+        named = [flag for flag, v in (("--split", split), ("--batches", batches), ("--seed", seed),
+                                      ("--data-dir", given.data_dir)) if v is not None]
+        if named:
+            raise UsageError(f"{', '.join(named)}: only used with --recompute")
     settings: InspectSettings = resolve_flags(InspectSettings, {
-        "run_dir": run_dir, "top": top, "checkpoint": checkpoint, "recompute": True if recompute else None,
-        "split": split, "batches": batches, "seed": seed, "plot": plot,
-        "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
-        "data_dir": data_dir,
+        "run_dir": run_dir, "top": top, "recompute": True if recompute else None,
+        "split": split, "batches": batches, "seed": seed, "plot": plot, **given.settings(),
     })
     from acct import confusion_report as confusion
 
@@ -64,7 +59,7 @@ def inspect_confusion_command(
         report = confusion.recompute_confusion(
             settings.run_dir, settings.checkpoint, split=settings.split, batches=settings.batches, seed=settings.seed,
             batch_size=settings.batch_size, device=settings.device, precision=settings.precision,
-            data_dir=settings.data_dir, trust_remote_code=trust_remote_code,
+            data_dir=settings.data_dir, trust_remote_code=given.trust_remote_code,
         )
     else:
         report = confusion.saved_confusion(settings.run_dir, settings.checkpoint)
@@ -73,7 +68,7 @@ def inspect_confusion_command(
     if settings.plot is not None:
         path = confusion.plot_heatmap(report, settings.plot)
         err.print(f"[dim]heatmap written to {escape(path)}[/]", highlight=False, soft_wrap=True)
-    if as_json:
+    if given.as_json:
         print_json(report.to_dict(settings.top))
         return
     for table in tables(report, settings.top):

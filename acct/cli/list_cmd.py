@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from acct.cli._common import code_option, escape, handles_errors, import_code, out, print_json
 
@@ -45,6 +44,8 @@ def list_command(
     code: Optional[list[Path]] = code_option(),
 ) -> None:
     """List every registered strategy, loss weighting, gradient aggregation, data source, ablation arm and tracker, plugins included."""
+    from rich.table import Table
+
     import_code(code)
     data = listing()
     if as_json:

@@ -10,14 +10,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 import typer
-from typer.core import TyperCommand
 
-from acct.cli._common import code_option, err, escape, eval_batch_alias, handles_errors, import_code, out, pct, print_json
-from acct.config import PredictSettings, resolve_flags
+from acct.cli import flags
+from acct.cli._common import err, escape, handles_errors, import_code, out, pct, print_json
 from acct.errors import UsageError
+
+if TYPE_CHECKING:
+    from acct.config import PredictSettings
 
 EPILOG = (
     "Single question: acct predict RUN_DIR --question TEXT --choices C1 C2 [C3 ...] [--task NAME]. "
@@ -53,55 +55,49 @@ def predict_command(
     output: Optional[Path] = typer.Option(
         None, "--output", help="File mode: write the JSON lines here instead of to stdout.", show_default=False
     ),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best or last (default best)."),
-    eval_batch_size: Optional[int] = typer.Option(
-        None, "--eval-batch-size", help="Questions per batch in file mode (default 64)."
-    ),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", hidden=True, help="Deprecated spelling of --eval-batch-size."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32 (default auto)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
-    code: Optional[list[Path]] = code_option(),
-    trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code",
-        help="Allow the checkpoint's encoder or tokenizer to run code it names (auto_map); off by default, never read from the run directory.",
-    ),
 ) -> None:
     """Predict the answer to a question (or a file of questions) with a trained run, offline."""
-    import_code(code)
-    _no_stray_options(choice_args or [], ctx.meta.get("acct_literal", []))
+    from acct.config import PredictSettings, resolve_flags
+
+    given = flags.scoring(ctx)
+    import_code(given.code)
+    known = [opt for p in ctx.command.get_params(ctx) for opt in (*p.opts, *p.secondary_opts) if opt.startswith("-")]
+    _no_stray_options(choice_args or [], ctx.meta.get("acct_literal", []), known)
     if choice_args and not choices_flag:
         raise UsageError(f"unexpected arguments {' '.join(choice_args)!r}: answer options go after --choices")
     choices = list(choice_args or []) if choices_flag else None
     settings: PredictSettings = resolve_flags(PredictSettings, {
         "run_dir": run_dir, "question": question, "choices": choices, "task": task, "input": input_path,
-        "output": output, "checkpoint": checkpoint, "batch_size": eval_batch_alias(eval_batch_size, batch_size), "device": device, "precision": precision,
+        "output": output, **given.settings(),
     })
     if settings.input is not None:
-        _file_mode(settings, as_json, trust_remote_code)
+        _file_mode(settings, given.as_json, given.trust_remote_code)
     else:
-        _single(settings, as_json, trust_remote_code)
+        _single(settings, given.as_json, given.trust_remote_code)
 
 
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?$")
-OPTIONS = ("--question", "-q", "--choices", "--task", "--input", "--output", "--checkpoint", "--eval-batch-size",
-           "--batch-size", "--device", "--precision", "--json", "--help")
 
 
-class PredictCommand(TyperCommand):
-    """Remembers the arguments given after `--`: those are choices whatever they look like."""
+class PredictCommand(flags.OptionsCommand):
+    """The scoring options after its own (no --data-dir: predict reads no run data); remembers the
+    arguments given after `--`: those are choices whatever they look like."""
+
+    option_sets = (flags.ScoringOptions("PredictSettings", data_dir=False),)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta["acct_literal"] = args[args.index("--") + 1:] if "--" in args else []
         return super().parse_args(ctx, args)
 
 
-def _no_stray_options(args: list[str], literal: list[str]) -> None:
-    """Unknown options reach the choices (so that `--choices -3 8 11` works): refuse those that are not numbers."""
+def _no_stray_options(args: list[str], literal: list[str], known: list[str]) -> None:
+    """Unknown options reach the choices (so that `--choices -3 8 11` works): refuse those that are not numbers.
+
+    `known` are the command's own options, for the hint at a misspelt one."""
     checked = args[: len(args) - len(literal)] if literal and args[len(args) - len(literal):] == literal else args
     for arg in checked:
         if arg.startswith("-") and len(arg) > 1 and not _NUMBER.match(arg):
-            close = difflib.get_close_matches(arg.split("=")[0], OPTIONS, n=3, cutoff=0.6)
+            close = difflib.get_close_matches(arg.split("=")[0], known, n=3, cutoff=0.6)
             hint = f" (Possible options: {', '.join(close)})" if close else ""
             raise UsageError(f"No such option: {arg}{hint}; to give a choice that starts with '-', "
                              f"put -- before the choices: --choices -- {arg} ...")

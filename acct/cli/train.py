@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from acct.cli import flags
 from acct.cli._common import code_option, err, escape, eval_tables, handles_errors, import_code, pct
-from acct.cli.flags import SETTINGS_FLAGS, settings_flags
-from acct.config import TrainSettings, nest, resolve_train
 from acct.errors import UsageError
+
+if TYPE_CHECKING:
+    from acct.config import TrainSettings
 
 
 # flag -> dotted settings path of the training flags (train takes them all; see acct.cli.flags).
-FLAGS = {flag: entry.path for flag, entry in SETTINGS_FLAGS.items()}
+FLAGS = {flag: entry.path for flag, entry in flags.SETTINGS_FLAGS.items()}
+
+
+class TrainCommand(flags.OptionsCommand):
+    """`acct train`: every training flag, after --config and --preset."""
+
+    option_sets = (flags.TrainingFlags(),)
+    after = "preset"
 
 EPILOG = (
     "Every setting can also come from --config FILE.yaml (nested keys, e.g. optim: {lr: 2e-5}) or from an "
@@ -25,9 +34,8 @@ EPILOG = (
 
 
 @handles_errors
-@settings_flags()
 def train_command(
-    *,
+    ctx: typer.Context,
     config: Optional[Path] = typer.Option(
         None, "--config", help="YAML file of settings, nested as in RUN_DIR/config.json (e.g. optim: {lr: 2e-5}).",
         show_default=False,
@@ -35,7 +43,6 @@ def train_command(
     preset: Optional[str] = typer.Option(
         None, "--preset", help="tiny: offline CPU run on the synthetic suite; default: DeBERTa-v3-base on cais/mmlu."
     ),
-    overrides: dict[str, Any],
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a hub model or tokenizer (or, with --resume, the run's checkpoint) to run its own code; off by default, never read from a run directory."
     ),
@@ -49,7 +56,7 @@ def train_command(
     code: Optional[list[Path]] = code_option(),
 ) -> None:
     """Train one configuration and save its checkpoints to the run directory."""
-    flat = dict(overrides)
+    flat = flags.overrides(ctx)
     output_dir = flat["output_dir"]
     if run_dir is not None and not resume:
         raise UsageError(f"unexpected argument {run_dir}: give the run directory with --output-dir (or add --resume)")
@@ -82,6 +89,8 @@ def train_command(
         refs = import_code(code)
         if refs:
             flat["plugins"] = refs
+        from acct.config import nest, resolve_train
+
         settings = resolve_train(nest(flat), preset=preset, config_file=config)
     run(settings)
 

@@ -1,4 +1,6 @@
-"""The training flags are declared once (acct.cli.flags) and train and ablate are both built from that table."""
+"""Options built from the settings models (acct.cli.flags): the training flags train and ablate take from one
+table, and the scoring options evaluate, predict and inspect-confusion share, each helped by its setting's
+description and default."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typer.testing import CliRunner
 
 from acct.cli import app
 from acct.cli.ablate import NOT_TRAINING_FLAGS
-from acct.cli.flags import SETTINGS_FLAGS, Flag, field_help, settings_flags
+from acct.cli.flags import SETTINGS_FLAGS, Flag, OptionsCommand, TrainingFlags, field_help, param_name
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}
@@ -46,6 +48,7 @@ def test_every_table_flag_is_in_help_with_the_settings_description(command):
     lines = help_lines(command)
     expected = {f: e for f, e in SETTINGS_FLAGS.items() if command == "train" or f not in NOT_TRAINING_FLAGS}
     assert set(expected) <= set(lines), set(expected) - set(lines)
+    assert [f for f in lines if f in expected] == list(expected)  # in the table's order
     for flag, entry in expected.items():
         assert described(lines[flag], entry), (flag, lines[flag])
         if entry.off:
@@ -112,8 +115,9 @@ def setting(settings: Any, path: str) -> Any:
     return settings
 
 
-# Flags that cannot be given with another flag of the table (--choice-columns): checked in a run of their own.
-EXCLUSIVE = ("--choices-column",)
+# Flags that cannot be given with another flag of the table, each checked in a run of its own with the flags it needs:
+# --choices-column not with --choice-columns, --init-from (which takes the encoder from its source) not with --model.
+EXCLUSIVE = {"--choices-column": ["--data-source", "--data-files"], "--init-from": []}
 
 
 def test_samples_cover_the_table():
@@ -130,8 +134,9 @@ def test_every_flag_reaches_the_training_settings(command, monkeypatch):
         monkeypatch.setattr(acct.cli.train, "run", lambda settings: seen.setdefault("s", settings))
     else:
         monkeypatch.setattr(acct.cli.ablate, "run", lambda settings, base, command=None: seen.setdefault("s", base) and None)
-    flags = [f for f in SETTINGS_FLAGS if (command == "train" or f not in NOT_TRAINING_FLAGS) and f not in EXCLUSIVE]
-    for group in (flags, [*EXCLUSIVE, "--data-source", "--data-files"]):
+    taken = [f for f in SETTINGS_FLAGS if command == "train" or f not in NOT_TRAINING_FLAGS]
+    groups = [[f for f in taken if f not in EXCLUSIVE]] + [[f, *needs] for f, needs in EXCLUSIVE.items() if f in taken]
+    for group in groups:
         args = [a for f in group for a in SAMPLES[f][0]]
         result = runner.invoke(app, [command, "--preset", "tiny", *args])
         assert result.exit_code == 0, result.output
@@ -189,16 +194,106 @@ print(json.dumps(out))
     assert "--warmup-ratio" in out["invalid"]  # a settings error names the flag
 
 
-def test_the_decorator_refuses_a_clash_and_an_unknown_exclusion():
+def test_a_clash_and_an_unknown_exclusion_are_refused():
     with pytest.raises(ValueError, match="--nope"):
-        settings_flags(exclude=["--nope"])
+        TrainingFlags(exclude=["--nope"])
 
-    with pytest.raises(TypeError, match="seed"):
-        @settings_flags()
-        def clash(*, seed: Optional[int] = typer.Option(None, "--seed"), overrides: dict[str, Any]) -> None:
-            pass
+    class Clashing(OptionsCommand):
+        option_sets = (TrainingFlags(),)
 
-    with pytest.raises(TypeError, match="overrides"):
-        @settings_flags()
-        def missing(*, seed: Optional[int] = None) -> None:
-            pass
+    clash = typer.Typer()
+
+    @clash.command(cls=Clashing)
+    def run(ctx: typer.Context, seed: Optional[int] = typer.Option(None, "--seed")) -> None:
+        pass
+
+    result = runner.invoke(clash, ["--help"])
+    assert isinstance(result.exception, TypeError) and "seed" in str(result.exception), result.output
+
+
+def test_command_functions_keep_their_own_signatures():
+    # The flags are options of the command class, not parameters forged onto the function.
+    import inspect
+    import typing
+
+    from acct.cli.ablate import ablate_command
+    from acct.cli.train import train_command
+
+    for fn in (train_command, ablate_command):
+        real = inspect.unwrap(fn)
+        assert "__signature__" not in vars(fn) and "__signature__" not in vars(real)
+        declared = set(inspect.signature(fn).parameters) | set(typing.get_type_hints(real))
+        table = {param_name(f) for f in SETTINGS_FLAGS if fn is train_command or f not in NOT_TRAINING_FLAGS}
+        assert not declared & (table | {"overrides"}), declared & table
+
+
+# The options evaluate, predict and inspect-confusion share, and the settings model each takes them from.
+SCORING = {"evaluate": "EvaluateSettings", "predict": "PredictSettings", "inspect-confusion": "InspectSettings"}
+SCORING_SETTINGS = {"--checkpoint": "checkpoint", "--eval-batch-size": "batch_size", "--device": "device",
+                    "--precision": "precision", "--data-dir": "data_dir"}
+
+
+@pytest.mark.parametrize("command", list(SCORING))
+def test_scoring_options_are_shared_and_described_by_the_settings(command):
+    import acct.config
+
+    model = getattr(acct.config, SCORING[command])
+    lines = help_lines(command)
+    expected = {f: s for f, s in SCORING_SETTINGS.items() if command != "predict" or f != "--data-dir"}
+    for flag, name in expected.items():
+        assert flag in lines, flag
+        text = re.sub(r"\\(.)", r"\1", field_help(name, model))
+        assert " ".join(text.split()) in " ".join(lines[flag].split()), (flag, lines[flag])
+    for flag in ("--json", "--code", "--trust-remote-code"):
+        assert flag in lines, flag
+    assert ("--data-dir" in lines) == (command != "predict")  # predict reads no run data
+    # The defaults come from the model: evaluate's split is test, every checkpoint is best, batches of 64.
+    assert "default: best" in lines["--checkpoint"] and "default: 64" in lines["--eval-batch-size"]
+    assert "--batch-size" not in lines  # the deprecated spelling stays hidden
+
+
+@pytest.mark.parametrize("command", list(SCORING))
+def test_scoring_options_reach_the_settings(command, monkeypatch, tmp_path):
+    import acct.cli.predict
+    import acct.confusion_report
+    import acct.evaluation
+
+    seen: dict[str, Any] = {}
+
+    def keep(settings: Any, trust: bool) -> None:
+        seen.update(settings=settings, trust=trust)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(acct.evaluation, "evaluate", lambda settings, trust_remote_code=False: keep(settings, trust_remote_code))
+    monkeypatch.setattr(acct.cli.predict, "_single", lambda settings, as_json, trust=False: keep(settings, trust))
+    monkeypatch.setattr(acct.confusion_report, "recompute_confusion",
+                        lambda run_dir, checkpoint, **kw: keep(kw | {"checkpoint": checkpoint}, kw["trust_remote_code"]))
+    args = {"evaluate": [], "predict": ["--question", "q", "--choices", "a", "b"], "inspect-confusion": ["--recompute"]}[command]
+    given = ["--checkpoint", "last", "--eval-batch-size", "7", "--device", "cpu", "--precision", "fp32",
+             "--trust-remote-code", "--json"]
+    if command != "predict":
+        given += ["--data-dir", str(tmp_path)]
+    result = runner.invoke(app, [command, str(tmp_path / "run"), *args, *given])
+    assert result.exit_code == 0, result.output
+    settings = seen["settings"]
+    get = (lambda k: settings[k]) if isinstance(settings, dict) else (lambda k: getattr(settings, k))
+    assert (get("checkpoint"), get("batch_size"), get("device"), get("precision")) == ("last", 7, "cpu", "fp32")
+    assert seen["trust"] is True
+    if command != "predict":
+        assert get("data_dir") == tmp_path
+
+    # Not given, a setting comes from its ACCT_ variable, then from the model's default.
+    seen.clear()
+    result = runner.invoke(app, [command, str(tmp_path / "run"), *args], env={"ACCT_CHECKPOINT": "last"})
+    assert result.exit_code == 0, result.output
+    settings = seen["settings"]
+    assert (get("checkpoint"), get("batch_size"), get("device"), seen["trust"]) == ("last", 64, "auto", False)
+
+
+@pytest.mark.parametrize("command", list(SCORING))
+def test_a_bad_scoring_value_names_its_flag(command, tmp_path):
+    args = {"evaluate": [], "predict": ["--question", "q", "--choices", "a", "b"], "inspect-confusion": []}[command]
+    result = runner.invoke(app, [command, str(tmp_path / "run"), *args, "--checkpoint", "worst"])
+    assert result.exit_code == 2, result.output
+    assert "checkpoint (--checkpoint): Input should be 'best' or 'last'" in result.stderr
+    assert "Traceback" not in result.output

@@ -23,8 +23,10 @@ def help_text(*command: str) -> str:
 
 
 def options(name: str) -> set[str]:
+    """Every option the command parses, the ones built from the settings models included."""
     command = typer.main.get_command(app).commands[name]
-    return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")}
+    params = command.get_params(typer.Context(command))
+    return {opt for p in params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")}
 
 
 def test_train_help_shows_allowed_values_and_defaults():
