@@ -1,4 +1,5 @@
-"""`acct --help` must stay fast: the CLI package may not import torch or transformers, nor any tracker's library."""
+"""`acct --help` must stay fast: the CLI package may not import torch or transformers, nor any tracker's library,
+and `acct --help` does not even build the settings models (acct.config, pydantic)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,40 @@ def test_building_the_app_imports_no_heavy_library():
     assert not loaded["torch"]
     assert not loaded["transformers"]
     assert not any(loaded[name] for name in TRACKER_LIBRARIES), loaded
+
+
+SETTINGS_MODULES = ("acct.config", "pydantic", "pydantic_settings", "yaml")
+
+
+def _loaded_by_command(*args: str) -> dict[str, bool]:
+    """What `acct ARGS` has imported once it has run (as the console script runs it, in a fresh interpreter)."""
+    names = list(HEAVY + SETTINGS_MODULES)
+    probe = (
+        "import json, sys\n"
+        "from acct.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        f"sys.stderr.write('\\n' + json.dumps({{name: name in sys.modules for name in {names!r}}}) + '\\n')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def test_acct_help_builds_no_settings_model():
+    loaded = _loaded_by_command("--help")
+    assert not any(loaded[name] for name in SETTINGS_MODULES), loaded
+    assert not any(loaded[name] for name in HEAVY), loaded
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_commands_help_builds_its_options_from_the_settings_but_imports_no_engine(command):
+    # Its options are described by the settings models, so those are built now; the engine still is not.
+    loaded = _loaded_by_command(command, "--help")
+    assert loaded["acct.config"] and loaded["pydantic"], loaded
+    assert not loaded["torch"] and not loaded["transformers"] and not loaded["datasets"], loaded
 
 
 def test_listing_the_trackers_and_resolving_report_to_import_no_tracker_library():
