@@ -71,38 +71,23 @@ def learning_progress(base: Any) -> dict[str, Any]:
     return _plus_baseline(base, curriculum={"strategy": "learning_progress"})
 
 
-# MMLU's categories in the phased arm's order: STEM first, then the other three together.
-_MMLU_PHASES = (("STEM",), ("humanities", "social sciences", "other"))
-
-
 def default_phases(base: Any) -> list[dict[str, Any]]:
-    """The phased arm's phases for the base settings' data.
+    """The phased arm's phases for the base settings' data (its source's `phase_groups`).
 
     Each phase's fraction of the steps is its share of the tasks, so that under the uniform
     prior every task gets as many draws as in the baseline, only in another order.
     """
+    from acct.registry import data_sources
+
     source = base.data.source
-    if source in ("hub", "csv"):
-        from acct.data import MMLU_CATEGORIES
-
-        groups = [[t for t, c in MMLU_CATEGORIES.items() if c in cats] for cats in _MMLU_PHASES]
-        phases = [list(cats) for cats in _MMLU_PHASES]
-    elif source == "synthetic":
-        from acct.synthetic import NOISE_CATEGORY, NOISE_TASK, SYNTHETIC_CATEGORIES
-
-        categories = dict(SYNTHETIC_CATEGORIES)
-        if base.data.options.get("noise_task"):
-            categories[NOISE_TASK] = NOISE_CATEGORY
-        # numbers first, then words (and the noise task, when there is one)
-        first = sorted({c for c in categories.values() if c == "numbers"})
-        rest = sorted(set(categories.values()) - set(first))
-        phases = [first, rest]
-        groups = [[t for t, c in categories.items() if c in cats] for cats in phases]
-    else:
+    phase_groups = getattr(data_sources.get(source), "phase_groups", None) if source in data_sources else None
+    if phase_groups is None:
         raise UsageError(
             f"the phased arm knows phases for MMLU and the synthetic suite, not data source {source!r}; "
             "set curriculum.options.phases in the base settings"
         )
+    found = phase_groups(base.data)
+    phases, groups = [list(cats) for cats, _ in found], [list(tasks) for _, tasks in found]
     total = sum(len(g) for g in groups)
     fractions = [len(g) / total for g in groups]
     fractions[-1] = 1.0 - sum(fractions[:-1])

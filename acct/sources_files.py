@@ -40,6 +40,14 @@ class FilesSource:
     """Local JSONL, CSV or Parquet files (data.files, --data-files) read through the column mapping; offline."""
 
     offline = True
+    reads_files = True
+
+    @staticmethod
+    def card_where(data: Any) -> str:
+        files = data.get("files") if isinstance(data, dict) else getattr(data, "files", None)
+        files = files or []
+        names = sorted({Path(p).name for p in (files if isinstance(files, list) else sum(files.values(), []))})
+        return f"local files ({', '.join(names)})"
 
     def __init__(self) -> None:
         self.categories: dict[str, str] = {}  # filled from data.category_column, when one is mapped
