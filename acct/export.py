@@ -213,23 +213,16 @@ def _pct(x: Any) -> str:
 
 
 def _protocol_text(settings: dict[str, Any]) -> str:
+    from acct.registry import data_sources
+
     data = settings.get("data", {})
     source, protocol = data.get("source"), data.get("protocol")
-    if source == "synthetic":
-        return ("Data: acct's synthetic suite (generated, seed {seed}), split per task by the fractions "
-                "{fractions}. It is a check that training works, not a benchmark: these numbers say nothing "
-                "about any real task.").format(seed=settings.get("seed"), fractions=data.get("split_fractions"))
-    mmlu = source == "csv" or (source == "hub" and data.get("hub_dataset") == "cais/mmlu")
-    if source == "hub":
-        where = data.get("hub_dataset") + (f" (config {data['hub_config']})" if data.get("hub_config") else "")
-    elif source == "files":
-        files = data.get("files") or []
-        names = sorted({Path(p).name for p in (files if isinstance(files, list) else sum(files.values(), []))})
-        where = f"local files ({', '.join(names)})"
-    elif source == "csv":
-        where = f"a local copy of the MMLU CSV release ({data.get('data_dir')})"
-    else:
-        where = f"the data source {source!r}"
+    # What the card says of the data is asked of the source's class (a plugin's may not be loaded).
+    cls = data_sources.get(source) if isinstance(source, str) and source in data_sources else None
+    if getattr(cls, "card_data", None) is not None:
+        return cls.card_data(settings)
+    mmlu = bool(getattr(cls, "is_mmlu", lambda data: False)(data))
+    where = cls.card_where(data) if getattr(cls, "card_where", None) is not None else f"the data source {source!r}"
     if protocol == "standard":
         if mmlu:
             return (f"Data: {where}, standard protocol: trained on auxiliary_train + dev, validated on val, tested on "
