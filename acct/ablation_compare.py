@@ -486,8 +486,8 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
                        f"{100 * pw['sd']:.2f} points, the smallest mean Δ a {replicates.TEST_NAME} detects with 80% "
                        f"power at α 0.05 is {mde}; seeds needed for a true Δ of {need}")
         if d.get("se_floored"):
-            out.append(f"{name}: its per-seed Δ varied less than each seed's question sampling alone makes them vary, "
-                       "so the test used the within-seed sampling error as its standard error (it cannot be smaller)")
+            out.append(f"{name}: its per-seed Δ were all equal, so their sd estimates nothing; the test used "
+                       "each seed's question-sampling error as its standard error")
     if deltas:
         first = next(iter(deltas.values()))
         if first["per_task"]:

@@ -122,7 +122,7 @@ def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
         f"checkpoint: {report.checkpoint}. **The seed is the replicate.** Accuracies in % as mean ± sd over "
         f"{n_seeds} seed{'s' if n_seeds > 1 else ''} with a 95% t interval over seeds. Δ against {ref}: the mean of "
         f"the per-seed paired differences on the same questions, with its 95% t interval and the p of a {test} "
-        "(its standard error never below what each seed's question sampling alone implies); "
+        "(when every seed gives the same Δ, its standard error is the question-sampling one); "
         f"Holm p adjusts it across the {len(report.deltas)} comparisons with {ref}. Δm %: the mean over tasks of "
         "the relative change of accuracy. τ and I²: how much the true Δ varies between seeds (random effects). "
         "The per-seed column gives each seed's Δ with its exact McNemar p, which treats that seed's trained models "

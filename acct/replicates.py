@@ -4,11 +4,10 @@ Fine-tuning's largest source of variance is the training run itself (initialisat
 layers, data order), so an arm is compared with the reference by one observation per seed: the
 paired difference in accuracy on that seed's shared held-out questions. Across seeds:
 - the primary test is a paired t-test of the per-seed differences (n - 1 degrees of freedom), with
-  its t interval, whose standard error is never below what each seed's question sampling alone
-  implies (the "modified Knapp-Hartung" floor of random-effects meta-analysis: with few seeds the
-  sample sd can come out near 0 by chance, and a test on it alone would call a one-question
-  difference repeated on three seeds certain); with one seed there is no test across seeds and
-  nothing here pretends otherwise;
+  its t interval; when the seeds' differences are all equal, their sd (0) says nothing, and the
+  standard error is the one each seed's question sampling alone implies (with small test splits
+  the same single question flipping on every seed is common, and is no certain difference); with
+  one seed there is no test across seeds and nothing here pretends otherwise;
 - heterogeneity (tau, I², Cochran's Q) comes from a random-effects meta-analysis of the per-seed
   differences, each with its within-seed (question-level) variance;
 - power is stated at the same level: the smallest mean difference a paired t-test over the seeds
@@ -71,17 +70,20 @@ class SeedTest:
     p: float | None
     ci_low: float | None
     ci_high: float | None
-    floored: bool  # the within-seed sampling error, not the between-seed sd, set the standard error
+    floored: bool  # the per-seed differences were all equal: the within-seed sampling error set the standard error
 
 
 def seed_test(deltas: Sequence[float], within_variances: Sequence[float] | None = None,
               confidence: float = 1 - ALPHA) -> SeedTest:
     """Paired t-test over seeds of the mean difference, with its t interval (n - 1 df).
 
-    The standard error is sd/sqrt(n) of the per-seed differences, but never below sqrt(mean(v)/n),
-    where v are the within-seed variances of each difference: the spread the question sampling alone
-    produces. None for p and the interval with one seed, or when both are 0 (the arms answered every
-    question alike on every seed: p is then 1).
+    The standard error is sd/sqrt(n) of the per-seed differences. When they are all equal that sd is
+    0 and estimates nothing; the standard error is then sqrt(mean(v)/n), with v the within-seed
+    variances of each difference: the spread the question sampling alone produces. (Taking the larger
+    of the two at every sd would make the test far more conservative than its nominal level; equal
+    differences have probability 0 under a continuous model, so this leaves the test's level as it
+    is.) None for p and the interval with one seed; p is 1 when the arms answered every question
+    alike on every seed.
     """
     n = len(deltas)
     mean = statistics.fmean(deltas) if deltas else 0.0
@@ -89,7 +91,7 @@ def seed_test(deltas: Sequence[float], within_variances: Sequence[float] | None 
         return SeedTest(mean, None, 0, None, None, None, False)
     between = statistics.stdev(deltas) / math.sqrt(n)
     within = math.sqrt(statistics.fmean(within_variances) / n) if within_variances else 0.0
-    se = max(between, within)
+    se = between if between > 1e-12 else within
     if se <= 1e-15:
         same = abs(mean) <= 1e-15
         return SeedTest(mean, 0.0, n - 1, 1.0 if same else None, mean if same else None, mean if same else None, False)
@@ -97,7 +99,7 @@ def seed_test(deltas: Sequence[float], within_variances: Sequence[float] | None 
 
     p = float(min(1.0, 2.0 * stdtr(n - 1, -abs(mean / se))))
     half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * se
-    return SeedTest(mean, se, n - 1, p, mean - half, mean + half, within > between)
+    return SeedTest(mean, se, n - 1, p, mean - half, mean + half, se != between)
 
 
 def paired_t_p(deltas: Sequence[float], within_variances: Sequence[float] | None = None) -> float | None:
@@ -156,14 +158,15 @@ def power(deltas: Sequence[float], within_variances: Sequence[float] | None = No
     """The seed-level minimum detectable difference, and the seeds a 1, 2 or 5 point difference needs.
 
     The sd is the one the test uses: the between-seed sd of the differences, or the within-seed
-    sampling sd when that is larger (see `seed_test`).
+    sampling sd when the differences were all equal (see `seed_test`).
     """
     n = len(deltas)
     none = {str(p): None for p in points}
     if n < 2:
         return Power(n, None, None, none, "one seed: the between-seed sd, and with it the power, cannot be estimated")
     within = math.sqrt(statistics.fmean(within_variances)) if within_variances else 0.0
-    sd = max(statistics.stdev(deltas), within)
+    sd = statistics.stdev(deltas)
+    sd = sd if sd > 1e-12 else within
     if sd <= 1e-12:
         return Power(n, sd, None, none, "the per-seed differences did not vary: the between-seed sd is 0, "
                                          "so the power cannot be estimated from these seeds")

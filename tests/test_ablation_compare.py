@@ -40,15 +40,11 @@ def test_the_seed_is_the_replicate(report):
     d = report.deltas["full"]
     assert [s["accuracy"] for s in d["per_seed"]] == pytest.approx([0.5, 0.0, 0.25])
     assert d["accuracy"] == pytest.approx(0.25) and d["sd"] == pytest.approx(0.25)
-    # Paired t over the three per-seed Δ on 2 df. Four questions a seed are noisy: the within-seed
-    # variances of the paired differences, 1/3 / 4, 2/3 / 4 and 1/4 / 4, give a standard error of
-    # sqrt(mean / 3) = 0.186, above the between-seed 0.25 / sqrt(3) = 0.144, so that one is used.
-    se = math.sqrt((1 / 12 + 1 / 6 + 1 / 16) / 3 / 3)
-    assert d["se"] == pytest.approx(se) and d["se_floored"]
-    t = 0.25 / se
-    assert d["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t))  # P(|T_2| > t)
+    # Paired t over the three per-seed Δ: t = sqrt(3) on 2 df, P(|T_2| > t) = 1 - t / sqrt(2 + t²).
+    assert d["p"] == pytest.approx(1 - math.sqrt(3 / 5))
     assert d["test"] == "paired t-test over seeds (2 df)"
-    half = 4.302652729911275 * se
+    assert d["se"] == pytest.approx(0.25 / math.sqrt(3)) and not d["se_floored"]
+    half = 4.302652729911275 * 0.25 / math.sqrt(3)
     assert (d["ci_low"], d["ci_high"]) == pytest.approx((0.25 - half, 0.25 + half))
     assert d["holm_p"] == d["p"]  # one comparison: nothing to adjust
     # McNemar stays, per seed and labelled: seed 0 has two full-only questions, seed 1 one each way.
@@ -140,7 +136,7 @@ def test_unpaired_predictions_are_refused(tmp_path):
 def test_markdown_report(report):
     text = markdown(report)
     assert "**The seed is the replicate.**" in text and "paired t-test over seeds (2 df)" in text
-    assert "| full | +25.00 | [-55.18, +105.18] | 0.31 | 0.31 | +33.33 [" in text
+    assert "| full | +25.00 | [-37.10, +87.10] | 0.23 | 0.23 | +33.33 [" in text
     assert "+50.00 (p 0.5), +0.00 (p 1), +25.00 (p 1)" in text
     assert report.to_dict()["replicate"] == "seed"
 
