@@ -6,7 +6,6 @@ import errno
 import functools
 import logging
 import os
-import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -229,6 +228,8 @@ def offline_unless_hub_reachable(timeout: float = 2.0) -> bool:
     """
     if _offline_env():
         return False
+    import socket
+
     host, port = hub_endpoint()
     try:
         socket.create_connection((host, port), timeout=timeout).close()

@@ -7,7 +7,6 @@ import difflib
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
@@ -201,6 +200,8 @@ def atomic_output(target: Path) -> Iterator[TextIO]:
     Each writer gets its own temporary file in the target's directory (same file system, so the
     rename is atomic): two commands writing one --output leave one whole output, never a mix.
     """
+    import tempfile
+
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
