@@ -11,6 +11,7 @@ No torch here: reading and re-analysing predictions needs none.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -87,8 +88,12 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> str:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from acct.errors import CheckpointError
+
+            raise CheckpointError(f"no space left on device while writing {path}; nothing was changed") from None
         raise
     return hashlib.sha256(data).hexdigest()
 
