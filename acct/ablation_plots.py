@@ -75,7 +75,10 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
 
     # 3. task weights of every adaptive arm, one panel per seed, tasks grouped by category
     for name in names:
-        if report.configs[name].get("effective", {}).get("curriculum", "uniform") == "uniform":
+        # An arm whose weights never left the prior has nothing to draw (first_weight_change_step is None
+        # for an arm that cannot adapt, and a list of None for one that never did).
+        change = report.configs[name].get("effective", {}).get("first_weight_change_step")
+        if change is None or all(c is None for c in change):
             continue
         panels = [(seed, report.histories.get((name, seed), {}).get("curriculum", [])) for seed in report.seeds]
         panels = [(seed, logged) for seed, logged in panels if logged]

@@ -22,8 +22,9 @@ def report_with_seeds(seeds: list[int]) -> AblationReport:
     delta = {"accuracy": 0.1, "ci_low": 0.0, "ci_high": 0.2, "categories": {"x": 0.1, "y": 0.0}}
     return AblationReport(
         split="test", checkpoint="best", seeds=seeds, n_per_seed={s: 10 for s in seeds},
-        configs={"baseline": {**config, "effective": {"curriculum": "uniform"}},
-                 "full": {**config, "effective": {"curriculum": "uncertainty_gradient"}}},
+        configs={"baseline": {**config, "effective": {"curriculum": "fixed", "first_weight_change_step": None}},
+                 "full": {**config, "effective": {"curriculum": "uncertainty_gradient",
+                                                  "first_weight_change_step": [20] * len(seeds)}}},
         deltas={"full": delta}, runs=[], histories=histories, task_categories=tasks)
 
 
