@@ -260,11 +260,13 @@ class ScoringOptions(OptionSet):
 
     def values(self, params: dict[str, Any]) -> Scoring:
         """The given values; the deprecated --batch-size is checked against --eval-batch-size here, with its notice."""
+        data_dir, code = params.get("data_dir"), params.get("code")
         return Scoring(
             checkpoint=params.get("checkpoint"),
             batch_size=eval_batch_alias(params.get("eval_batch_size"), params.get("batch_size")),
-            device=params.get("device"), precision=params.get("precision"), data_dir=params.get("data_dir"),
-            as_json=bool(params.get("as_json")), code=params.get("code") or None,
+            device=params.get("device"), precision=params.get("precision"),
+            data_dir=None if data_dir is None else Path(data_dir),  # older Typer hands paths over as text
+            as_json=bool(params.get("as_json")), code=[Path(p) for p in code] if code else None,
             trust_remote_code=bool(params.get("trust_remote_code")), takes_data_dir=self.data_dir,
         )
 

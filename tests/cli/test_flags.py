@@ -133,7 +133,10 @@ def test_every_flag_reaches_the_training_settings(command, monkeypatch):
     if command == "train":
         monkeypatch.setattr(acct.cli.train, "run", lambda settings: seen.setdefault("s", settings))
     else:
-        monkeypatch.setattr(acct.cli.ablate, "run", lambda settings, base, command=None: seen.setdefault("s", base) and None)
+        def run(settings, base, command=None):
+            seen.update(s=base, command=command)
+
+        monkeypatch.setattr(acct.cli.ablate, "run", run)
     taken = [f for f in SETTINGS_FLAGS if command == "train" or f not in NOT_TRAINING_FLAGS]
     groups = [[f for f in taken if f not in EXCLUSIVE]] + [[f, *needs] for f, needs in EXCLUSIVE.items() if f in taken]
     for group in groups:
@@ -143,6 +146,9 @@ def test_every_flag_reaches_the_training_settings(command, monkeypatch):
         settings = seen.pop("s")
         got = {f: setting(settings, SETTINGS_FLAGS[f].path) for f in group}
         assert got == {f: SAMPLES[f][1] for f in group}
+        if command == "ablate":  # the study records the command as typed, training flags included
+            typed = seen.pop("command")
+            assert all(SAMPLES[f][0][0] in typed.split() for f in group), typed
 
 
 def test_unset_flags_leave_the_preset_alone(monkeypatch):
