@@ -108,13 +108,14 @@ def field_help(path: str, model: Any = None) -> str:
 
     Flags and settings share one text; the default is the field's own (a preset may change it).
     """
+    model = settings_model() if model is None else model
     info = _field(path, model)
     text = info.description or ""
     extra = []
     literal = [a for a in (info.annotation, *typing.get_args(info.annotation)) if typing.get_origin(a) is typing.Literal]
     if literal:
         extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
-    elif path in REGISTERED and model is None:
+    elif path in REGISTERED and model.__name__ == "TrainSettings":
         from acct import registry
 
         extra.append("one of: " + ", ".join(getattr(registry, REGISTERED[path]).names()))
@@ -156,9 +157,11 @@ def typer_option(name: str, annotation: Any, info: Any) -> Any:
     from typer.models import ParamMeta
 
     meta = ParamMeta(name=name, default=info, annotation=annotation)
-    if hasattr(main, "_get_param"):  # Typer >= 0.22 coerces inside the option itself
+    if hasattr(main, "_get_param"):  # recent Typer (0.29): the option coerces its own values
         return main._get_param(meta)
-    param, _convertor = main.get_click_param(meta)  # older Typer: pydantic coerces what the convertor would
+    # Older Typer (0.16): a click option and a convertor, which the settings models make unneeded
+    # (pydantic coerces text to paths; Scoring does the same for --data-dir and --code).
+    param, _convertor = main.get_click_param(meta)
     return param
 
 
