@@ -245,6 +245,10 @@ def _mean_over_seeds(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: replicates.summarize([d[k] for d in dicts if k in d]).mean for k in keys}
 
 
+def _clip(x: float | None, low: float, high: float) -> float | None:
+    return None if x is None else min(high, max(low, x))
+
+
 def arm_row(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """An arm's numbers over seeds: means, sds and t intervals with the seed as the replicate."""
     acc = replicates.summarize([s["accuracy"] for s in per_seed])
@@ -252,11 +256,12 @@ def arm_row(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cats = sorted(set().union(*(s["categories"] for s in per_seed)))
     return {
         "accuracy": acc.mean,
-        "ci_low": acc.ci_low,
-        "ci_high": acc.ci_high,
-        "ci_method": "t interval over seeds" if acc.n > 1 else None,
+        # A t interval knows nothing of [0, 1]; an accuracy cannot leave it.
+        "ci_low": _clip(acc.ci_low, 0.0, 1.0),
+        "ci_high": _clip(acc.ci_high, 0.0, 1.0),
+        "ci_method": "t interval over seeds, clipped to [0, 1]" if acc.n > 1 else None,
         "macro_accuracy": macro.mean,
-        "macro_ci": [macro.ci_low, macro.ci_high],
+        "macro_ci": [_clip(macro.ci_low, 0.0, 1.0), _clip(macro.ci_high, 0.0, 1.0)],
         "categories": _mean_over_seeds([s["categories"] for s in per_seed]),
         "tasks": _mean_over_seeds([s["tasks"] for s in per_seed]),
         "sd": None if acc.n == 1 else {
@@ -338,8 +343,8 @@ def compare_arm(ref: Sequence[Rows], arm: Sequence[Rows], seeds: Sequence[int]) 
         "accuracy": main.summary.mean,
         "p": main.p,
         "test": main.test,
-        "ci_low": main.result.ci_low,
-        "ci_high": main.result.ci_high,
+        "ci_low": _clip(main.result.ci_low, -1.0, 1.0),
+        "ci_high": _clip(main.result.ci_high, -1.0, 1.0),
         "se": main.result.se,
         "se_floored": main.result.floored,
         "holm_p": None,  # filled in across arms

@@ -59,8 +59,10 @@ def test_arm_accuracy_is_a_mean_over_seeds_with_a_t_interval(report):
     assert full["accuracy"] == pytest.approx((1.0 + 0.75 + 0.5) / 3)
     assert full["sd"]["accuracy"] == pytest.approx(0.25)
     half = 4.302652729911275 * 0.25 / math.sqrt(3)
-    assert (full["ci_low"], full["ci_high"]) == pytest.approx((0.75 - half, 0.75 + half))
-    assert full["ci_method"] == "t interval over seeds"
+    assert (full["ci_low"], full["ci_high"]) == pytest.approx((0.75 - half, 1.0))  # 0.75 + half > 1: clipped
+    assert full["ci_method"] == "t interval over seeds, clipped to [0, 1]"
+    base = report.configs["baseline"]  # 0.5, 0.75, 0.25: the t interval reaches below 0 and above 1
+    assert (base["ci_low"], base["ci_high"]) == (0.0, 1.0)
     assert full["tasks"] == {"animal_word": pytest.approx(0.5), "even_number": pytest.approx(1.0)}
 
 
