@@ -56,7 +56,7 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     ax.set_xticklabels(names)
     ax.set_ylabel(f"{report.split} accuracy (%)")
     ax.set_title(f"accuracy per arm over {len(report.seeds)} seed{'s' if len(report.seeds) > 1 else ''}"
-                 + (" (95% t interval)" if len(report.seeds) > 1 else ""))
+                 + ("\n(95% t interval, seeds as dots)" if len(report.seeds) > 1 else ""))
     paths.append(_save(fig, plt, directory / "accuracy.png"))
 
     # 2. validation accuracy curves
@@ -118,7 +118,7 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     ax.set_xticks([i + width * (len(report.deltas) - 1) / 2 for i in range(len(cats))])
     ax.set_xticklabels(cats)
     ax.set_ylabel(f"Δ accuracy vs {ref} (points)")
-    ax.set_title(f"per-category Δ against {ref}" + (" (95% t interval over seeds)" if len(report.seeds) > 1 else ""))
+    ax.set_title(f"per-category Δ against {ref}" + ("\n(95% t interval over seeds)" if len(report.seeds) > 1 else ""))
     if report.deltas:
         ax.legend(fontsize=7)
     paths.append(_save(fig, plt, directory / "categories.png"))
