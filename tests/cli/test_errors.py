@@ -79,10 +79,10 @@ TRAIN = ["train", "--preset", "tiny", "--max-steps", "1"]
 
 # (id, argv builder(tmp_path, tiny_run) -> argv, env, exit code, message fragment)
 CASES = [
-    ("negative-lr", lambda t, r: [*TRAIN, "--lr", "-1"], {}, 2, "optim.lr (--lr / ACCT_OPTIM__LR): Input should be greater than 0"),
+    ("negative-lr", lambda t, r: [*TRAIN, "--lr", "-1"], {}, 2, "optim.lr (--lr): Input should be greater than 0"),
     ("zero-lr-env", lambda t, r: TRAIN, {"ACCT_OPTIM__LR": "0"}, 2, "optim.lr"),
     ("unknown-strategy", lambda t, r: [*TRAIN, "--strategy", "random"], {}, 2, "curriculum.strategy (--strategy"),
-    ("batch-product", lambda t, r: [*TRAIN, "--batch-size", "10"], {}, 2, "must equal tasks_per_batch x examples_per_task"),
+    ("batch-product", lambda t, r: [*TRAIN, "--batch-size", "10"], {}, 2, "batch_size 10 does not divide into tasks_per_batch 4"),
     ("lambda-range", lambda t, r: [*TRAIN, "--lambda-contrastive", "1.5"], {}, 2, "loss.lambda_contrastive"),
     ("temperature", lambda t, r: TRAIN, {"ACCT_CURRICULUM__TEMPERATURE": "0"}, 2, "curriculum.temperature"),
     ("wrong-env-type", lambda t, r: TRAIN, {"ACCT_SEED": "many"}, 2, "seed (--seed / ACCT_SEED)"),
@@ -107,7 +107,7 @@ CASES = [
     ("fp16-on-cpu", lambda t, r: [*TRAIN, "--device", "cpu", "--precision", "fp16", "--output-dir", str(t / "o")], {}, 2, "fp16 needs CUDA"),
     ("eval-missing-run", lambda t, r: ["evaluate", str(t / "nope")], {}, 2, "run directory not found"),
     ("eval-not-a-run", lambda t, r: ["evaluate", str(t)], {}, 2, "not an acct run directory"),
-    ("eval-bad-split", lambda t, r: ["evaluate", str(r), "--split", "train"], {}, 2, "split (ACCT_SPLIT)"),
+    ("eval-bad-split", lambda t, r: ["evaluate", str(r), "--split", "train"], {}, 2, "split (--split)"),
     ("eval-bad-checkpoint", lambda t, r: ["evaluate", str(r), "--checkpoint", "first"], {}, 2, "checkpoint"),
     ("eval-truncated-weights", lambda t, r: ["evaluate", str(damaged_run(r, t, truncate_weights))], {}, 1, "truncated or corrupted"),
     ("eval-task-list-mismatch", lambda t, r: ["evaluate", str(damaged_run(r, t, drop_task))], {}, 1, "tasks"),

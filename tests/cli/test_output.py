@@ -115,6 +115,8 @@ def test_offline_failure_is_one_line_without_retries(tmp_path, endpoint):
                   cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: could not load dataset 'cais/mmlu'"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: offline (the Hugging Face hub did not answer)"), result.stderr
+    for piece in ("dataset 'cais/mmlu'", "tokenizer 'microsoft/deberta-v3-base'", "model 'microsoft/deberta-v3-base'"):
+        assert piece in lines[0]  # every missing piece at once
     assert "Retrying" not in result.stderr and "unexpected" not in result.stderr
     assert not (tmp_path / "runs").exists()  # the failed start left no empty run directory

@@ -45,7 +45,7 @@ def test_default_preset_offline_fails_with_one_clear_line(tmp_path, monkeypatch)
     result = runner.invoke(app, ["train", "--preset", "default", "--output-dir", str(tmp_path / "r")])
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-    assert "--preset tiny" in result.output and "hub" in result.output
+    assert "--preset tiny" in result.output and "Hugging Face" in result.output and "HF_HUB_OFFLINE is set" in result.output
 
 
 def test_help_lists_every_contract_flag():
