@@ -41,7 +41,12 @@ def run_to_end(settings):
 
 
 # Fixtures that train a model: a test that uses one is in the slow tier (`-m "not slow"` leaves it out).
-TRAINING_FIXTURES = frozenset({"tiny_run", "held_out_even"})
+TRAINING_FIXTURES = frozenset({
+    "tiny_run", "held_out_even",
+    # module fixtures of the files that train their own runs
+    "study", "printed", "swept", "study_run", "trained", "quiz", "tracked", "reference", "interrupted_then_resumed",
+    "source", "short_run", "leaky_run", "in_process", "through_jobs",
+})
 
 
 def pytest_collection_modifyitems(config, items):

@@ -362,8 +362,8 @@ def test_zip_writer_failure_on_a_full_disk_is_recognised(tmp_path, monkeypatch):
 def test_evaluate_on_a_full_disk_leaves_no_temporary_file(tiny_run, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir, symlinks=True)
-    for earlier in run_dir.glob("eval-*.json"):  # the session's run may hold other tests' evaluations
-        earlier.unlink()
+    for earlier in [*run_dir.glob("eval-*.json"), *run_dir.glob("predictions-*.jsonl")]:
+        earlier.unlink()  # the session's run may hold other tests' evaluations
 
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")

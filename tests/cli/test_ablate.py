@@ -263,6 +263,7 @@ def test_arms_that_would_train_identically_are_refused_before_training(tmp_path)
     assert not (tmp_path / "s").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.slow
 def test_the_suggested_budget_gives_arms_whose_compared_checkpoints_differ(tmp_path):
     """Run with exactly what the refusal suggests, the compared checkpoints are not the same model."""
     import re
@@ -284,6 +285,7 @@ def test_the_suggested_budget_gives_arms_whose_compared_checkpoints_differ(tmp_p
     assert weights[0] != weights[1]
 
 
+@pytest.mark.slow
 def test_an_aa_study_over_three_seeds_is_not_significant(tmp_path):
     """Two arms whose settings differ only in a numerically equivalent attention path: the seed-level test
     must not call the difference significant, whatever each seed's question-level McNemar says."""

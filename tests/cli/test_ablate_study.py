@@ -35,8 +35,9 @@ SIZES_YAML = BASE_YAML.replace(
 def ablate(tmp_path, *extra, config_text=BASE_YAML):
     config = tmp_path / "base.yaml"
     config.write_text(config_text)
+    seeds = [] if "--seeds" in extra else ["--seeds", "1"]
     return runner.invoke(app, ["ablate", "--preset", "tiny", "--config", str(config), "--device", "cpu", "--seed", "1",
-                               *extra])
+                               *seeds, *extra])
 
 
 def one_error_line(result) -> str:

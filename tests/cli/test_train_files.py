@@ -199,7 +199,7 @@ def test_ablate_on_files(quiz, tmp_path):
     study = tmp_path / "study"
     result = runner.invoke(app, ["ablate", *SMALL, *COLUMNS, "--data-source", "files", "--data-files",
                                  f"{root / 'train.jsonl'},{root / 'validation.jsonl'}", "--arms", "baseline,contrastive",
-                                 "--output-dir", str(study), "--json"])
+                                 "--seeds", "1", "--output-dir", str(study), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report["configs"]) == {"baseline", "contrastive"} and report["settings"]["data"]["source"] == "files"
