@@ -1,22 +1,22 @@
-"""The ablation study behind acct's claim: baseline vs contrastive-only vs full, side by side.
+"""The plan of an ablation study: its arms, their runs, and the guard against empty comparisons.
 
-Owns the three configurations (each a set of overrides on one base `TrainSettings`), the
-plan that decides for every (configuration, seed) whether its run is reused, resumed or
-trained, the marker that says a run finished, the paired comparison on shared held-out
-examples, and the JSON and Markdown reports. No Typer, no printing: the CLI renders.
+Owns the arms (each a settings layer over one base `TrainSettings`, with the grid it is tuned
+over), the plan that decides for every (arm, sweep point, seed) whether its run is reused,
+resumed or trained, the marker that says a run finished, the commands that train a run outside
+the study, and the facts of what each run did. The comparison and the reports are
+acct/ablation_compare.py and acct/ablation_report.py. No Typer, no printing: the CLI renders.
 
-- baseline:    lambda_contrastive = 0, uniform task sampling
-- contrastive: lambda_contrastive from the base settings (0.3 by default), uniform sampling
+- baseline:    lambda_contrastive = 0, tasks drawn from the prior (plain multi-task fine-tuning)
+- contrastive: lambda_contrastive from the base settings (0.3 by default), tasks from the prior
 - full:        lambda_contrastive as above, uncertainty_gradient curriculum
 
-Every configuration of one seed trains on the same split (the split depends on the data
-settings and the seed only), for the same step budget; the comparison refuses runs whose
-split manifests differ.
+Every run of one seed trains on the same split (the split depends on the data settings and the
+seed only), for the same step budget; the comparison refuses runs whose split manifests differ.
 
-A study is a list of arms, each a name and a settings layer over the base settings (`Arm`);
-the first arm is the reference of every comparison. Before anything trains, the arms'
-*effective* settings (what the run will actually do within its step budget) are compared, and
-a study in which two arms would train identically is refused unless the caller allows it.
+The first arm is the reference of every comparison. Before anything trains, the arms'
+*effective* settings (what the run will actually do within its step budget, read from the plan
+of the run in acct/train/plan.py) are compared at each sweep point, and a study in which two arms
+would train identically is refused unless the caller allows it.
 """
 
 from __future__ import annotations
