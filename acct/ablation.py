@@ -511,12 +511,12 @@ def read_history(run_dir: Path) -> dict[str, Any]:
 def weights_digest(run_dir: Path, which: str) -> str | None:
     """sha256 of the model weights of checkpoint `which` (None if unreadable)."""
     from acct import checkpoint as ckpt_io
+    from acct.predictions import weights_sha256
 
     try:
-        data = (ckpt_io.checkpoint_dir(run_dir, which) / "model.safetensors").read_bytes()
-    except (AcctError, OSError):
+        return weights_sha256(ckpt_io.checkpoint_dir(run_dir, which))
+    except AcctError:
         return None
-    return hashlib.sha256(data).hexdigest()
 
 
 def _drew_batches(logged: list[tuple[int, dict[str, float]]], last_step: int | None) -> list[tuple[int, dict[str, float]]]:

@@ -170,15 +170,16 @@ def score_runs(
     return scored, categories
 
 
-def read_runs(settings: AblateSettings, runs: Sequence[PlannedRun]) -> tuple[dict[tuple[str, int], Rows], dict[str, str]]:
-    """Every run's saved predictions (`--from-predictions`), each checked against the checkpoint it names."""
+def read_runs(settings: AblateSettings, runs: Sequence[PlannedRun], digests: dict[tuple[str, int], str | None],
+              ) -> tuple[dict[tuple[str, int], Rows], dict[str, str]]:
+    """Every run's saved predictions (`--from-predictions`), each checked against the weight digest of the
+    checkpoint it must come from (`digests`, keyed (arm, seed))."""
     from acct.predictions import read_scored
 
     scored: dict[tuple[str, int], Rows] = {}
     categories: dict[str, str] = {}
     for r in runs:
-        rows = read_scored(r.run_dir, settings.split, settings.checkpoint,
-                           weights_digest(r.run_dir, settings.checkpoint)).rows
+        rows = read_scored(r.run_dir, settings.split, settings.checkpoint, digests[r.config, r.seed]).rows
         scored[r.config, r.seed] = rows
         categories.update({row["task"]: row["category"] for row in rows if "category" in row})
     return scored, categories
@@ -198,11 +199,8 @@ def compare(
     and compare each arm with the reference (the first)."""
     runs, tuning = select_points(settings, runs)
     check_same_split(runs)
-    if settings.from_predictions:
-        scored, categories = read_runs(settings, runs)
-    else:
-        scored, categories = score_runs(settings, runs, device=device, precision=precision, data_dir=data_dir,
-                                        on_scored=on_scored)
+    # Each checkpoint's weights are hashed once: for the identical-arm checks and, on a re-analysis,
+    # to check that the saved predictions still describe the run.
     facts = {
         (r.config, r.seed): {
             "weights": {w: weights_digest(r.run_dir, w) for w in dict.fromkeys((settings.checkpoint, "last"))},
@@ -210,6 +208,12 @@ def compare(
         }
         for r in runs
     }
+    if settings.from_predictions:
+        digests = {key: f["weights"][settings.checkpoint] for key, f in facts.items()}
+        scored, categories = read_runs(settings, runs, digests)
+    else:
+        scored, categories = score_runs(settings, runs, device=device, precision=precision, data_dir=data_dir,
+                                        on_scored=on_scored)
     report = aggregate(settings, runs, scored, facts=facts, tuning=tuning)
     report.command = command
     report.task_categories = categories
