@@ -2,8 +2,8 @@
 face the CLI, the benchmarks and the tests import from; the code lives in
 
 - `acct.train` (the training loop: `events`, `device`, `data`, `setup`, `step`, `state`, `loop`),
-- `acct.rundir` (the run directory: lock, config.json, metrics.jsonl, loading a saved run),
-- `acct.evaluation` (scoring examples, evaluating a run on a split).
+- `acct.run.rundir` (the run directory: lock, config.json, metrics.jsonl, loading a saved run),
+- `acct.scoring.score` (scoring examples, evaluating a run on a split).
 
 `train` is a generator of events; the CLI renders them, tests read them. Everything a later
 command needs (settings, split manifest, task list, confusion matrix, curriculum state) is
@@ -12,8 +12,7 @@ written into the run directory as training goes.
 
 from __future__ import annotations
 
-from acct.evaluation import evaluate, predict_encoded, score_examples
-from acct.rundir import (
+from acct.run.rundir import (
     LoadedRun,
     MetricsLog,
     RunWriter,
@@ -25,14 +24,33 @@ from acct.rundir import (
     settings_record,
     user_trusts_remote_code,
 )
+from acct.scoring.score import evaluate, predict_encoded, score_examples
 from acct.train.data import data_source, load_source, make_split, task_categories
-from acct.train.device import autocast, configure_backends, resolve_device, seed_everything
+from acct.train.device import (
+    autocast,
+    configure_backends,
+    resolve_device,
+    seed_everything,
+)
 from acct.train.events import (
-    CheckpointSaved, CurriculumUpdated, Event, Finished, ModelLoaded, RunStarted, StepLogged, Validated,
+    CheckpointSaved,
+    CurriculumUpdated,
+    Event,
+    Finished,
+    ModelLoaded,
+    RunStarted,
+    StepLogged,
+    Validated,
 )
 from acct.train.loop import train
 from acct.train.setup import build_optimizer, lr_lambda
-from acct.train.step import Optimization, StepOutput, Weightings, forward_losses, train_step
+from acct.train.step import (
+    Optimization,
+    StepOutput,
+    Weightings,
+    forward_losses,
+    train_step,
+)
 
 __all__ = [
     "CheckpointSaved", "CurriculumUpdated", "Event", "Finished", "LoadedRun", "MetricsLog", "ModelLoaded",

@@ -132,3 +132,15 @@ def slot_objectives(per_question: Tensor, task_ids: Tensor, lambda_cls: float) -
     """One objective per task in the batch: lambda_cls * (its questions' summed cross-entropy) / B, in task-id order."""
     b = per_question.shape[0]
     return [lambda_cls * per_question[task_ids == t].sum() / b for t in torch.unique(task_ids).tolist()]
+
+
+def check_fits_weighting(gradient: str, task_weighting: str) -> None:
+    """Refuse a gradient aggregation that combines the task slots' own gradients (`per_slot`) with a
+    task weighting that is not neutral: the aggregation weights the slots itself."""
+    from acct.registry import gradients, task_weightings
+
+    if not getattr(gradients.get(gradient), "per_slot", False) or getattr(task_weightings.get(task_weighting), "neutral", False):
+        return
+    neutral = [n for n in task_weightings.names() if getattr(task_weightings.get(n), "neutral", False)]
+    raise UsageError(f"loss.gradient {gradient} combines the task slots' own gradients and needs "
+                     f"loss.task_weighting {' or '.join(neutral)}, not {task_weighting}")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from acct.errors import UsageError
-from acct.registry import register_anchor_weighting, register_task_weighting
+from acct.registry import register_anchor_weighting, register_task_weighting  # noqa: F401  (plugins import them from here)
 
 
 @dataclass

@@ -46,7 +46,7 @@ def _why() -> str:
 
 def _on_hub(name: str | None) -> bool:
     """A name that is neither the tiny preset nor a local path: a hub id."""
-    from acct.config import TINY
+    from acct.config.fields import TINY
 
     return bool(name) and name != TINY and not Path(name).expanduser().exists()
 
@@ -61,7 +61,7 @@ def _cached(repo_id: str, filenames: tuple[str, ...]) -> bool:
 def _dataset_cached(dataset: str, config: str | None) -> bool:
     import datasets
 
-    from acct.sources_files import _quiet_datasets
+    from acct.data.files import _quiet_datasets
 
     # Offline, the builder comes from the cache or not at all; nothing is downloaded or prepared here.
     with _quiet_datasets():
@@ -76,9 +76,12 @@ def missing_pieces(settings: Any) -> list[str]:
     """The hub pieces `settings` needs that are not in the local caches, as phrases for an error line."""
     missing: list[str] = []
     data, model = settings.data, settings.model
-    if data.source == "hub" and not _dataset_cached(data.hub_dataset, data.hub_config):
-        config = "" if data.hub_config is None else f" (config {data.hub_config!r})"
-        missing.append(f"dataset {data.hub_dataset!r}{config}")
+    from acct.registry import data_sources
+
+    hub = getattr(data_sources.find(data.source), "hub_dataset", lambda data: None)(data)
+    if hub is not None and not _dataset_cached(*hub):
+        config = "" if hub[1] is None else f" (config {hub[1]!r})"
+        missing.append(f"dataset {hub[0]!r}{config}")
     if settings.resume or settings.init_from is not None:
         return missing  # the encoder and tokenizer come from a checkpoint
     tokenizer = model.tokenizer or model.name_or_path

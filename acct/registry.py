@@ -66,6 +66,10 @@ class Registry:
                 self.register(name, getattr(importlib.import_module(module), attr))
         return self._items[name]
 
+    def find(self, name: Any) -> Any:
+        """The component registered as `name`, or None for a name not registered (or not imported, a plugin's)."""
+        return self.get(name) if isinstance(name, str) and name in self else None
+
     def unknown(self, name: str) -> str:
         return f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}"
 
@@ -121,27 +125,27 @@ anchor_weightings = Registry(
 data_sources = Registry(
     "data source",
     {
-        "hub": "acct.sources:HubSource",
-        "csv": "acct.sources:CsvSource",
-        "files": "acct.sources_files:FilesSource",
-        "synthetic": "acct.sources:SyntheticSource",
+        "hub": "acct.data.sources:HubSource",
+        "csv": "acct.data.sources:CsvSource",
+        "files": "acct.data.files:FilesSource",
+        "synthetic": "acct.data.sources:SyntheticSource",
     },
 )
 ablation_arms = Registry(
     "ablation arm",
     {
-        "baseline": "acct.arms:baseline",
-        "contrastive": "acct.arms:contrastive",
-        "full": "acct.arms:full",
-        "uniform_tasks": "acct.arms:uniform_tasks",
-        "temperature": "acct.arms:temperature",
-        "learning_progress": "acct.arms:learning_progress",
-        "phased": "acct.arms:phased",
-        "dwa": "acct.arms:dwa",
-        "infonce_unweighted": "acct.arms:infonce_unweighted",
-        "uncertainty_weighting": "acct.arms:uncertainty_weighting",
-        "pcgrad": "acct.arms:pcgrad",
-        "upgrad": "acct.arms:upgrad",
+        "baseline": "acct.study.builtin_arms:baseline",
+        "contrastive": "acct.study.builtin_arms:contrastive",
+        "full": "acct.study.builtin_arms:full",
+        "uniform_tasks": "acct.study.builtin_arms:uniform_tasks",
+        "temperature": "acct.study.builtin_arms:temperature",
+        "learning_progress": "acct.study.builtin_arms:learning_progress",
+        "phased": "acct.study.builtin_arms:phased",
+        "dwa": "acct.study.builtin_arms:dwa",
+        "infonce_unweighted": "acct.study.builtin_arms:infonce_unweighted",
+        "uncertainty_weighting": "acct.study.builtin_arms:uncertainty_weighting",
+        "pcgrad": "acct.study.builtin_arms:pcgrad",
+        "upgrad": "acct.study.builtin_arms:upgrad",
     },
 )
 

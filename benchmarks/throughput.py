@@ -169,7 +169,8 @@ def size_flags(args: argparse.Namespace) -> Size:
 
 
 def resolve(size: Size, extra: dict[str, Any]):
-    from acct.config import nest, resolve_train
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_train
 
     return resolve_train(nest({**size.flags, **extra}), preset=size.preset)
 
@@ -196,8 +197,8 @@ class Prepared:
 
 def prepare(settings) -> Prepared:
     from acct import engine
-    from acct.config import TINY
-    from acct.tokenize import example_texts, load_tokenizer, train_tiny_tokenizer
+    from acct.config.fields import TINY
+    from acct.data.tokenize import example_texts, load_tokenizer, train_tiny_tokenizer
 
     seconds: dict[str, float] = {}
     device, precision = engine.resolve_device(settings.device, settings.precision)
@@ -231,8 +232,8 @@ def plain_trainer(prep: Prepared, window_steps: int) -> Iterator[dict[str, float
     from torch.utils.data import DataLoader
     from transformers import AutoConfig, AutoModel, get_linear_schedule_with_warmup
 
-    from acct.config import TINY
-    from acct.model import tiny_encoder_config
+    from acct.config.fields import TINY
+    from acct.model.encoder import tiny_encoder_config
 
     settings, tokenizer, device = prep.settings, prep.tokenizer, prep.device
     max_length = settings.model.max_length
@@ -496,8 +497,8 @@ def measure_mfu(prep: Prepared, result: dict[str, Any]) -> None:
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from acct.config import TINY
-    from acct.model import tiny_encoder_config
+    from acct.config.fields import TINY
+    from acct.model.encoder import tiny_encoder_config
 
     settings = prep.settings
     if settings.model.name_or_path == TINY:
@@ -521,7 +522,7 @@ def collate_per_row(encoded, indices, pad_id):
     """acct's collate before this benchmark existed: one torch.tensor per row (kept as a reference)."""
     import torch
 
-    from acct.tokenize import Batch
+    from acct.data.tokenize import Batch
 
     seqs = [s for i in indices for s in encoded.sequences[i]]
     counts = [len(encoded.sequences[i]) for i in indices]
@@ -549,7 +550,7 @@ def collate_per_row(encoded, indices, pad_id):
 
 
 def measure_tokenize(prep: Prepared, workdir: Path, result: dict[str, Any]) -> None:
-    from acct import tokenize
+    from acct.data import tokenize
 
     examples = prep.split.train
     task_index = {t: i for i, t in enumerate(prep.tasks)}
@@ -571,7 +572,8 @@ def measure_tokenize(prep: Prepared, workdir: Path, result: dict[str, Any]) -> N
         out["cache_hit_s"] = median(hits)
         out["cache_hit_identical"] = again.sequences == plain.sequences and again.task_ids == plain.task_ids
     # collate: per-batch cost of building the padded tensors, against the per-row reference
-    from acct.curriculum import TaskBatchSampler, uniform_weights
+    from acct.data.batching import TaskBatchSampler
+    from acct.curriculum.weights import uniform_weights
 
     bs = prep.settings.batch
     sampler = TaskBatchSampler(plain.task_ids, len(prep.tasks), bs.tasks_per_batch, bs.examples_per_task, seed=0)
@@ -629,8 +631,8 @@ def eval_runner(args, prep: Prepared) -> Iterator[dict[str, float]]:
     import torch
 
     from acct import engine
-    from acct import tokenize
-    from acct.model import HeadConfig, MultipleChoiceModel, build_encoder
+    from acct.data import tokenize
+    from acct.model.encoder import HeadConfig, MultipleChoiceModel, build_encoder
 
     settings = prep.settings
     examples = prep.split.val + prep.split.test
@@ -705,7 +707,7 @@ t0 = float(sys.argv[1])
 from pathlib import Path
 from acct import engine
 from acct.data import Example
-from acct.tokenize import encode_examples
+from acct.data.tokenize import encode_examples
 run = engine.load_run(Path(sys.argv[2]), "best")
 task = run.tasks[0]
 ex = Example(question=sys.argv[3], choices=tuple(sys.argv[4:]), answer=0, task=task, uid="q")

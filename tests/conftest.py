@@ -26,7 +26,8 @@ SHARED = REPO.parent / "shared"
 
 def tiny_settings(output_dir: Path, **flags):
     """The tiny preset with test-sized budgets; keyword flags are nested settings (dotted keys allowed)."""
-    from acct.config import nest, resolve_train
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_train
 
     base = {"output_dir": output_dir, "optim.max_steps": 240, "eval_every_n_steps": 120, "device": "cpu"}
     base.update(flags)
@@ -73,7 +74,7 @@ def held_out_even(tiny_run):
     import torch
 
     from acct import engine
-    from acct.tokenize import encode_examples
+    from acct.data.tokenize import encode_examples
 
     run = engine.load_run(tiny_run)
     task_index = {t: i for i, t in enumerate(run.tasks)}

@@ -7,14 +7,9 @@ import json
 
 import pytest
 
-from acct.ablation import (
-    DONE_MARKER,
-    config_settings,
-    plan,
-    settings_differences,
-    settings_digest,
-)
-from acct.config import AblateSettings
+from acct.study.plan import DONE_MARKER, plan
+from acct.study.arms import config_settings, settings_differences, settings_digest
+from acct.config.commands import AblateSettings
 from acct.errors import UsageError
 from tests.conftest import tiny_settings
 
@@ -112,7 +107,7 @@ def three_arm_plan(tmp_path, max_steps, **study):
 def test_schedule_mirrors_the_engine(tmp_path):
     """The guard's step plan is the one the engine announces when it starts."""
     from acct import engine
-    from acct.ablation import train_questions
+    from acct.study.guard import train_questions
     from acct.train.plan import make_plan
 
     settings = tiny_settings(tmp_path / "run", **{"optim.max_steps": None, "optim.epochs": 2.5})
@@ -150,7 +145,7 @@ def test_guard_sees_a_curriculum_that_can_never_act(tmp_path):
 
 
 def test_effective_settings_ignore_what_cannot_act(tmp_path):
-    from acct.ablation import effective_settings
+    from acct.study.guard import effective_settings
     from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 60})
@@ -177,7 +172,7 @@ def test_learning_progress_needs_a_second_update_before_it_can_act(tmp_path):
 
 
 def test_fixed_task_distributions_are_compared_by_value(tmp_path):
-    from acct.ablation import effective_settings
+    from acct.study.guard import effective_settings
     from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 500})
@@ -195,7 +190,7 @@ def test_fixed_task_distributions_are_compared_by_value(tmp_path):
 
 
 def test_plain_multitask_names_what_a_reference_adds(tmp_path):
-    from acct.ablation import plain_multitask
+    from acct.study.guard import plain_multitask
 
     base = tiny_settings(tmp_path / "x")
     arm = lambda n: config_settings(base, n, 0, tmp_path / n)  # noqa: E731
@@ -207,7 +202,8 @@ def test_plain_multitask_names_what_a_reference_adds(tmp_path):
 
 
 def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_batches(tmp_path):
-    from acct.ablation import PlannedRun, trained_identical
+    from acct.study.plan import PlannedRun
+    from acct.study.guard import trained_identical
 
     base = tiny_settings(tmp_path / "x")
     runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "reuse", {"step": 40})

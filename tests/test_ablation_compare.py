@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from acct.ablation import PlannedRun, config_settings
-from acct.ablation_compare import aggregate, compare_arm
-from acct.ablation_report import markdown, top_task_deltas
-from acct.config import AblateSettings
+from acct.study.plan import PlannedRun
+from acct.study.arms import config_settings
+from acct.study.compare import aggregate, compare_arm
+from acct.study.report import markdown, top_task_deltas
+from acct.config.commands import AblateSettings
 from tests.conftest import tiny_settings
 
 TASKS = [("even_number", "numbers")] * 2 + [("animal_word", "words")] * 2
@@ -144,7 +145,7 @@ def test_markdown_report(report):
 
 
 def test_holm_runs_over_the_seed_level_p_values(tmp_path):
-    from acct.stats import holm
+    from acct.study.stats import holm
 
     base = tiny_settings(tmp_path)
     names = ("baseline", "contrastive", "full")
@@ -165,7 +166,7 @@ def test_top_task_deltas():
 
 def test_compare_arm_uses_the_primary_test(monkeypatch):
     """The p of the report is the seed-level test's: replacing it changes the report."""
-    from acct import replicates
+    from acct.study import replicates
 
     real = replicates.seed_test
     monkeypatch.setattr(replicates, "seed_test", lambda deltas, within=None: real(deltas, within).__class__(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acct.ablation_compare import AblationReport
+from acct.study.compare import AblationReport
 
 pytest.importorskip("matplotlib")
 
@@ -31,7 +31,7 @@ def report_with_seeds(seeds: list[int]) -> AblationReport:
 def test_weights_figure_has_a_panel_per_seed(tmp_path):
     import matplotlib.image
 
-    from acct.ablation_plots import write_figures
+    from acct.study.plots import write_figures
 
     heights = {}
     for n in (1, 2):

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from acct import attention
+from acct.model import attention
 
 
 def _encoder(**overrides):
@@ -167,7 +167,7 @@ def test_disentangled_flash_encoder_matches_the_library_and_keeps_parameter_name
 
 
 def test_settings_saved_with_fast_attention_still_load():
-    from acct.config import ModelSettings
+    from acct.config.train import ModelSettings
 
     assert ModelSettings.model_validate({"fast_attention": False}).attention == "hf"
     assert ModelSettings.model_validate({"fast_attention": True}).attention == "auto"

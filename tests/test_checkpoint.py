@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from acct import checkpoint as ckpt_io
+from acct.run import checkpoint as ckpt_io
 from acct import engine
 from acct.errors import CheckpointError, UsageError
 from tests.conftest import run_to_end, tiny_settings

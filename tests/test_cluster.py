@@ -1,4 +1,4 @@
-"""acct.cluster without a scheduler: what a job runs, with which environment, and how it fails."""
+"""acct.study.cluster without a scheduler: what a job runs, with which environment, and how it fails."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from acct import cluster
+from acct.study import cluster
 
 # A stand-in for `acct train` that prints the ACCT_* variables and CUDA_VISIBLE_DEVICES it was given.
 SHOW_ENV = ("import json, os; print(json.dumps({k: v for k, v in os.environ.items() "

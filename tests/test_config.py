@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from acct.config import TrainSettings, contrastive_notice, resolve_train, unknown_env_warnings
+from acct.config.train import TrainSettings
+from acct.config.notes import contrastive_notice
+from acct.config.resolve import resolve_train
+from acct.config.environment import unknown_env_warnings
 from acct.errors import UsageError
 
 

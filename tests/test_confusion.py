@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from acct.confusion_report import (
+from acct.scoring.confusion import (
     PLOT_EXTRA_MESSAGE,
     ConfusionReport,
     category_order,
@@ -17,7 +17,7 @@ from acct.confusion_report import (
     saved_confusion,
 )
 from acct.errors import CheckpointError, UsageError
-from acct.synthetic import SYNTHETIC_PAIRS, SYNTHETIC_TASKS
+from acct.data.synthetic import SYNTHETIC_PAIRS, SYNTHETIC_TASKS
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +66,11 @@ def test_recompute_follows_the_training_definition(tiny_run):
     """One recomputed batch equals the definition computed pair by pair with plain loops."""
     import torch
 
-    from acct.curriculum import TaskBatchSampler, uniform_weights
+    from acct.data.batching import TaskBatchSampler
+    from acct.curriculum.weights import uniform_weights
     from acct.engine import load_run, load_run_split
     from acct.losses import normalized_entropy
-    from acct.tokenize import collate, encode_examples
+    from acct.data.tokenize import collate, encode_examples
 
     report = recompute_confusion(tiny_run, "best", split="val", batches=1, seed=5, device="cpu")
     assert report.source == "recomputed" and report.batches == 1

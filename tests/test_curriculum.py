@@ -11,16 +11,10 @@ from collections import Counter
 import pytest
 import torch
 
-from acct.curriculum import (
-    ConfusionTracker,
-    Curriculum,
-    TaskBatchSampler,
-    TaskStats,
-    difficulty_weights,
-    mix_with_floor,
-    uncertainty_gradient_weights,
-    uniform_weights,
-)
+from acct.curriculum.signals import ConfusionTracker, TaskStats
+from acct.curriculum.curriculum import Curriculum
+from acct.data.batching import TaskBatchSampler
+from acct.curriculum.weights import difficulty_weights, mix_with_floor, uncertainty_gradient_weights, uniform_weights
 from acct.errors import CheckpointError, UsageError
 from acct.registry import strategies
 from acct.losses import Observation
@@ -145,7 +139,7 @@ def test_task_stats_error_rate_and_uncertainty_ema() -> None:
 
 
 def test_unseen_tasks_take_the_mean_of_the_seen_ones() -> None:
-    from acct.curriculum import impute_unseen
+    from acct.curriculum.weights import impute_unseen
 
     # Seen: 0.2 and 0.6 (mean 0.4); the unseen tasks' stored values (9.0, 5.0) must not count.
     values = torch.tensor([0.2, 9.0, 0.6, 5.0], dtype=torch.float64)

@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from acct.data import (
-    MMLU_CATEGORIES,
-    DataSplit,
-    Example,
-    apply_manifest,
-    build_manifest,
-    category_of,
-    collapse_duplicates,
-    load_csv_source,
-    load_hub_source,
-    question_key,
-    split_counts,
-    standard_split,
-    subject_split,
-)
+from acct.data.records import MMLU_CATEGORIES, Example, category_of
+from acct.data.protocols import DataSplit, split_counts, standard_split, subject_split
+from acct.data.manifests import apply_manifest, build_manifest
+from acct.data.dedup import collapse_duplicates, question_key
+from acct.data.mmlu_csv import load_csv_source
+from acct.data.hub import load_hub_source
 from acct.errors import DataError, UsageError
 
 REAL_MMLU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mmlu"

@@ -23,7 +23,8 @@ import torch
 import torch.distributed
 from safetensors.torch import load_file
 
-from acct import distributed, engine
+from acct.train import distributed
+from acct import engine
 from acct.errors import UsageError
 from acct.losses import Observation, weighted_info_nce
 from acct.train.step import gather_global_batch

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from acct.checkpoint import load_state, save_state
+from acct.run.checkpoint import load_state, save_state
 from acct.errors import UsageError
 from acct.losses import Observation
 from acct.registry import task_weightings

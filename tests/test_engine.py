@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from acct import engine, evaluation
+from acct import engine
+from acct.scoring import score as evaluation
 from acct.train import loop
 from acct.train import step as step_module
-from acct.config import EvaluateSettings
+from acct.config.commands import EvaluateSettings
 from acct.errors import AcctError, UsageError
 from tests.conftest import logged_outcomes, run_to_end, tiny_settings
 

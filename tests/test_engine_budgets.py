@@ -19,7 +19,8 @@ def events(run: list, name: str) -> list:
 
 
 def test_an_epoch_budget_is_rounded_up_and_validates_once_per_epoch(tmp_path: Path):
-    from acct.config import nest, resolve_train
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_train
 
     # --epochs without --max-steps (and no eval_every_n_steps): the budget and the validations come from epochs.
     settings = resolve_train(nest({"output_dir": tmp_path / "run", "device": "cpu", "optim.epochs": 1.3,

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from acct import tokenize
-from acct.config import ModelSettings
-from acct.data import Example
-from acct.evaluation import predict_encoded
-from acct.model import HeadConfig, MultipleChoiceModel, build_encoder
-from acct.synthetic import generate_suite
-from acct.tokenize import EncodedExamples, encode_examples, evaluation_batches, train_tiny_tokenizer
+from acct.data import tokenize
+from acct.config.train import ModelSettings
+from acct.data.records import Example
+from acct.scoring.score import predict_encoded
+from acct.model.encoder import HeadConfig, MultipleChoiceModel, build_encoder
+from acct.data.synthetic import generate_suite
+from acct.data.tokenize import EncodedExamples, encode_examples, evaluation_batches, train_tiny_tokenizer
 
 MAX_LENGTH = 96
 
@@ -80,7 +80,7 @@ def test_scores_do_not_depend_on_the_token_budget(scored_setup):
 
 
 def test_padded_tensors_stay_within_the_budget(scored_setup, monkeypatch):
-    from acct import evaluation
+    from acct.scoring import score as evaluation
 
     shapes = []
     real_collate = evaluation.collate

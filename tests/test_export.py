@@ -109,8 +109,8 @@ def test_model_card_metadata_results_and_honesty(exported, short_run):
 
 
 def test_model_card_of_a_pretrained_mmlu_run_warns_about_its_protocol():
-    from acct.config import TrainSettings
-    from acct.export import model_card
+    from acct.config.train import TrainSettings
+    from acct.run.model_card import model_card
 
     settings = json.loads(TrainSettings().model_dump_json())  # deberta-v3-base on cais/mmlu, subject-split
     config = {"settings": settings, "tasks": ["anatomy"], "task_categories": {"anatomy": "STEM"}, "acct_version": "x",

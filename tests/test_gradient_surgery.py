@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from acct import distributed
+from acct.train import distributed
 from acct.cli import app
 from acct.errors import UsageError
 from acct.gradients import slot_objectives

@@ -25,7 +25,7 @@ def _loaded_after(statement: str) -> dict[str, bool]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("statement", ["import acct.cli", "import acct", "import acct.config", "import acct.registry, acct.plugins, acct.config"])
+@pytest.mark.parametrize("statement", ["import acct.cli", "import acct", "import acct.config.resolve", "import acct.registry, acct.plugins, acct.config.resolve"])
 def test_cli_imports_no_heavy_library(statement):
     loaded = _loaded_after(statement)
     assert not loaded["torch"], f"`{statement}` imports torch"
@@ -45,7 +45,7 @@ def test_building_the_app_imports_no_heavy_library():
     assert not any(loaded[name] for name in TRACKER_LIBRARIES), loaded
 
 
-SETTINGS_MODULES = ("acct.config", "pydantic", "pydantic_settings", "yaml")
+SETTINGS_MODULES = ("acct.config.train", "pydantic", "pydantic_settings", "yaml")
 
 
 def _loaded_by_command(*args: str) -> dict[str, bool]:
@@ -75,7 +75,7 @@ def test_acct_help_builds_no_settings_model():
 def test_a_commands_help_builds_its_options_from_the_settings_but_imports_no_engine(command):
     # Its options are described by the settings models, so those are built now; the engine still is not.
     loaded = _loaded_by_command(command, "--help")
-    assert loaded["acct.config"] and loaded["pydantic"], loaded
+    assert loaded["acct.config.train"] and loaded["pydantic"], loaded
     assert not loaded["torch"] and not loaded["transformers"] and not loaded["datasets"], loaded
 
 
@@ -84,7 +84,7 @@ def test_listing_the_trackers_and_resolving_report_to_import_no_tracker_library(
     # which libraries are installed: neither may import one.
     loaded = _loaded_after(
         "from acct import registry\n"
-        "from acct.config import resolve_train\n"
+        "from acct.config.resolve import resolve_train\n"
         "[registry.trackers.describe(name) for name in registry.trackers.names()]\n"
         "resolve_train({'report_to': ['all']})"
     )

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from acct.columns import ColumnMapping
+from acct.data.columns import ColumnMapping
 from acct.errors import DataError, UsageError
-from acct.inference import (
+from acct.scoring.predict import (
     AGNOSTIC,
     Predictor,
     Question,
@@ -20,7 +20,7 @@ from acct.inference import (
     score_split,
     training_questions,
 )
-from acct.synthetic import SYNTHETIC_TASKS
+from acct.data.synthetic import SYNTHETIC_TASKS
 
 MMLU_LIKE = ["high_school_geography", "high_school_physics", "college_physics", "world_religions", "virology"]
 
@@ -242,7 +242,7 @@ def test_predict_stream_rejects_an_empty_file(predictor, tmp_path):
 
 
 def test_score_split_agrees_with_evaluate(predictor, tiny_run):
-    from acct.config import EvaluateSettings
+    from acct.config.commands import EvaluateSettings
     from acct.engine import evaluate
 
     scored = score_split(predictor.run, "val", device=predictor.device, precision="fp32", batch_size=32)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from acct.cli import app
-from acct.synthetic import SYNTHETIC_TASKS
+from acct.data.synthetic import SYNTHETIC_TASKS
 from tests.conftest import run_to_end, tiny_settings
 
 pytestmark = pytest.mark.slow  # every test here trains a model

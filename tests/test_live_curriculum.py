@@ -8,7 +8,7 @@ import json
 import pytest
 
 from acct import engine
-from acct.curriculum import register_strategy
+from acct.registry import register_strategy
 from tests.conftest import run_to_end, tiny_settings
 
 pytestmark = pytest.mark.slow  # every test here trains a model

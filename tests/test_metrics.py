@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from acct.data import Example
-from acct.metrics import summarize
+from acct.data.records import Example
+from acct.scoring.metrics import summarize
 
 
 def questions(task: str, n: int, answer: int = 0) -> list[Example]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from acct.config import ModelSettings
-from acct.model import HeadConfig, MultipleChoiceModel, build_encoder
+from acct.config.train import ModelSettings
+from acct.model.encoder import HeadConfig, MultipleChoiceModel, build_encoder
 
 
 def tiny_model(num_tasks=2, seed=0):

@@ -9,8 +9,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from acct.ablation import DONE_MARKER, config_settings, plan, settings_digest, train_task_sizes
-from acct.config import AblateSettings
+from acct.study.plan import DONE_MARKER, plan
+from acct.study.arms import config_settings, settings_digest
+from acct.study.guard import train_task_sizes
+from acct.config.commands import AblateSettings
 from acct.engine import CurriculumUpdated, RunStarted, Validated, train
 from acct.train.plan import make_plan, prior_distribution
 from tests.conftest import tiny_settings

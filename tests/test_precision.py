@@ -12,16 +12,16 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from acct.cli import app
-from acct.config import ModelSettings
-from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, tiny_encoder_config
+from acct.config.train import ModelSettings
+from acct.model.encoder import HeadConfig, MultipleChoiceModel, build_encoder, tiny_encoder_config
 
 
 def _save_pretrained_encoder(directory: Path, dtype: torch.dtype, *, dtype_in_config: bool) -> None:
     """A small DebertaV2 saved as a hub checkpoint would be, its weights stored in `dtype`, with a tokenizer."""
     from transformers import AutoModel
 
-    from acct.synthetic import generate_suite
-    from acct.tokenize import train_tiny_tokenizer
+    from acct.data.synthetic import generate_suite
+    from acct.data.tokenize import train_tiny_tokenizer
 
     torch.manual_seed(0)
     suite = generate_suite(examples_per_task=20, seed=0)
@@ -85,7 +85,7 @@ def _tiny_model(seed: int = 0) -> MultipleChoiceModel:
 
 def _tiny_batch():
     """Three questions of 3, 2 and 4 choices, as token ids (no tokenizer needed to collate)."""
-    from acct.tokenize import EncodedExamples, collate
+    from acct.data.tokenize import EncodedExamples, collate
 
     questions = [[1, 7, 8, 9, 2], [1, 10, 11, 2], [1, 12, 2]]
     choices = [[[20], [21], [22]], [[23, 24], [25]], [[26], [27], [28], [29, 30]]]
@@ -141,7 +141,7 @@ def test_heads_run_in_fp32_under_bf16_autocast():
 def test_trackers_moved_inside_inference_mode_can_still_fold():
     # inspect-confusion --recompute observes inside inference mode and folds outside it; state
     # moved to the device there must stay ordinary tensors ("meta" stands in for a GPU).
-    from acct.curriculum import ConfusionTracker, TaskStats
+    from acct.curriculum.signals import ConfusionTracker, TaskStats
 
     tracker, stats = ConfusionTracker(3), TaskStats(3)
     z = torch.randn(4, 5, device="meta")
@@ -157,7 +157,7 @@ def test_trackers_moved_inside_inference_mode_can_still_fold():
 
 
 def test_attention_scales_the_key_before_the_product_so_fp16_does_not_overflow():
-    from acct import attention
+    from acct.model import attention
 
     encoder, _ = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=60)
     module = attention._attention_modules(encoder)[0].half().eval()
@@ -177,7 +177,7 @@ def test_attention_scales_the_key_before_the_product_so_fp16_does_not_overflow()
 
 
 def test_relative_positions_are_built_once_per_length_and_device():
-    from acct import attention
+    from acct.model import attention
 
     encoder, _ = build_encoder(ModelSettings(name_or_path="tiny"), vocab_size=60)
     model = MultipleChoiceModel(encoder, HeadConfig(num_tasks=3, projection_dim=8, pooling="cls"))

@@ -8,8 +8,9 @@ import torch
 
 from tests.conftest import observation
 
-from acct.config import CurriculumSettings
-from acct.curriculum import Curriculum, mix_with_floor, prior_weights, uniform_weights
+from acct.config.train import CurriculumSettings
+from acct.curriculum.curriculum import Curriculum
+from acct.curriculum.weights import mix_with_floor, prior_weights, uniform_weights
 from acct.errors import UsageError
 
 SIZES = [60, 30, 10]
@@ -66,7 +67,7 @@ def test_uniform_prior_keeps_every_number() -> None:
                    task_sizes=SIZES)
     _feed(c, [False, True, True])
     w = c.step(1)
-    from acct.curriculum import difficulty_weights, impute_unseen
+    from acct.curriculum.weights import difficulty_weights, impute_unseen
 
     stats = c.stats()
     expected = mix_with_floor(difficulty_weights(impute_unseen(stats.error_rate, stats.seen), 2.0), 0.1)

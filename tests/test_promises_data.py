@@ -12,10 +12,13 @@ from typer.testing import CliRunner
 
 from acct import engine
 from acct.cli import app
-from acct.columns import ColumnMapping
-from acct.data import Example, load_csv_source, question_key, subject_split
+from acct.data.columns import ColumnMapping
+from acct.data.records import Example
+from acct.data.mmlu_csv import load_csv_source
+from acct.data.dedup import question_key
+from acct.data.protocols import subject_split
 from acct.errors import DataError
-from acct.sources_files import load_files_source
+from acct.data.files import load_files_source
 from tests.conftest import run_to_end, tiny_settings
 
 datasets = pytest.importorskip("datasets")

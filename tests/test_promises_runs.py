@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
-from acct.config import resolve_train
+from acct.config.resolve import resolve_train
 from acct.errors import UsageError
 from acct.train.setup import position_limit
 from tests.conftest import REPO, run_to_end, tiny_settings
@@ -162,7 +162,7 @@ def test_the_position_limit_of_encoder_configs():
 
 TERMINATE_EXPORT = """
 import os, signal, sys
-from acct import export
+from acct.run import export
 def card(config):
     os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, halfway through writing the folder
     return "never written"
@@ -206,7 +206,7 @@ def test_init_from_with_a_named_encoder_is_refused(tmp_path, monkeypatch):
 
 
 def test_an_overwrite_that_fails_while_moving_the_old_run_aside_keeps_all_of_it(tmp_path, monkeypatch):
-    from acct import rundir
+    from acct.run import rundir
 
     run_dir = tmp_path / "run"
     short = {"optim.max_steps": 2, "eval_every_n_steps": 2}

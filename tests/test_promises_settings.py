@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from acct import engine
 from acct.cli import app
-from acct.config import read_yaml, resolve_train, unknown_env_warnings
+from acct.config.layers import read_yaml
+from acct.config.resolve import resolve_train
+from acct.config.environment import unknown_env_warnings
 from acct.errors import UsageError
-from acct.study import read_study
+from acct.study.study_file import read_study
 from tests.conftest import run_to_end, tiny_settings
 
 runner = CliRunner()
@@ -168,7 +170,7 @@ def test_batch_size_with_one_factor_sets_the_other(tmp_path, flags, expected):
 
     paths = {f: e.path for f, e in SETTINGS_FLAGS.items()}
     given = {paths[flags[i]]: int(flags[i + 1]) for i in range(0, len(flags), 2)}
-    from acct.config import nest
+    from acct.config.layers import nest
 
     batch = resolve_train(nest(given), preset="tiny").batch
     assert (batch.tasks_per_batch, batch.examples_per_task) == expected

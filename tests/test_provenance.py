@@ -14,7 +14,8 @@ import pytest
 import torch
 import transformers
 
-from acct import __version__, engine, provenance
+from acct import __version__, engine
+from acct.run import provenance
 from tests.conftest import run_to_end, tiny_settings
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from acct import registry
-from acct.curriculum import Curriculum, CurriculumStats, register_strategy
+from acct.curriculum.curriculum import Curriculum, CurriculumStats
+from acct.registry import register_strategy
 from acct.errors import UsageError
 from acct.losses import Observation
 
@@ -21,7 +22,7 @@ def test_builtins_are_listed_without_being_imported():
         "import json, sys\n"
         "from acct import registry\n"
         "names = {k: r.names() for k, r in registry.REGISTRIES.items()}\n"
-        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.sources', 'acct.weightings', 'acct.arms', 'acct.gradients', 'acct.trackers.', 'torch')))]))\n"
+        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.data.sources', 'acct.weightings', 'acct.study.builtin_arms', 'acct.gradients', 'acct.trackers.', 'torch')))]))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -42,7 +43,7 @@ def test_builtins_are_listed_without_being_imported():
 
 
 def test_registering_checks_names():
-    reg = registry.Registry("widget", {"builtin": "acct.sources:HubSource"})
+    reg = registry.Registry("widget", {"builtin": "acct.data.sources:HubSource"})
 
     class A:
         """An A."""

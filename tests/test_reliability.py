@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from acct import checkpoint as ckpt_io
+from acct.run import checkpoint as ckpt_io
 from acct import engine
 from acct.train import loop
-from acct.ablation import PlannedRun, train_run
+from acct.study.plan import PlannedRun, train_run
 from acct.cli import app
 from acct.errors import CheckpointError, UsageError
-from acct.runlock import RunLock
+from acct.run.lock import RunLock
 from tests.conftest import run_to_end, tiny_settings
 
 runner = CliRunner()
@@ -368,7 +368,7 @@ def test_evaluate_on_a_full_disk_leaves_no_temporary_file(tiny_run, tmp_path, mo
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    from acct.config import EvaluateSettings
+    from acct.config.commands import EvaluateSettings
 
     settings = EvaluateSettings(run_dir=run_dir, split="val", device="cpu")
     monkeypatch.setattr(ckpt_io.os, "fsync", fsync)

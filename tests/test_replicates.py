@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from acct import replicates
+from acct.study import replicates
 
 
 def test_paired_t_on_numbers_checked_by_hand():

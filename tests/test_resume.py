@@ -111,7 +111,7 @@ def test_an_interrupted_run_resumes_each_stateful_component_exactly(component, t
     from typer.testing import CliRunner
 
     from acct import engine
-    from acct.checkpoint import load_state
+    from acct.run.checkpoint import load_state
     from acct.cli import app
     from tests.conftest import run_to_end, tiny_settings
 
@@ -154,7 +154,7 @@ def test_a_resumed_run_keeps_its_patience_counter(tmp_path):
     from typer.testing import CliRunner
 
     from acct import engine
-    from acct.checkpoint import load_state
+    from acct.run.checkpoint import load_state
     from acct.cli import app
     from tests.conftest import run_to_end, tiny_settings
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from acct.config import TrainSettings
+from acct.config.train import TrainSettings
 from acct.errors import CheckpointError
-from acct.rundir import check_settings_unchanged, fingerprint, load_run_settings, settings_record
+from acct.run.rundir import check_settings_unchanged, fingerprint, load_run_settings, settings_record
 
 
 def old_run(tmp_path, drop: tuple[str, ...]):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from acct.arms import default_phases
-from acct.config import DataSettings, split_comparability_note
-from acct.export import _protocol_text
+from acct.study.builtin_arms import default_phases
+from acct.config.train import DataSettings
+from acct.config.notes import split_comparability_note
+from acct.run.model_card import _protocol_text
 from acct.registry import register_data_source
 from tests.conftest import tiny_settings
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from acct.columns import ColumnMapping, answer_index
-from acct.config import DataSettings, resolve_train
-from acct.data import standard_split, subject_split
+from acct.data.columns import ColumnMapping, answer_index
+from acct.config.train import DataSettings
+from acct.config.resolve import resolve_train
+from acct.data.protocols import standard_split, subject_split
 from acct.errors import DataError, UsageError
-from acct.sources_files import load_files_source
+from acct.data.files import load_files_source
 
 datasets = pytest.importorskip("datasets")
 
@@ -323,7 +324,7 @@ def test_hub_source_reads_any_dataset_through_the_column_mapping(monkeypatch):
 def test_hub_source_names_the_missing_column_and_the_flag(monkeypatch):
     fake = _hub_dict({"test": [{"prompt": "q", "choices": ["a", "b"], "answer": 0, "subject": "s"}]})
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: fake)
-    from acct.data import load_hub_source
+    from acct.data.hub import load_hub_source
 
     with pytest.raises(DataError, match=r"dataset 'cais/mmlu' \(config 'all'\), split test: no column 'question' .*--question-column"):
         load_hub_source()
@@ -355,14 +356,14 @@ def test_data_files_settings_shapes(tmp_path, monkeypatch):
     ],
 )
 def test_data_settings_refuse_what_cannot_be_read(fields, message):
-    from acct.config import nest
+    from acct.config.layers import nest
 
     with pytest.raises(UsageError, match=message):
         resolve_train(nest({f"data.{k}": v for k, v in fields.items()}), preset="tiny")
 
 
 def test_the_model_card_of_a_files_run_names_its_files_and_no_mmlu_leaderboard():
-    from acct.export import model_card
+    from acct.run.model_card import model_card
 
     settings = json.loads(resolve_train({"data": {"source": "files", "files": {"train": ["/d/train.jsonl"],
                                                                                "test": ["/d/test.jsonl"]}}}).model_dump_json())

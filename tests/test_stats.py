@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from acct.stats import (
+from acct.study.stats import (
     bh_qvalues,
     binomial_ci,
     discordant_counts,

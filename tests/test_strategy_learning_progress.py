@@ -9,8 +9,8 @@ import torch
 
 from tests.conftest import observation
 
-from acct.checkpoint import load_state, save_state
-from acct.curriculum import Curriculum, CurriculumStats
+from acct.run.checkpoint import load_state, save_state
+from acct.curriculum.curriculum import Curriculum, CurriculumStats
 from acct.strategies.learning_progress import LearningProgress
 
 TASKS = ["fast", "slow", "noise"]

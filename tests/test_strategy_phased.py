@@ -7,7 +7,8 @@ import torch
 
 from tests.conftest import observation
 
-from acct.curriculum import Curriculum, TaskBatchSampler
+from acct.curriculum.curriculum import Curriculum
+from acct.data.batching import TaskBatchSampler
 from acct.errors import UsageError
 
 TASKS = ["a", "b", "c", "d"]

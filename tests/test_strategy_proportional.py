@@ -8,7 +8,8 @@ import torch
 
 from tests.conftest import observation
 
-from acct.curriculum import Curriculum, TaskBatchSampler
+from acct.curriculum.curriculum import Curriculum
+from acct.data.batching import TaskBatchSampler
 
 SIZES = [60, 30, 10]
 

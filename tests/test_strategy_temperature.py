@@ -7,7 +7,7 @@ import torch
 
 from tests.conftest import observation
 
-from acct.curriculum import Curriculum
+from acct.curriculum.curriculum import Curriculum
 from acct.errors import UsageError
 
 SIZES = [64, 16, 4]

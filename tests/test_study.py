@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from acct.ablation import plan
-from acct.config import AblateSettings
+from acct.study.plan import plan
+from acct.config.commands import AblateSettings
 from acct.errors import UsageError
-from acct.study import read_study
+from acct.study.study_file import read_study
 from tests.conftest import tiny_settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "study.yaml"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from acct import sweep
-from acct.ablation import PlannedRun, config_settings, plan
-from acct.ablation_compare import select_points
-from acct.config import AblateSettings
+from acct.study import sweep
+from acct.study.plan import PlannedRun, plan
+from acct.study.arms import config_settings
+from acct.study.compare import select_points
+from acct.config.commands import AblateSettings
 from acct.errors import UsageError
 from tests.conftest import tiny_settings
 

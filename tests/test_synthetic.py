@@ -1,4 +1,4 @@
-"""Tests for acct.synthetic: determinism, answer balance, rule correctness and pairing."""
+"""Tests for acct.data.synthetic: determinism, answer balance, rule correctness and pairing."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from acct.data import subject_split
+from acct.data.protocols import subject_split
 from acct.errors import UsageError
-from acct.synthetic import (
+from acct.data.synthetic import (
     MAX_CHOICES,
     SYNTHETIC_CATEGORIES,
     SYNTHETIC_PAIRS,

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from acct.errors import UsageError
-from acct.sources import SyntheticSource
-from acct.synthetic import NOISE_TASK, SYNTHETIC_TASKS, generate_suite
+from acct.data.sources import SyntheticSource
+from acct.data.synthetic import NOISE_TASK, SYNTHETIC_TASKS, generate_suite
 
 
 def test_defaults_are_unchanged_by_the_options() -> None:

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from acct import tokenize
-from acct.data import Example
-from acct.tokenize import EncodedExamples, PairTemplate, collate, encode_examples, encode_examples_cached
+from acct.data import tokenize
+from acct.data.records import Example
+from acct.data.tokenize import EncodedExamples, PairTemplate, collate, encode_examples, encode_examples_cached
 
 TEXTS = [
     "which of these animals lives in the sea",

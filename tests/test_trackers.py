@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from acct import engine, registry
 from acct.cli import app
-from acct.config import TrainSettings, resolve_train
+from acct.config.train import TrainSettings
+from acct.config.resolve import resolve_train
 from acct.errors import UsageError
 from tests.conftest import tiny_settings
 
@@ -381,7 +382,7 @@ def test_overwriting_a_run_starts_its_tracker_files_afresh(tmp_path):
 @pytest.mark.slow
 def test_report_to_is_not_part_of_what_a_checkpoint_vouches_for(tmp_path):
     # A run saved before report_to existed, or one whose trackers change, still resumes.
-    from acct.rundir import fingerprint, settings_record
+    from acct.run.rundir import fingerprint, settings_record
 
     plain = tiny_settings(tmp_path / "r")
     tracked = plain.model_copy(update={"report_to": ["tensorboard"]})

@@ -26,6 +26,7 @@ from acct.cli import list_cmd as _list
 from acct.cli import predict as _predict
 from acct.cli import train as _train
 
+
 class AcctGroup(TyperGroup):
     """Typer's group, with click's usage errors (missing or unknown options ...) as acct's one red line."""
 

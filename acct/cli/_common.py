@@ -9,9 +9,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -50,7 +48,7 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # Imported only when a command runs: the settings models are not needed for `acct --help`.
-        from acct.config import debug_enabled, unknown_env_warnings
+        from acct.config.environment import debug_enabled, unknown_env_warnings
 
         if not debug_enabled():
             # The hub client logs every failed retry; our own error line says what matters. The
@@ -204,7 +202,7 @@ def needs_hub(settings: Any) -> bool:
     from pathlib import Path
 
     from acct import registry
-    from acct.config import TINY
+    from acct.config.fields import TINY
 
     # A source that is not `offline` re-reads its data from the network (the hub's).
     if not getattr(registry.data_sources.get(settings.data.source), "offline", True):

@@ -9,11 +9,19 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from acct.cli import flags
-from acct.cli._common import code_option, err, escape, handles_errors, import_code, out, print_json
+from acct.cli._common import (
+    code_option,
+    err,
+    escape,
+    handles_errors,
+    import_code,
+    out,
+    print_json,
+)
 from acct.errors import UsageError
 
 if TYPE_CHECKING:
-    from acct.config import AblateSettings
+    from acct.config.commands import AblateSettings
 
 # Ablate takes every training flag (same meaning as for `acct train`) but these: the strategy is
 # what the study varies, --output-dir names the study's directory, and every arm starts from the
@@ -77,7 +85,9 @@ def ablate_command(
     entropy-weighted InfoNCE added) and full (InfoNCE plus the confusion curriculum). --arms picks
     other registered arms; --study FILE.yaml declares your own as settings overrides.
     """
-    from acct.config import AblateSettings, nest, resolve_flags, resolve_train
+    from acct.config.commands import AblateSettings
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_flags, resolve_train
 
     command = command_line(ctx)
     flat = flags.overrides(ctx)
@@ -106,7 +116,7 @@ def ablate_command(
     submit_options = None
     if submit is not None or no_wait or any(v is not None for v in (slurm_partition, slurm_time, slurm_gpus_per_node,
                                                                     slurm_cpus_per_task, slurm_array_parallelism)):
-        from acct.cluster import submit_settings
+        from acct.study.cluster import submit_settings
 
         if submit is None:
             raise UsageError("--no-wait and the --slurm-* options go with --submit slurm|local")
@@ -121,16 +131,16 @@ def ablate_command(
     if nproc_per_node is not None and submit_options is None and (launcher is None or nproc_per_node < 1):
         raise UsageError("--nproc-per-node needs --launcher torchrun and a count of at least 1")
     if plot is not None and not print_commands:
-        from acct.ablation_plots import require_pyplot
+        from acct.study.plots import require_pyplot
 
         require_pyplot()  # before hours of training, not after
         if plot.exists() and not plot.is_dir():
             raise UsageError(f"--plot {plot} is a file; give a directory for the figures")
     if print_commands:
-        from acct import ablation
+        from acct.study import plan as study_plan
 
-        runs = ablation.plan(settings, base)
-        for line in ablation.train_commands(runs, settings.output_dir, launcher=launcher,
+        runs = study_plan.plan(settings, base)
+        for line in study_plan.train_commands(runs, settings.output_dir, launcher=launcher,
                                             nproc_per_node=nproc_per_node or 1):
             typer.echo(line)
         return
@@ -158,7 +168,7 @@ def sweeps(flags: list[str] | None) -> dict[str, list[Any]] | None:
     """--sweep KEY=V1,V2 flags as one sweep; a key given twice is refused."""
     if not flags:
         return None
-    from acct import sweep as sweep_grid
+    from acct.study import sweep as sweep_grid
 
     out: dict[str, list[Any]] = {}
     for text in flags:
@@ -197,10 +207,11 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     Under torchrun every rank trains each run together; rank 0 draws the progress and, once the
     process group is gone, compares the runs alone. The other ranks return None.
     """
-    from acct import ablation, distributed
     from acct.cli.train import drain, render
+    from acct.study import plan as study_plan
+    from acct.train import distributed
 
-    runs = ablation.plan(settings, base)
+    runs = study_plan.plan(settings, base)
     unfinished = [r for r in runs if r.action != "reuse"]
     if settings.from_predictions and unfinished:
         raise UsageError(f"--from-predictions trains nothing, but {len(unfinished)} run(s) are not finished "
@@ -217,14 +228,14 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
             for i, r in enumerate(runs, start=1):
                 title = f"ablate {i}/{len(runs)}: [bold]{r.config}[/] seed {r.seed} — "
                 if r.action == "reuse":
-                    list(ablation.train_run(r))  # writes the done marker of a run a printed command trained
+                    list(study_plan.train_run(r))  # writes the done marker of a run a printed command trained
                     step = (r.finished or {}).get("step")
                     if rank == 0:
                         err.rule(title + f"finished run reused (step {step})", style="dim")
                     continue
                 if rank == 0:
                     err.rule(title + ("resuming" if r.action == "resume" else "training"))
-                events = ablation.train_run(r, should_stop=lambda: stop["requested"])
+                events = study_plan.train_run(r, should_stop=lambda: stop["requested"])
                 finished = render(events, next_hint=False) if rank == 0 else drain(events)
                 if finished is None or finished.reason == "interrupted" or stop["requested"]:
                     if rank == 0:
@@ -237,7 +248,7 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     if rank != 0:
         return None
 
-    from acct import ablation_compare
+    from acct.study import compare as ablation_compare
 
     if settings.from_predictions:
         err.rule(f"re-analysing the saved {settings.split} predictions of {len(runs)} runs")
@@ -253,8 +264,13 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
 def tables(report: Any, top: int) -> list[Any]:
     from rich.table import Table
 
-    from acct.ablation_report import delta_cells, describe_effective, seed_cells, top_task_deltas
     from acct.cli._common import pct
+    from acct.study.report import (
+        delta_cells,
+        describe_effective,
+        seed_cells,
+        top_task_deltas,
+    )
 
     def signed(x: float) -> str:
         return f"{100 * x:+.2f}"
@@ -305,7 +321,7 @@ def tables(report: Any, top: int) -> list[Any]:
         did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"], escape(differs))
     out_tables = [main, tests, did]
     if getattr(report, "tuning", None) is not None:
-        from acct.ablation_report import point_text
+        from acct.study.report import point_text
 
         tuned = Table(title="tuning on validation: every point of each arm's grid, mean validation accuracy over "
                             "seeds; the selected point (*) is the one compared above", show_header=True, header_style="bold")

@@ -1,7 +1,7 @@
 """`acct ablate --submit local|slurm`: submit the study's runs through submitit, show the jobs as
 they end, then compare as `acct ablate` does when every run is finished.
 
-Rendering only; what is submitted, recorded and waited for lives in acct/cluster.py.
+Rendering only; what is submitted, recorded and waited for lives in acct/study/cluster.py.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from acct.errors import AcctError, UsageError
 def submit_study(settings: Any, base: Any, options: Any, compare: Callable[[Any], Any], *, command: str,
                  as_json: bool) -> Any:
     """Submit what is missing, wait (unless --no-wait) and return `compare(settings)`'s report, or None."""
-    from acct import ablation, cluster, distributed
+    from acct.study import cluster
+    from acct.study import plan as study_plan
+    from acct.train import distributed
 
     if distributed.launched()[1] > 1:  # every rank would submit the whole study
         raise UsageError("--submit starts the study's jobs itself: run acct ablate without torchrun "
                          "(--nproc-per-node N starts torchrun inside each job)")
     cluster.require_submitit()  # before planning, which may take a while on a large dataset
-    runs = ablation.plan(settings, base)
+    runs = study_plan.plan(settings, base)
     submission = cluster.submit(settings, runs, options)
     reused = sum(r.action == "reuse" for r in runs)
     done_before = len(runs) - reused - len(submission.jobs)

@@ -8,7 +8,15 @@ from typing import Optional
 import typer
 
 from acct.cli import flags
-from acct.cli._common import err, escape, eval_tables, handles_errors, import_code, out, print_json
+from acct.cli._common import (
+    err,
+    escape,
+    eval_tables,
+    handles_errors,
+    import_code,
+    out,
+    print_json,
+)
 
 
 class EvaluateCommand(flags.OptionsCommand):
@@ -24,14 +32,15 @@ def evaluate_command(
     split: Optional[str] = typer.Option(None, "--split", help="val or test (default test): the run's held-out split to score."),
 ) -> None:
     """Score the run's held-out split (never an example used in training): overall, macro, categories, tasks."""
-    from acct.config import EvaluateSettings, resolve
+    from acct.config.commands import EvaluateSettings
+    from acct.config.resolve import resolve
 
     given = flags.scoring(ctx)
     import_code(given.code)
     values = {"run_dir": run_dir, "split": split, **given.settings()}
     settings = resolve(EvaluateSettings, {k: v for k, v in values.items() if v is not None})
 
-    from acct.evaluation import evaluate
+    from acct.scoring.score import evaluate
 
     result = evaluate(settings, trust_remote_code=given.trust_remote_code)
     note = comparability_note(settings.run_dir)
@@ -50,12 +59,12 @@ def evaluate_command(
 
 def comparability_note(run_dir: Path) -> str | None:
     """The note `acct ablate` also gives: a subject-split MMLU run is not comparable to the leaderboard."""
-    from acct.rundir import load_run_settings
+    from acct.run.rundir import load_run_settings
 
     try:
         saved = load_run_settings(run_dir)
     except Exception:
         return None
-    from acct.config import split_comparability_note
+    from acct.config.notes import split_comparability_note
 
     return split_comparability_note(saved.data)

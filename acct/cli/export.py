@@ -27,7 +27,7 @@ def export_command(
         raise UsageError(f"unknown checkpoint {checkpoint!r}; choose best or last")
     if private and push_to_hub is None:
         raise UsageError("--private applies to --push-to-hub REPO_ID only")
-    from acct import export
+    from acct.run import export
 
     done = export.export_run(run_dir, out_dir, checkpoint)
     out.print(f"exported step {done.step} ({done.checkpoint.name}) of {run_dir} to [bold]{done.out_dir}[/]: "

@@ -90,9 +90,9 @@ REGISTERED = {"curriculum.strategy": "strategies", "data.source": "data_sources"
 
 def settings_model(name: str = "TrainSettings") -> Any:
     """A settings class of acct.config by name, imported only now (the import builds every settings model)."""
-    from acct import config
+    from acct.config import commands, train
 
-    return getattr(config, name)
+    return getattr(train, name, None) or getattr(commands, name)
 
 
 def _field(path: str, model: Any = None) -> Any:

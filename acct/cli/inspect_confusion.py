@@ -8,7 +8,15 @@ from typing import Any, Optional
 import typer
 
 from acct.cli import flags
-from acct.cli._common import err, escape, handles_errors, import_code, out, pct, print_json
+from acct.cli._common import (
+    err,
+    escape,
+    handles_errors,
+    import_code,
+    out,
+    pct,
+    print_json,
+)
 from acct.errors import UsageError
 
 
@@ -37,7 +45,8 @@ def inspect_confusion_command(
     ),
 ) -> None:
     """Show the task pairs the model confuses most, the most-confused tasks and their curriculum weights."""
-    from acct.config import InspectSettings, resolve_flags
+    from acct.config.commands import InspectSettings
+    from acct.config.resolve import resolve_flags
 
     given = flags.scoring(ctx)
     import_code(given.code)
@@ -50,7 +59,7 @@ def inspect_confusion_command(
         "run_dir": run_dir, "top": top, "recompute": True if recompute else None,
         "split": split, "batches": batches, "seed": seed, "plot": plot, **given.settings(),
     })
-    from acct import confusion_report as confusion
+    from acct.scoring import confusion
 
     if settings.plot is not None:
         confusion.require_matplotlib()  # fail before any work

@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from acct.cli._common import code_option, escape, handles_errors, import_code, out, print_json
+from acct.cli._common import (
+    code_option,
+    escape,
+    handles_errors,
+    import_code,
+    out,
+    print_json,
+)
 
 # registry attribute -> heading
 KINDS = {

@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 import typer
 
 from acct.cli import flags
-from acct.cli._common import err, escape, handles_errors, import_code, out, pct, print_json
+from acct.cli._common import (
+    err,
+    escape,
+    handles_errors,
+    import_code,
+    out,
+    pct,
+    print_json,
+)
 from acct.errors import UsageError
 
 if TYPE_CHECKING:
-    from acct.config import PredictSettings
+    from acct.config.commands import PredictSettings
 
 EPILOG = (
     "Single question: acct predict RUN_DIR --question TEXT --choices C1 C2 [C3 ...] [--task NAME]. "
@@ -56,7 +64,8 @@ def predict_command(
     ),
 ) -> None:
     """Predict the answer to a question (or a file of questions) with a trained run, offline."""
-    from acct.config import PredictSettings, resolve_flags
+    from acct.config.commands import PredictSettings
+    from acct.config.resolve import resolve_flags
 
     given = flags.scoring(ctx)
     import_code(given.code)
@@ -109,7 +118,7 @@ def _agnostic_notice(n_tasks: int) -> str:
 def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.table import Table
 
-    from acct.inference import Predictor, Question, canonical_task, check_question
+    from acct.scoring.predict import Predictor, Question, canonical_task, check_question
 
     check_question(settings.question or "", settings.choices or [])
     predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision,
@@ -137,7 +146,13 @@ def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = 
 def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from acct.inference import Predictor, predict_stream, read_questions, run_columns, training_questions
+    from acct.scoring.predict import (
+        Predictor,
+        predict_stream,
+        read_questions,
+        run_columns,
+        training_questions,
+    )
 
     if as_json and settings.output is None:
         raise UsageError("--json with --input needs --output FILE: the JSON lines would otherwise share stdout with the summary")

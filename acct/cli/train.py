@@ -9,11 +9,19 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from acct.cli import flags
-from acct.cli._common import code_option, err, escape, eval_tables, handles_errors, import_code, pct
+from acct.cli._common import (
+    code_option,
+    err,
+    escape,
+    eval_tables,
+    handles_errors,
+    import_code,
+    pct,
+)
 from acct.errors import UsageError
 
 if TYPE_CHECKING:
-    from acct.config import TrainSettings
+    from acct.config.train import TrainSettings
 
 
 # flag -> dotted settings path of the training flags (train takes them all; see acct.cli.flags).
@@ -73,9 +81,7 @@ def train_command(
             )
         if code:
             raise UsageError("--resume imports the run's own copy of its plugins (RUN_DIR/code/, checked by sha256); remove --code")
-        from acct.engine import load_run_settings
-
-        from acct.engine import user_trusts_remote_code
+        from acct.engine import load_run_settings, user_trusts_remote_code
 
         saved = load_run_settings(target)
         # Trust is asked for again: the saved config.json never grants it.
@@ -89,7 +95,8 @@ def train_command(
         refs = import_code(code)
         if refs:
             flat["plugins"] = refs
-        from acct.config import nest, resolve_train
+        from acct.config.layers import nest
+        from acct.config.resolve import resolve_train
 
         settings = resolve_train(nest(flat), preset=preset, config_file=config)
     run(settings)
@@ -101,8 +108,8 @@ def run(settings: TrainSettings) -> None:
     Under torchrun every rank runs this: rank 0 draws the progress, the others consume the same
     events silently; the process group is torn down (barrier, then destroy) when training ends.
     """
-    from acct import distributed
     from acct.cli._common import needs_hub, offline_unless_hub_reachable
+    from acct.train import distributed
 
     if needs_hub(settings):
         offline_unless_hub_reachable()
@@ -339,7 +346,14 @@ class _LiveView(_PlainView):
         console.print(text, highlight=False, soft_wrap=True)
 
     def started(self, ev: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         super().started(ev)
         # Started only now: a failure before training leaves no empty bar (no blank line before the error).

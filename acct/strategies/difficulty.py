@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from acct.curriculum import CurriculumStats, _check_temperature, difficulty_weights, impute_unseen, register_strategy
+from acct.curriculum.curriculum import CurriculumStats
+from acct.curriculum.weights import (
+    _check_temperature,
+    difficulty_weights,
+    impute_unseen,
+)
+from acct.registry import register_strategy
 
 
 @register_strategy("difficulty")

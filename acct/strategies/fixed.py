@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from acct.curriculum import CurriculumStats, register_strategy
+from acct.curriculum.curriculum import CurriculumStats
+from acct.registry import register_strategy
 
 
 @register_strategy("fixed")

@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 
-from acct.curriculum import CurriculumStats, _check_temperature, _zscore, register_strategy
+from acct.curriculum.curriculum import CurriculumStats
+from acct.curriculum.weights import _check_temperature, _zscore
 from acct.errors import CheckpointError, UsageError
+from acct.registry import register_strategy
 
 
 @register_strategy("learning_progress")

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from acct.curriculum import CurriculumStats, register_strategy
+from acct.curriculum.curriculum import CurriculumStats
 from acct.errors import UsageError
+from acct.registry import register_strategy
 
 
 def _phase_error(message: str) -> UsageError:

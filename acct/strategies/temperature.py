@@ -7,8 +7,10 @@ from typing import Any
 
 from torch import Tensor
 
-from acct.curriculum import CurriculumStats, prior_weights, register_strategy
+from acct.curriculum.curriculum import CurriculumStats
+from acct.curriculum.weights import prior_weights
 from acct.errors import UsageError
+from acct.registry import register_strategy
 
 
 @register_strategy("temperature")

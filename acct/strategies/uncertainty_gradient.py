@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from acct.curriculum import (
-    CurriculumStats,
+from acct.curriculum.curriculum import CurriculumStats
+from acct.curriculum.weights import (
     _check_temperature,
     impute_unseen,
-    register_strategy,
     uncertainty_gradient_weights,
 )
+from acct.registry import register_strategy
 
 
 @register_strategy("uncertainty_gradient")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from acct.curriculum import register_strategy
+from acct.registry import register_strategy
 from acct.strategies.fixed import Fixed
 
 

@@ -9,5 +9,5 @@
 - `loop`: `train` and `fit`, the loop itself.
 
 `acct.engine` re-exports the public names; import from there. This package imports nothing on
-its own, so that `acct.rundir` can use `acct.train.data` without loading the loop.
+its own, so that `acct.run.rundir` can use `acct.train.data` without loading the loop.
 """

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from acct import registry
-from acct.config import DataSettings, TrainSettings
-from acct.data import DataSplit, Example, MMLU_CATEGORIES, standard_split, subject_split
+from acct.config.train import DataSettings, TrainSettings
+from acct.data.protocols import DataSplit, standard_split, subject_split
+from acct.data.records import MMLU_CATEGORIES, Example
+from acct.data.synthetic import SYNTHETIC_CATEGORIES
 from acct.errors import UsageError
-from acct.synthetic import SYNTHETIC_CATEGORIES
 
 
 def data_source(data: DataSettings) -> Any:

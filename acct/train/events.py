@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acct.metrics import EvalResult
+from acct.scoring.metrics import EvalResult
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The training loop: `train` takes the run directory and yields events; `fit` runs setup, then
 steps, logs, validates and saves until the budget, early stopping or a stop request ends it.
 
-Under torchrun (see acct/distributed.py and README.md, "Scaling out") the same loop runs on every
+Under torchrun (see acct/train/distributed.py and README.md, "Scaling out") the same loop runs on every
 rank: all ranks draw the same global batch and each keeps the rows `rank::world_size`; the model
 is wrapped in DistributedDataParallel; the curriculum observes the gathered global batch and its
 windows are all-reduced before every update, so the task weights are identical on every rank;
@@ -19,17 +19,25 @@ from pathlib import Path
 
 import torch
 
-from acct import checkpoint as ckpt_io
-from acct import distributed, offline, plugins, tracking
-from acct.config import TrainSettings
+from acct import offline, plugins, tracking
+from acct.config.train import TrainSettings
+from acct.data.tokenize import Batch, collate
 from acct.errors import AcctError
-from acct.evaluation import predict_encoded, shard
-from acct.metrics import EvalResult, summarize
-from acct.rundir import RunWriter, check_resumable, fingerprint, load_run_settings
-from acct.tokenize import Batch, collate
+from acct.run import checkpoint as ckpt_io
+from acct.run.rundir import RunWriter, check_resumable, fingerprint, load_run_settings
+from acct.scoring.metrics import EvalResult, summarize
+from acct.scoring.score import predict_encoded, shard
+from acct.train import distributed
 from acct.train.device import resolve_device
 from acct.train.events import (
-    CheckpointSaved, CurriculumUpdated, Event, Finished, ModelLoaded, RunStarted, StepLogged, Validated,
+    CheckpointSaved,
+    CurriculumUpdated,
+    Event,
+    Finished,
+    ModelLoaded,
+    RunStarted,
+    StepLogged,
+    Validated,
 )
 from acct.train.setup import Run, check_batch_splits, setup
 from acct.train.state import TrainState, checkpoint_state

@@ -21,16 +21,16 @@ from typing import Any
 
 import torch
 
-from acct import checkpoint as ckpt_io
-from acct import distributed, plugins, provenance, registry
-from acct.config import TINY, CodeFile, TrainSettings, contrastive_notice
-from acct.curriculum import Curriculum, TaskBatchSampler
-from acct.data import DataSplit, apply_manifest, build_manifest, identical_choices_notice
-from acct.errors import CheckpointError, UsageError
-from acct.metrics import majority_answer
-from acct.model import HeadConfig, MultipleChoiceModel, build_encoder, encoder_from_config_dir
-from acct.rundir import MetricsLog, RunWriter, check_no_remote_code, check_settings_unchanged, fingerprint, settings_record
-from acct.tokenize import (
+from acct import plugins, registry
+from acct.config.fields import TINY
+from acct.config.notes import contrastive_notice
+from acct.config.train import CodeFile, TrainSettings
+from acct.curriculum.curriculum import Curriculum
+from acct.data.batching import TaskBatchSampler
+from acct.data.dedup import identical_choices_notice
+from acct.data.manifests import apply_manifest, build_manifest
+from acct.data.protocols import DataSplit
+from acct.data.tokenize import (
     EncodedExamples,
     default_cache_dir,
     encode_examples_cached,
@@ -39,7 +39,27 @@ from acct.tokenize import (
     load_tokenizer,
     train_tiny_tokenizer,
 )
-from acct.tokenize import pad_id as tokenizer_pad_id
+from acct.data.tokenize import pad_id as tokenizer_pad_id
+from acct.errors import CheckpointError, UsageError
+from acct.gradients import check_fits_weighting
+from acct.model.encoder import (
+    HeadConfig,
+    MultipleChoiceModel,
+    build_encoder,
+    encoder_from_config_dir,
+)
+from acct.run import checkpoint as ckpt_io
+from acct.run import provenance
+from acct.run.rundir import (
+    MetricsLog,
+    RunWriter,
+    check_no_remote_code,
+    check_settings_unchanged,
+    fingerprint,
+    settings_record,
+)
+from acct.scoring.metrics import majority_answer
+from acct.train import distributed
 from acct.train.data import check_batch_fits, data_source, make_split, task_categories
 from acct.train.device import configure_backends, seed_everything
 from acct.train.plan import RunPlan, make_plan
@@ -133,7 +153,7 @@ def setup_tokenizer(settings: TrainSettings, data: RunData, init: Any, notices: 
     if data.resume_ckpt is not None:
         return load_tokenizer(str(data.resume_ckpt / "tokenizer"), trust_remote_code=settings.model.trust_remote_code)
     if init is not None:
-        from acct import init_from
+        from acct.run import init_from
 
         tokenizer, init_notices = init_from.tokenizer_for(init, settings.model)
         notices.extend(init_notices)
@@ -400,13 +420,14 @@ def setup(
     """Build a run and its starting state (a resume's is read from its 'last' checkpoint)."""
     run_dir = settings.run_dir()
     check_batch_splits(settings, dist.world_size)
+    check_fits_weighting(settings.loss.gradient, settings.loss.task_weighting)
     backends = configure_backends(device, precision, deterministic=settings.deterministic, tf32=settings.tf32)
     trace = distributed.RankTrace(dist.rank)
     trace.write("started", pid=os.getpid(), world_size=dist.world_size)
     # A new run from another's weights: read (and check) the source before the run directory is touched.
     init = None
     if settings.init_from is not None and not settings.resume:
-        from acct import init_from
+        from acct.run import init_from
 
         init = init_from.open_source(settings.init_from, output_dir=run_dir)
     seed_everything(settings.seed)

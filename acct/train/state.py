@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from acct import checkpoint as ckpt_io
-from acct import distributed
-from acct.curriculum import Curriculum, TaskBatchSampler
-from acct.rundir import MetricsLog
+from acct.curriculum.curriculum import Curriculum
+from acct.data.batching import TaskBatchSampler
+from acct.run import checkpoint as ckpt_io
+from acct.run.rundir import MetricsLog
+from acct.train import distributed
 from acct.train.device import seed_everything
 from acct.train.step import Optimization, Weightings
 

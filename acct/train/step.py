@@ -16,12 +16,19 @@ from typing import Any
 
 import torch
 
-from acct import distributed, registry
-from acct.config import TrainSettings
+from acct import registry
+from acct.config.train import TrainSettings
+from acct.data.tokenize import Batch
 from acct.errors import CheckpointError, UsageError
 from acct.gradients import slot_objectives
-from acct.losses import Observation, choice_log_probs, normalized_entropy, total_loss, weighted_info_nce
-from acct.tokenize import Batch
+from acct.losses import (
+    Observation,
+    choice_log_probs,
+    normalized_entropy,
+    total_loss,
+    weighted_info_nce,
+)
+from acct.train import distributed
 from acct.train.device import autocast
 
 

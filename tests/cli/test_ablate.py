@@ -102,7 +102,7 @@ def test_per_seed_deltas_are_recomputed_exactly_from_the_kept_predictions(study)
 
 def test_report_states_the_level_of_its_tests_and_what_each_arm_did(study):
     from acct import __version__
-    from acct.stats import holm
+    from acct.study.stats import holm
 
     directory, _, result = study
     report = json.loads(result.stdout)
@@ -210,9 +210,9 @@ def test_plots_are_written_and_embedded(study):
 def test_a_finished_run_that_lost_its_marker_is_reused_by_the_engine(study, tmp_path):
     """The plain engine entry point (no Typer): a run killed after its last checkpoint (step 30 of 30) but before
     its done marker was written is finished; it is reused, trains nothing, and gets its marker back."""
-    from acct.ablation_compare import run_ablation
-    from acct.config import AblateSettings
-    from acct.config import resolve_train
+    from acct.study.compare import run_ablation
+    from acct.config.commands import AblateSettings
+    from acct.config.resolve import resolve_train
 
     directory, config, first = study
     copy = tmp_path / "study"

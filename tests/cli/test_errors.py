@@ -171,7 +171,7 @@ def test_read_only_file_system_is_a_user_error(tmp_path, monkeypatch):
     import errno
     import os
 
-    from acct import checkpoint
+    from acct.run import checkpoint
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "o" / "checkpoints"))

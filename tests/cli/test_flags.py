@@ -153,7 +153,7 @@ def test_every_flag_reaches_the_training_settings(command, monkeypatch):
 
 def test_unset_flags_leave_the_preset_alone(monkeypatch):
     import acct.cli.train
-    from acct.config import resolve_train
+    from acct.config.resolve import resolve_train
 
     seen = {}
     monkeypatch.setattr(acct.cli.train, "run", lambda settings: seen.setdefault("s", settings))
@@ -241,9 +241,9 @@ SCORING_SETTINGS = {"--checkpoint": "checkpoint", "--eval-batch-size": "batch_si
 
 @pytest.mark.parametrize("command", list(SCORING))
 def test_scoring_options_are_shared_and_described_by_the_settings(command):
-    import acct.config
+    import acct.config.commands
 
-    model = getattr(acct.config, SCORING[command])
+    model = getattr(acct.config.commands, SCORING[command])
     lines = help_lines(command)
     expected = {f: s for f, s in SCORING_SETTINGS.items() if command != "predict" or f != "--data-dir"}
     for flag, name in expected.items():
@@ -261,8 +261,8 @@ def test_scoring_options_are_shared_and_described_by_the_settings(command):
 @pytest.mark.parametrize("command", list(SCORING))
 def test_scoring_options_reach_the_settings(command, monkeypatch, tmp_path):
     import acct.cli.predict
-    import acct.confusion_report
-    import acct.evaluation
+    import acct.scoring.confusion
+    import acct.scoring.score
 
     seen: dict[str, Any] = {}
 
@@ -270,9 +270,9 @@ def test_scoring_options_reach_the_settings(command, monkeypatch, tmp_path):
         seen.update(settings=settings, trust=trust)
         raise typer.Exit(0)
 
-    monkeypatch.setattr(acct.evaluation, "evaluate", lambda settings, trust_remote_code=False: keep(settings, trust_remote_code))
+    monkeypatch.setattr(acct.scoring.score, "evaluate", lambda settings, trust_remote_code=False: keep(settings, trust_remote_code))
     monkeypatch.setattr(acct.cli.predict, "_single", lambda settings, as_json, trust=False: keep(settings, trust))
-    monkeypatch.setattr(acct.confusion_report, "recompute_confusion",
+    monkeypatch.setattr(acct.scoring.confusion, "recompute_confusion",
                         lambda run_dir, checkpoint, **kw: keep(kw | {"checkpoint": checkpoint}, kw["trust_remote_code"]))
     args = {"evaluate": [], "predict": ["--question", "q", "--choices", "a", "b"], "inspect-confusion": ["--recompute"]}[command]
     given = ["--checkpoint", "last", "--eval-batch-size", "7", "--device", "cpu", "--precision", "fp32",

@@ -107,7 +107,7 @@ def test_plot_into_a_directory(tiny_run, tmp_path):
 
 def test_evaluate_notes_subject_split_comparability(tmp_path):
     from acct.cli.evaluate import comparability_note
-    from acct.config import TrainSettings
+    from acct.config.train import TrainSettings
 
     for source, protocol, noted in (("csv", "subject-split", True), ("csv", "standard", False),
                                     ("synthetic", "subject-split", False)):
@@ -120,7 +120,8 @@ def test_evaluate_notes_subject_split_comparability(tmp_path):
 
 
 def test_a_files_run_under_subject_split_is_not_compared_with_mmlu():
-    from acct.config import DataSettings, split_comparability_note
+    from acct.config.train import DataSettings
+    from acct.config.notes import split_comparability_note
 
     files = split_comparability_note(DataSettings(source="files", files=["/tmp/quiz.jsonl"]))
     assert files is not None and "dataset's own test split" in files and "MMLU" not in files

@@ -8,7 +8,7 @@ import sys
 from typer.testing import CliRunner
 
 from acct.cli import app
-from acct.synthetic import SYNTHETIC_TASKS
+from acct.data.synthetic import SYNTHETIC_TASKS
 
 runner = CliRunner()
 

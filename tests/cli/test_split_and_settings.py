@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
-from acct.data import apply_manifest, load_csv_source, question_key
+from acct.data.manifests import apply_manifest
+from acct.data.mmlu_csv import load_csv_source
+from acct.data.dedup import question_key
 
 runner = CliRunner()
 TRAIN = ["train", "--preset", "tiny", "--max-steps", "1", "--device", "cpu"]

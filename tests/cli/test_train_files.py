@@ -63,7 +63,7 @@ def test_standard_protocol_uses_the_given_splits(quiz):
 
 def test_the_tokenisation_cache_holds_the_training_split(quiz):
     from acct import engine
-    from acct.tokenize import default_cache_dir, encoding_cache_key
+    from acct.data.tokenize import default_cache_dir, encoding_cache_key
 
     run = engine.load_run(quiz[1])
     train = engine.load_run_split(run).train
@@ -103,8 +103,8 @@ def test_predict_takes_any_number_of_choices(quiz, tmp_path):
 
 def test_collate_pads_and_masks_mixed_choice_counts(quiz):
     from acct import engine
-    from acct.data import Example
-    from acct.tokenize import collate, encode_examples
+    from acct.data.records import Example
+    from acct.data.tokenize import collate, encode_examples
 
     run = engine.load_run(quiz[1])
     examples = [Example(f"q{k}", tuple(str(i) for i in range(k)), k - 1, "add", f"add/x/{k}") for k in (2, 10, 5)]

@@ -18,10 +18,10 @@ def _local_encoder(directory):
     """A small DebertaV2 and its tokenizer saved as a local pretrained checkpoint."""
     from transformers import AutoModel
 
-    from acct.config import ModelSettings
-    from acct.model import tiny_encoder_config
-    from acct.synthetic import generate_suite
-    from acct.tokenize import train_tiny_tokenizer
+    from acct.config.train import ModelSettings
+    from acct.model.encoder import tiny_encoder_config
+    from acct.data.synthetic import generate_suite
+    from acct.data.tokenize import train_tiny_tokenizer
 
     torch.manual_seed(0)
     suite = generate_suite(examples_per_task=20, seed=0)
