@@ -201,6 +201,33 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
     Exact copies within a task are collapsed in each part. A val or test question with a copy
     in training (any task) is refused unless `allow_overlap`, which keeps it and reports it.
     """
+    trained_on = _standard_training_splits(source)
+    raw = {"train": [ex for name in trained_on for ex in source[name]], "val": list(source["val"]),
+           "test": list(source["test"])}
+    _check_unique_uids(ex for part in raw.values() for ex in part)
+    parts: dict[str, list[Example]] = {}
+    removed: dict[str, str] = {}
+    conflicts = 0
+    for name, examples in raw.items():
+        parts[name], gone = collapse_duplicates(examples)
+        removed.update(gone)
+        conflicts += _conflicting_answers(examples, gone)
+
+    overlap, counts = _held_out_overlap(parts, trained_on, allow_overlap)
+    split = DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
+    split.report = {
+        "rule": DEDUP_RULE,
+        "removed": len(removed),
+        "removed_uids": dict(sorted(removed.items())),
+        "overlap": {"allowed": allow_overlap, **overlap},
+    }
+    split.notices.append(_dedup_notice(len(removed), conflicts, 0))
+    split.notices += _standard_notices(parts, counts)
+    return split
+
+
+def _standard_training_splits(source: Mapping[str, list[Example]]) -> list[str]:
+    """The source splits the standard protocol trains on, after checking that val and test are there too."""
     trained_on = [name for name in (TRAIN_SPLIT, AUX_SPLIT) if name in source]
     if not trained_on:
         raise DataError(
@@ -215,17 +242,16 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
             " (files and hub datasets name it 'validation' and 'test')"
         )
     trained_on += ["dev"] if "dev" in source else []
-    raw = {"train": [ex for name in trained_on for ex in source[name]], "val": list(source["val"]),
-           "test": list(source["test"])}
-    _check_unique_uids(ex for part in raw.values() for ex in part)
-    parts: dict[str, list[Example]] = {}
-    removed: dict[str, str] = {}
-    conflicts = 0
-    for name, examples in raw.items():
-        parts[name], gone = collapse_duplicates(examples)
-        removed.update(gone)
-        conflicts += _conflicting_answers(examples, gone)
+    return trained_on
 
+
+def _held_out_overlap(
+    parts: Mapping[str, list[Example]], trained_on: Sequence[str], allow_overlap: bool
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Per held-out part, the uids with an exact copy in training, and their counts as text.
+
+    Refused unless `allow_overlap`: a held-out question the model trained on is not held out.
+    """
     trained = {question_key(ex) for ex in parts["train"]}
     overlap = {name: [ex.uid for ex in parts[name] if question_key(ex) in trained] for name in ("val", "test")}
     counts = [f"{len(overlap[n])} of {len(parts[n])} {n}" for n in ("val", "test") if overlap[n]]
@@ -236,23 +262,21 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
             f"({' + '.join(trained_on)}; first: {first!r}); remove the copies from the data, or pass --allow-overlap "
             "to train anyway and have them reported"
         )
-    split = DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
-    split.report = {
-        "rule": DEDUP_RULE,
-        "removed": len(removed),
-        "removed_uids": dict(sorted(removed.items())),
-        "overlap": {"allowed": allow_overlap, **overlap},
-    }
-    split.notices.append(_dedup_notice(len(removed), conflicts, 0))
+    return overlap, counts
+
+
+def _standard_notices(parts: Mapping[str, list[Example]], counts: Sequence[str]) -> list[str]:
+    """The lines for the user beyond the dedup notice: tasks never trained on, and allowed overlap."""
+    notices: list[str] = []
     untrained = sorted({ex.task for ex in parts["val"] + parts["test"]} - {ex.task for ex in parts["train"]})
     if untrained:
-        split.notices.append(
+        notices.append(
             f"split: {len(untrained)} task(s) have no training questions (scored in val/test, never trained on): "
             f"{_shorten(untrained)}"
         )
     if counts:
-        split.notices.append(
+        notices.append(
             f"split: {' and '.join(counts)} questions have an exact copy in training, kept because of "
             "--allow-overlap: their scores are not held-out scores"
         )
-    return split
+    return notices
