@@ -61,7 +61,7 @@ def _cached(repo_id: str, filenames: tuple[str, ...]) -> bool:
 def _dataset_cached(dataset: str, config: str | None) -> bool:
     import datasets
 
-    from acct.data.files import _quiet_datasets
+    from acct.data.sources.files import _quiet_datasets
 
     # Offline, the builder comes from the cache or not at all; nothing is downloaded or prepared here.
     with _quiet_datasets():

@@ -1,11 +1,14 @@
 """Named extension points: one `Registry` per kind of component a run is assembled from.
 
-A registry maps a name to a component (a class or a function). acct's own components are
-declared here by import path and imported only when one is looked up, so that resolving
-settings or printing `--help` imports no torch (nor a tracker's library); a plugin registers
-with the kind's decorator (`acct.curriculum.register_strategy`, `acct.losses.register_task_weighting`,
-`acct.trackers.register_tracker`, ...), which is the same `Registry.register` as below. The
-contracts of the kinds are in docs/extending.md.
+A registry maps a name to a component (a class or a function). acct's own components live one per
+file in the kind's package (`acct/strategies/`, `acct/weightings/`, `acct/anchors/`,
+`acct/gradients/`, `acct/data/sources/`, `acct/study/arms/`, `acct/trackers/`): the file's name is
+the registered name, and the file registers it with the kind's decorator. That file is the one
+place a built-in is declared: the registry lists the package's modules without importing them, and
+imports one only when its component is looked up, so that resolving settings or printing `--help`
+imports no torch (nor a tracker's library). A plugin registers with the same decorator
+(`acct.curriculum.register_strategy`, `acct.losses.register_task_weighting`,
+`acct.trackers.register_tracker`, ...). The contracts of the kinds are in docs/extending.md.
 
 This module imports nothing heavy.
 """
@@ -13,6 +16,8 @@ This module imports nothing heavy.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -22,11 +27,20 @@ from acct.errors import UsageError
 class Registry:
     """Names of one kind of component, each with its one-line description."""
 
-    def __init__(self, kind: str, builtins: dict[str, str]) -> None:
+    def __init__(self, kind: str, package: str) -> None:
         self.kind = kind
-        # name -> "module:attribute" of a built-in not imported yet
-        self._lazy: dict[str, str] = dict(builtins)
+        self.package = package  # acct's own components: one module per name in this package
+        self._builtins: list[str] | None = None
         self._items: dict[str, Any] = {}
+
+    @property
+    def _lazy(self) -> dict[str, str]:
+        """Built-in name -> its module, listed from the package's files (nothing is imported but the parents)."""
+        if self._builtins is None:
+            spec = importlib.util.find_spec(self.package)
+            paths = list(spec.submodule_search_locations or []) if spec is not None else []
+            self._builtins = sorted(m.name for m in pkgutil.iter_modules(paths) if not m.name.startswith("_"))
+        return {name: f"{self.package}.{name}" for name in self._builtins}
 
     def register(self, name: str, obj: Any = None) -> Any:
         """Register `obj` under `name`; without `obj`, return a decorator that does."""
@@ -36,7 +50,7 @@ class Registry:
             raise UsageError(f"{self.kind} name {name!r} must be a non-empty word (letters, digits, _ or -)")
         current = self._items.get(name)
         builtin = self._lazy.get(name)
-        if builtin is not None and f"{obj.__module__}:{obj.__name__}" != builtin:
+        if builtin is not None and getattr(obj, "__module__", None) != builtin:
             raise UsageError(f"{self.kind} {name!r} is one of acct's own; register yours under another name")
         if current is not None and current is not obj and _qualname(current) != _qualname(obj):
             raise UsageError(f"{self.kind} {name!r} is already registered (by {_qualname(current)})")
@@ -48,22 +62,21 @@ class Registry:
         return obj
 
     def names(self) -> list[str]:
-        """Every registered name: acct's own first (in declaration order), then plugins'."""
+        """Every registered name: acct's own first (alphabetically), then plugins' (in registration order)."""
         return list(self._lazy) + [n for n in self._items if n not in self._lazy]
 
     def __contains__(self, name: object) -> bool:
         return name in self._lazy or name in self._items
 
     def get(self, name: str) -> Any:
-        """The component registered as `name`, importing a built-in on first use."""
+        """The component registered as `name`, importing a built-in's module on first use."""
         if name not in self._items:
-            path = self._lazy.get(name)
-            if path is None:
+            module = self._lazy.get(name)
+            if module is None:
                 raise UsageError(self.unknown(name))
-            module, _, attr = path.partition(":")
             importlib.import_module(module)  # the module registers itself
             if name not in self._items:
-                self.register(name, getattr(importlib.import_module(module), attr))
+                raise UsageError(f"{module} registers no {self.kind} named {name!r}")
         return self._items[name]
 
     def find(self, name: Any) -> Any:
@@ -89,75 +102,13 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-strategies = Registry(
-    "strategy",
-    {
-        "fixed": "acct.strategies.fixed:Fixed",
-        "difficulty": "acct.strategies.difficulty:Difficulty",
-        "uncertainty_gradient": "acct.strategies.uncertainty_gradient:UncertaintyGradient",
-        "proportional": "acct.strategies.proportional:Proportional",
-        "temperature": "acct.strategies.temperature:Temperature",
-        "learning_progress": "acct.strategies.learning_progress:LearningProgress",
-        "phased": "acct.strategies.phased:Phased",
-        "uniform": "acct.strategies.uniform:Uniform",  # the former name of fixed
-    },
-)
-task_weightings = Registry(
-    "task loss weighting",
-    {
-        "equal": "acct.weightings:EqualTaskWeighting",
-        "dwa": "acct.weightings_dwa:DynamicWeightAverage",
-        "uncertainty": "acct.weightings_uncertainty:UncertaintyWeighting",
-    },
-)
-gradients = Registry(
-    "gradient aggregation",
-    {
-        "mean": "acct.gradients:MeanGradient",
-        "pcgrad": "acct.gradients:PCGradGradient",
-        "upgrad": "acct.gradients:UPGradGradient",
-    },
-)
-anchor_weightings = Registry(
-    "anchor weighting",
-    {"entropy": "acct.weightings:EntropyAnchorWeighting", "uniform": "acct.weightings:UniformAnchorWeighting"},
-)
-data_sources = Registry(
-    "data source",
-    {
-        "hub": "acct.data.sources:HubSource",
-        "csv": "acct.data.sources:CsvSource",
-        "files": "acct.data.files:FilesSource",
-        "synthetic": "acct.data.sources:SyntheticSource",
-    },
-)
-ablation_arms = Registry(
-    "ablation arm",
-    {
-        "baseline": "acct.study.builtin_arms:baseline",
-        "contrastive": "acct.study.builtin_arms:contrastive",
-        "full": "acct.study.builtin_arms:full",
-        "uniform_tasks": "acct.study.builtin_arms:uniform_tasks",
-        "temperature": "acct.study.builtin_arms:temperature",
-        "learning_progress": "acct.study.builtin_arms:learning_progress",
-        "phased": "acct.study.builtin_arms:phased",
-        "dwa": "acct.study.builtin_arms:dwa",
-        "infonce_unweighted": "acct.study.builtin_arms:infonce_unweighted",
-        "uncertainty_weighting": "acct.study.builtin_arms:uncertainty_weighting",
-        "pcgrad": "acct.study.builtin_arms:pcgrad",
-        "upgrad": "acct.study.builtin_arms:upgrad",
-    },
-)
-
-trackers = Registry(
-    "tracker",
-    {
-        "tensorboard": "acct.trackers.tensorboard:TensorBoardTracker",
-        "trackio": "acct.trackers.trackio:TrackioTracker",
-        "wandb": "acct.trackers.wandb:WandbTracker",
-        "mlflow": "acct.trackers.mlflow:MlflowTracker",
-    },
-)
+strategies = Registry("strategy", "acct.strategies")
+task_weightings = Registry("task loss weighting", "acct.weightings")
+gradients = Registry("gradient aggregation", "acct.gradients")
+anchor_weightings = Registry("anchor weighting", "acct.anchors")
+data_sources = Registry("data source", "acct.data.sources")
+ablation_arms = Registry("ablation arm", "acct.study.arms")
+trackers = Registry("tracker", "acct.trackers")
 
 REGISTRIES: dict[str, Registry] = {
     "strategies": strategies,

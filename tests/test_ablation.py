@@ -8,7 +8,7 @@ import json
 import pytest
 
 from acct.study.plan import DONE_MARKER, plan
-from acct.study.arms import config_settings, settings_differences, settings_digest
+from acct.study.layers import config_settings, settings_differences, settings_digest
 from acct.config.commands import AblateSettings
 from acct.errors import UsageError
 from tests.conftest import tiny_settings

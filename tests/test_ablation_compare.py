@@ -7,7 +7,7 @@ import math
 import pytest
 
 from acct.study.plan import PlannedRun
-from acct.study.arms import config_settings
+from acct.study.layers import config_settings
 from acct.study.compare import aggregate, compare_arm
 from acct.study.report import markdown, top_task_deltas
 from acct.config.commands import AblateSettings

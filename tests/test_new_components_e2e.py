@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from acct.study.arms import config_settings
+from acct.study.layers import config_settings
 from acct.run.checkpoint import load_state
 from acct.cli import app
 from acct.errors import UsageError
@@ -140,7 +140,7 @@ def test_each_arm_resolves_to_baseline_plus_one_component(arm, tmp_path) -> None
 
 
 def test_phased_arm_on_mmlu_and_on_an_unknown_source(tmp_path) -> None:
-    from acct.study.builtin_arms import default_phases
+    from acct.study.arms.phased import default_phases
 
     base = tiny_settings(tmp_path / "base")
     mmlu = base.model_copy(update={"data": base.data.model_copy(update={"source": "hub"})})

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.study.plan import DONE_MARKER, plan
-from acct.study.arms import config_settings, settings_digest
+from acct.study.layers import config_settings, settings_digest
 from acct.study.guard import train_task_sizes
 from acct.config.commands import AblateSettings
 from acct.engine import CurriculumUpdated, RunStarted, Validated, train

@@ -18,7 +18,7 @@ from acct.data.mmlu_csv import load_csv_source
 from acct.data.dedup import question_key
 from acct.data.protocols import subject_split
 from acct.errors import DataError
-from acct.data.files import load_files_source
+from acct.data.sources.files import load_files_source
 from tests.conftest import run_to_end, tiny_settings
 
 datasets = pytest.importorskip("datasets")

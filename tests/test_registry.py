@@ -22,28 +22,29 @@ def test_builtins_are_listed_without_being_imported():
         "import json, sys\n"
         "from acct import registry\n"
         "names = {k: r.names() for k, r in registry.REGISTRIES.items()}\n"
-        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.data.sources', 'acct.weightings', 'acct.study.builtin_arms', 'acct.gradients', 'acct.trackers.', 'torch')))]))\n"
+        "print(json.dumps([names, sorted(m for m in sys.modules if m.startswith(('acct.strategies', 'acct.data.sources', 'acct.weightings', 'acct.anchors', 'acct.study.arms', 'acct.gradients', 'acct.trackers.', 'torch')))]))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     names, loaded = json.loads(done.stdout)
+    # Each built-in is the file of its name in its kind's package, listed alphabetically.
     assert names["strategies"] == [
-        "fixed", "difficulty", "uncertainty_gradient", "proportional", "temperature", "learning_progress", "phased",
+        "difficulty", "fixed", "learning_progress", "phased", "proportional", "temperature", "uncertainty_gradient",
         "uniform",
     ]
-    assert names["task_weightings"] == ["equal", "dwa", "uncertainty"] and names["anchor_weightings"] == ["entropy", "uniform"]
+    assert names["task_weightings"] == ["dwa", "equal", "uncertainty"] and names["anchor_weightings"] == ["entropy", "uniform"]
     assert names["gradients"] == ["mean", "pcgrad", "upgrad"]
-    assert names["data_sources"] == ["hub", "csv", "files", "synthetic"]
+    assert names["data_sources"] == ["csv", "files", "hub", "synthetic"]
     assert names["ablation_arms"] == [
-        "baseline", "contrastive", "full", "uniform_tasks", "temperature", "learning_progress", "phased", "dwa",
-        "infonce_unweighted", "uncertainty_weighting", "pcgrad", "upgrad",
+        "baseline", "contrastive", "dwa", "full", "infonce_unweighted", "learning_progress", "pcgrad", "phased",
+        "temperature", "uncertainty_weighting", "uniform_tasks", "upgrad",
     ]
-    assert names["trackers"] == ["tensorboard", "trackio", "wandb", "mlflow"]
+    assert names["trackers"] == ["mlflow", "tensorboard", "trackio", "wandb"]
     assert loaded == []
 
 
 def test_registering_checks_names():
-    reg = registry.Registry("widget", {"builtin": "acct.data.sources:HubSource"})
+    reg = registry.Registry("widget", "acct.data.sources")  # its files' names are the built-in names
 
     class A:
         """An A."""
@@ -56,10 +57,10 @@ def test_registering_checks_names():
     with pytest.raises(UsageError, match="already registered"):
         reg.register("a", B)
     with pytest.raises(UsageError, match="one of acct's own"):
-        reg.register("builtin", B)
+        reg.register("hub", B)
     with pytest.raises(UsageError, match="non-empty word"):
         reg.register("two words", B)
-    with pytest.raises(UsageError, match="registered: builtin, a"):
+    with pytest.raises(UsageError, match="registered: csv, files, hub, synthetic, a"):
         reg.get("zzz")
     assert reg.describe("a") == "An A." and "a" in reg and "zzz" not in reg
 
@@ -126,7 +127,7 @@ def test_the_floor_is_acct_s_and_the_strategy_state_is_saved():
 def test_bad_options_and_bad_weights_are_usage_errors():
     with pytest.raises(UsageError, match="do not fit strategy 'test_recording'"):
         _curriculum(options={"nope": 1})
-    with pytest.raises(UsageError, match="registered: fixed, difficulty, uncertainty_gradient"):
+    with pytest.raises(UsageError, match="registered: difficulty, fixed, learning_progress"):
         _curriculum("nope")
     for bad in ([1.0, 2.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [float("nan"), 1.0, 1.0]):
         curriculum = _curriculum()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from acct.study.builtin_arms import default_phases
+from acct.study.arms.phased import default_phases
 from acct.config.train import DataSettings
 from acct.config.notes import split_comparability_note
 from acct.run.model_card import _protocol_text

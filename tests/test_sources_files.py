@@ -13,7 +13,7 @@ from acct.config.train import DataSettings
 from acct.config.resolve import resolve_train
 from acct.data.protocols import standard_split, subject_split
 from acct.errors import DataError, UsageError
-from acct.data.files import load_files_source
+from acct.data.sources.files import load_files_source
 
 datasets = pytest.importorskip("datasets")
 

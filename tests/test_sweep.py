@@ -6,7 +6,7 @@ import pytest
 
 from acct.study import sweep
 from acct.study.plan import PlannedRun, plan
-from acct.study.arms import config_settings
+from acct.study.layers import config_settings
 from acct.study.compare import select_points
 from acct.config.commands import AblateSettings
 from acct.errors import UsageError

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from acct.errors import UsageError
-from acct.data.sources import SyntheticSource
+from acct.data.sources.synthetic import SyntheticSource
 from acct.data.synthetic import NOISE_TASK, SYNTHETIC_TASKS, generate_suite
 
 

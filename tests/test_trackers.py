@@ -256,7 +256,7 @@ def test_report_to_takes_hugging_face_names_comma_lists_and_repeats(monkeypatch)
     pytest.importorskip("mlflow")
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "tensorboard", None)
-    assert resolve_train({"report_to": ["all"]}).report_to == ["trackio", "mlflow"]
+    assert resolve_train({"report_to": ["all"]}).report_to == ["mlflow", "trackio"]
     with pytest.raises(UsageError, match=r"report_to \(--report-to\): unknown tracker 'tensorbord'"):
         resolve_train({"report_to": ["tensorbord"]})
     with pytest.raises(UsageError, match="'none' cannot be combined"):
@@ -273,7 +273,7 @@ def test_cli_flags_reach_the_settings_and_a_bad_name_is_one_line(tmp_path, monke
     assert seen["s"].report_to == ["tensorboard", "trackio", "wandb"]
     result = runner.invoke(app, ["train", "--preset", "tiny", "--report-to", "comet"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "unknown tracker 'comet'; registered: tensorboard, trackio, wandb, mlflow" in result.stderr
+    assert "unknown tracker 'comet'; registered: mlflow, tensorboard, trackio, wandb" in result.stderr
 
 
 def test_a_missing_library_is_one_line_naming_the_pip_command_before_training(tmp_path, monkeypatch):

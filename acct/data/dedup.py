@@ -1,5 +1,4 @@
-"""Duplicate questions: the normal form two questions are compared in, and their collapse to one copy.
-"""
+"""Duplicate questions: the normal form two questions are compared in, and their collapse to one copy."""
 
 from __future__ import annotations
 

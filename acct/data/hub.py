@@ -1,5 +1,4 @@
-"""The Hugging Face hub loader: MMLU by default, any multiple-choice dataset through a column mapping.
-"""
+"""The Hugging Face hub loader: MMLU by default, any multiple-choice dataset through a column mapping."""
 
 from __future__ import annotations
 

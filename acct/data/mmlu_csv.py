@@ -1,5 +1,4 @@
-"""The loader of the original MMLU CSV release layout, `DIR/{dev,val,test,auxiliary_train}/*.csv`.
-"""
+"""The loader of the original MMLU CSV release layout, `DIR/{dev,val,test,auxiliary_train}/*.csv`."""
 
 from __future__ import annotations
 

@@ -91,25 +91,35 @@ def _protocol_text(settings: dict[str, Any]) -> str:
             f"`{SPLIT_FILE}`.")
 
 
+# How to load the exported folder: the same for every card.
+USE_LINES = [
+    "The encoder alone, with transformers (task embedding and heads are acct's):",
+    "",
+    "```python",
+    "from transformers import AutoModel, AutoTokenizer",
+    'encoder = AutoModel.from_pretrained("PATH_OR_REPO", subfolder="encoder")',
+    'tokenizer = AutoTokenizer.from_pretrained("PATH_OR_REPO", subfolder="encoder")',
+    "```",
+    "",
+    "The whole model, with acct (a local folder):",
+    "",
+    "```bash",
+    "acct predict OUT_DIR --question \"...\" --choices A B C D --task TASK",
+    "acct evaluate OUT_DIR --split test   # where the run's data can be read",
+    "```",
+]
+
+
 def model_card(config: dict[str, Any]) -> str:
+    """The README.md of an exported folder, written from the folder's config (`config`)."""
     import yaml
 
     settings = config["settings"]
-    data = settings.get("data", {})
     base, random, origin = encoder_origin(settings)
-    meta: dict[str, Any] = {"library_name": "transformers", "tags": ["acct", "multiple-choice"]}
-    if base:
-        meta["base_model"] = base
-    hub = getattr(data_sources.find(data.get("source")), "hub_dataset", lambda data: None)(data)
-    if hub is not None and hub[0]:
-        meta["datasets"] = [hub[0]]
-    meta["metrics"] = ["accuracy"]
-    tasks = list(config["tasks"])
-    categories = config.get("task_categories", {})
     src = config["source"]
     lines = [
         "---",
-        yaml.safe_dump(meta, sort_keys=False).rstrip(),
+        yaml.safe_dump(_card_metadata(settings, base), sort_keys=False).rstrip(),
         "---",
         "",
         "# acct multiple-choice model",
@@ -123,7 +133,44 @@ def model_card(config: dict[str, Any]) -> str:
     ]
     if random:
         lines += ["", "> **Random-init encoder.** Do not read these results as those of a pretrained model."]
+    lines += _tasks_section(config)
+    lines += _evaluation_section(config)
     lines += [
+        "",
+        "## Use",
+        "",
+        *USE_LINES,
+        "",
+        "## Settings",
+        "",
+        "```yaml",
+        yaml.safe_dump(settings, sort_keys=False).rstrip(),
+        "```",
+    ]
+    prov = config.get("provenance")
+    if prov:
+        lines += ["", "## Provenance", "", "```yaml", yaml.safe_dump(prov, sort_keys=False).rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _card_metadata(settings: dict[str, Any], base: str | None) -> dict[str, Any]:
+    """The card's YAML front matter: library, tags, base model and dataset where known, metric."""
+    data = settings.get("data", {})
+    meta: dict[str, Any] = {"library_name": "transformers", "tags": ["acct", "multiple-choice"]}
+    if base:
+        meta["base_model"] = base
+    hub = getattr(data_sources.find(data.get("source")), "hub_dataset", lambda data: None)(data)
+    if hub is not None and hub[0]:
+        meta["datasets"] = [hub[0]]
+    meta["metrics"] = ["accuracy"]
+    return meta
+
+
+def _tasks_section(config: dict[str, Any]) -> list[str]:
+    """The table of tasks in the order of the task embedding's rows."""
+    tasks = list(config["tasks"])
+    categories = config.get("task_categories", {})
+    return [
         "",
         "## Tasks",
         "",
@@ -132,10 +179,17 @@ def model_card(config: dict[str, Any]) -> str:
         "| # | task | category |",
         "|---:|---|---|",
         *[f"| {i} | {t} | {categories.get(t, 'other')} |" for i, t in enumerate(tasks)],
+    ]
+
+
+def _evaluation_section(config: dict[str, Any]) -> list[str]:
+    """The protocol, then the accuracies `acct evaluate` recorded and the one at the exported step."""
+    src = config["source"]
+    lines = [
         "",
         "## Evaluation",
         "",
-        _protocol_text(settings),
+        _protocol_text(config["settings"]),
         "",
         "| split | questions | accuracy | macro accuracy | chance | majority baseline |",
         "|---|---:|---:|---:|---:|---:|",
@@ -153,32 +207,4 @@ def model_card(config: dict[str, Any]) -> str:
         "Rows `val` and `test` are the results `acct evaluate` wrote to the run directory before the export "
         "(with the checkpoint it was asked for); none are listed when it was not run.",
     ]
-    lines += [
-        "",
-        "## Use",
-        "",
-        "The encoder alone, with transformers (task embedding and heads are acct's):",
-        "",
-        "```python",
-        "from transformers import AutoModel, AutoTokenizer",
-        'encoder = AutoModel.from_pretrained("PATH_OR_REPO", subfolder="encoder")',
-        'tokenizer = AutoTokenizer.from_pretrained("PATH_OR_REPO", subfolder="encoder")',
-        "```",
-        "",
-        "The whole model, with acct (a local folder):",
-        "",
-        "```bash",
-        "acct predict OUT_DIR --question \"...\" --choices A B C D --task TASK",
-        "acct evaluate OUT_DIR --split test   # where the run's data can be read",
-        "```",
-        "",
-        "## Settings",
-        "",
-        "```yaml",
-        yaml.safe_dump(settings, sort_keys=False).rstrip(),
-        "```",
-    ]
-    prov = config.get("provenance")
-    if prov:
-        lines += ["", "## Provenance", "", "```yaml", yaml.safe_dump(prov, sort_keys=False).rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+    return lines

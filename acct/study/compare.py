@@ -20,7 +20,7 @@ from acct.config.commands import AblateSettings
 from acct.config.notes import split_comparability_note
 from acct.errors import AcctError
 from acct.study import replicates
-from acct.study.arms import comparable, describe, settings_digest
+from acct.study.layers import comparable, describe, settings_digest
 from acct.study.guard import differences, plain_multitask
 from acct.study.history import (
     _effective_row,

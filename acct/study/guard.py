@@ -19,7 +19,7 @@ from acct.registry import (
     task_weightings,
 )
 from acct.registry import strategies as ablation_strategies
-from acct.study.arms import _flatten, comparable
+from acct.study.layers import _flatten, comparable
 from acct.train.plan import (
     RunPlan,
     declared_distribution,

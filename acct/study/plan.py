@@ -22,7 +22,7 @@ from acct.config.train import TrainSettings
 from acct.errors import AcctError, UsageError
 from acct.gradients import check_fits_weighting
 from acct.registry import strategies as ablation_strategies
-from acct.study.arms import (
+from acct.study.layers import (
     Arm,
     _point_text,
     arm_settings,

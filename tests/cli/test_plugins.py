@@ -159,7 +159,7 @@ def test_bad_code_files_are_one_line_errors(tmp_path):
         result = runner.invoke(app, [*TRAIN, "--code", str(path), "--output-dir", str(tmp_path / "r")])
         assert result.exit_code == 2 and expected in result.output, result.output
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--arms", "baseline,nope", "--output-dir", str(tmp_path / "a")])
-    assert result.exit_code == 2 and "registered: baseline, contrastive, full" in result.output, result.output
+    assert result.exit_code == 2 and "registered: baseline, contrastive, dwa, full" in result.output, result.output
 
 
 def test_extending_md_shows_each_example_file_whole():

@@ -1,5 +1,5 @@
-"""The arms of a study: each a settings layer over one base `TrainSettings`, with the grid it is tuned
-over, and the digest and differences of the settings a run was trained with.
+"""The arms of a study as settings layers over one base `TrainSettings`, each with the grid it is
+tuned over, and the digest and differences of the settings a run was trained with.
 
 - baseline:    lambda_contrastive = 0, tasks drawn from the prior (plain multi-task fine-tuning)
 - contrastive: lambda_contrastive from the base settings (0.3 by default), tasks from the prior
