@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from acct.data.sources.files import quiet_datasets
 from acct.errors import UsageError
+from acct.registry import data_sources
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 # Any one of these makes a tokenizer loadable (fast tokenizers, sentencepiece, WordPiece, BPE).
@@ -61,10 +63,9 @@ def _cached(repo_id: str, filenames: tuple[str, ...]) -> bool:
 def _dataset_cached(dataset: str, config: str | None) -> bool:
     import datasets
 
-    from acct.data.sources.files import _quiet_datasets
 
     # Offline, the builder comes from the cache or not at all; nothing is downloaded or prepared here.
-    with _quiet_datasets():
+    with quiet_datasets():
         try:
             datasets.load_dataset_builder(dataset, config)
         except Exception:  # the library says "not cached" with several exception types
@@ -76,7 +77,6 @@ def missing_pieces(settings: Any) -> list[str]:
     """The hub pieces `settings` needs that are not in the local caches, as phrases for an error line."""
     missing: list[str] = []
     data, model = settings.data, settings.model
-    from acct.registry import data_sources
 
     hub = getattr(data_sources.find(data.source), "hub_dataset", lambda data: None)(data)
     if hub is not None and not _dataset_cached(*hub):

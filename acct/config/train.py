@@ -30,6 +30,7 @@ from acct.config.fields import (
     _registered,
     _Section,
 )
+from acct.trackers import expand
 
 
 class TinyArchitecture(_Section):
@@ -497,8 +498,6 @@ class TrainSettings(_Finite, BaseSettings):
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        from acct.trackers import expand
-
         return _registered(registry.trackers, expand(value), info)
 
     def run_dir(self) -> Path:

@@ -129,7 +129,7 @@ def _empty(value: Any) -> bool:
     return _missing(value) or (isinstance(value, str) and not value.strip())
 
 
-def _choices(row: Mapping[str, Any], mapping: ColumnMapping) -> tuple[str, ...]:
+def row_choices(row: Mapping[str, Any], mapping: ColumnMapping) -> tuple[str, ...]:
     # An empty, blank or missing (NaN) choice is refused in every source: as text it would become
     # the choice "" or "nan", which a model could learn to pick or to avoid.
     if mapping.choice_columns:
@@ -202,7 +202,7 @@ class TableReader:
                 question = str(question)
                 if not question.strip():
                     raise ValueError("empty question")
-                choices = _choices(row, m)
+                choices = row_choices(row, m)
                 if len(choices) < 2:
                     raise ValueError(f"needs at least 2 choices, got {len(choices)}")
                 answer = answer_index(row.get(m.answer), choices)

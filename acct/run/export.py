@@ -18,8 +18,10 @@ from typing import Any
 
 from acct import __version__
 from acct.errors import AcctError, UsageError
+from acct.model.encoder import quiet_loading
 from acct.run.exported import CONFIG_FILE, ENCODER_DIR, FORMAT, FORMAT_VERSION, HEADS_FILE, SPLIT_FILE, is_export_dir
 from acct.run.model_card import model_card, read_evaluations
+from acct.run.provenance import KEY
 
 
 @dataclass
@@ -91,9 +93,7 @@ def _write_export(run: Any, run_dir: Path, out_dir: Path, tmp: Path, which: str,
     """Write the export into `tmp`, then move it to `out_dir` in one rename."""
     from safetensors.torch import save_file
 
-    from acct.model.encoder import quiet_loading
     from acct.run import checkpoint as ckpt_io
-    from acct.run.provenance import KEY
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from acct.config.train import TrainSettings
+from acct.data.tokenize import load_tokenizer
 from acct.errors import CheckpointError
+from acct.model.encoder import HeadConfig, MultipleChoiceModel, encoder_from_config_dir
 from acct.run.loaded import LoadedRun
 from acct.train.data import task_categories
 
@@ -47,12 +49,6 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def load_export(path: Path, device: Any = None) -> Any:
     """An exported folder rebuilt as an `LoadedRun` (its own directory stands for the run's)."""
-    from acct.data.tokenize import load_tokenizer
-    from acct.model.encoder import (
-        HeadConfig,
-        MultipleChoiceModel,
-        encoder_from_config_dir,
-    )
     from acct.run import checkpoint as ckpt_io
 
     path = Path(path)

@@ -22,6 +22,7 @@ import torch
 
 from acct.config.fields import TINY
 from acct.config.train import ModelSettings
+from acct.data.tokenize import load_tokenizer
 from acct.errors import CheckpointError, UsageError
 from acct.model.encoder import WEIGHT_FILES, MultipleChoiceModel, quiet_loading
 from acct.run import checkpoint as ckpt_io
@@ -154,8 +155,6 @@ def open_source(spec: str, *, output_dir: Path | None = None) -> InitSource:
 
 def tokenizer_for(source: InitSource, model: ModelSettings) -> tuple[Any, list[str]]:
     """The tokenizer the source's encoder was trained with (its vocabulary fixes the embedding rows)."""
-    from acct.data.tokenize import load_tokenizer
-
     if source.tokenizer_dir is not None:
         return load_tokenizer(str(source.tokenizer_dir)), [f"init-from: tokenizer from {source.tokenizer_dir}"]
     if model.tokenizer in (None, TINY):

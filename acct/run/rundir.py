@@ -21,6 +21,7 @@ import torch
 from pydantic import ValidationError
 
 from acct import plugins, registry
+from acct.config.environment import env_trusts_remote_code
 from acct.config.resolve import format_validation_error
 from acct.config.train import TrainSettings
 from acct.data.manifests import apply_manifest
@@ -247,8 +248,6 @@ def fingerprint(obj: Any) -> str:
 
 def user_trusts_remote_code(flag: bool = False) -> bool:
     """Trust comes from the person running the command: their flag or ACCT_MODEL__TRUST_REMOTE_CODE, never a run directory."""
-    from acct.config.environment import env_trusts_remote_code
-
     return bool(flag) or env_trusts_remote_code()
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from acct import registry
-from acct.data.columns import ColumnMapping
+from acct.data.columns import ColumnMapping, answer_index, row_choices
 from acct.data.mmlu_csv import csv_records
 from acct.data.records import ANSWER_LETTERS, Example
-from acct.errors import DataError, UsageError
+from acct.errors import AcctError, DataError, UsageError
 
 AGNOSTIC = -1  # task id meaning "no task given": the mean task embedding
 _AGNOSTIC_KEY = "\x00task-agnostic"  # a task-index key no real task name can equal
@@ -259,13 +259,11 @@ def _missing_columns(row: dict[str, Any], where: str, columns: ColumnMapping | N
 
 
 def _mapped_question(row: dict[str, Any], where: str, default_task: str | None, columns: ColumnMapping) -> Question:
-    from acct.data.columns import _choices, answer_index
-
     question = row.get(columns.question)
     if not isinstance(question, str):
         raise DataError(f"{where}: column {columns.question!r} must be a string")
     try:
-        choices = _choices(row, columns)
+        choices = row_choices(row, columns)
     except ValueError as exc:
         raise DataError(f"{where}: {exc}") from None
     check_question(question, choices, where=where)
@@ -475,7 +473,6 @@ def training_questions(run: Any) -> set[tuple[str, tuple[str, ...]]] | None:
     The subject-split protocol trains on part of MMLU's dev+val+test, so a file of MMLU
     questions usually holds some of them; their accuracy is not a held-out number.
     """
-    from acct.errors import AcctError
     from acct.run.rundir import load_run_split
 
     source = run.settings.data.source

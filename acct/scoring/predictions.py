@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from acct.errors import AcctError
+from acct.data.records import category_of
+from acct.errors import AcctError, CheckpointError
 
 FORMAT = "acct.scoring.predictions"
 VERSION = 1
@@ -59,8 +60,6 @@ class Scored:
 def rows_of(examples: Sequence[Any], predictions: Sequence[int], probabilities: Sequence[Sequence[float]],
             categories: dict[str, str]) -> list[dict[str, Any]]:
     """One record per question: what was asked of it, what the model answered and with which probabilities."""
-    from acct.data.records import category_of
-
     rows = []
     for ex, pred, probs in zip(examples, predictions, probabilities, strict=True):
         k = len(ex.choices)
@@ -91,8 +90,6 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> str:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            from acct.errors import CheckpointError
-
             raise CheckpointError(f"no space left on device while writing {path}; nothing was changed") from None
         raise
     return hashlib.sha256(data).hexdigest()

@@ -10,6 +10,7 @@ from torch import Tensor
 from acct.curriculum.curriculum import CurriculumStats
 from acct.curriculum.weights import prior_weights
 from acct.registry import register_strategy
+from acct.train.plan import normalised
 
 
 @register_strategy("proportional")
@@ -22,8 +23,6 @@ class Proportional:
     @staticmethod
     def fixed_distribution(sizes: Sequence[int], options: dict[str, Any], prior: Sequence[float]) -> list[float]:
         """The distribution it draws from over tasks of these sizes: p_t ∝ n_t, whatever the prior."""
-        from acct.train.plan import normalised
-
         return normalised([float(n) for n in sizes])
 
     @staticmethod

@@ -11,6 +11,7 @@ from acct.curriculum.curriculum import CurriculumStats
 from acct.curriculum.weights import prior_weights
 from acct.errors import UsageError
 from acct.registry import register_strategy
+from acct.train.plan import normalised
 
 
 @register_strategy("temperature")
@@ -23,8 +24,6 @@ class Temperature:
     @staticmethod
     def fixed_distribution(sizes: Sequence[int], options: dict[str, Any], prior: Sequence[float]) -> list[float]:
         """The distribution it draws from over tasks of these sizes: p_t ∝ n_t^alpha (options.alpha), whatever the prior."""
-        from acct.train.plan import normalised
-
         return normalised([n ** float(options["alpha"]) for n in sizes])
 
     @staticmethod

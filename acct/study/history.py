@@ -14,6 +14,7 @@ from acct.registry import (
     anchor_weightings,
     gradients,
 )
+from acct.scoring.predictions import weights_sha256
 from acct.study.guard import differ_only_in_curriculum, keeps_prior
 from acct.study.plan import PlannedRun
 from acct.train.plan import (
@@ -62,7 +63,6 @@ def read_history(run_dir: Path) -> dict[str, Any]:
 def weights_digest(run_dir: Path, which: str) -> str | None:
     """sha256 of the model weights of checkpoint `which` (None if unreadable)."""
     from acct.run import checkpoint as ckpt_io
-    from acct.scoring.predictions import weights_sha256
 
     try:
         return weights_sha256(ckpt_io.checkpoint_dir(run_dir, which))

@@ -19,6 +19,7 @@ from typing import Any
 
 from acct.config.commands import ABLATION_CONFIGS, AblateSettings
 from acct.config.layers import deep_merge
+from acct.config.resolve import validate_checked
 from acct.config.train import TrainSettings
 from acct.errors import UsageError
 from acct.registry import (
@@ -26,6 +27,9 @@ from acct.registry import (
     anchor_weightings,
     task_weightings,
 )
+from acct.study.study_file import read_study_file
+from acct.study.sweep import combine, grid
+from acct.study.sweep import layer as point_layer
 
 # a finished run is reused even if they changed. (Nor is the provenance block saved beside them.)
 _NOT_COMPARED = ("output_dir", "overwrite", "resume", "device", "log_every_n_steps", "save_every_n_steps", "provenance",
@@ -60,8 +64,6 @@ class Arm:
     sweep: dict[str, list[Any]] = field(default_factory=dict)
 
     def points(self) -> list[tuple[tuple[str, Any], ...]]:
-        from acct.study.sweep import grid
-
         return grid(self.sweep) if self.sweep else [()]
 
 
@@ -76,11 +78,7 @@ def study_arms(settings: AblateSettings, base: TrainSettings) -> list[Arm]:
     Each arm's settings are validated here, before anything trains, so that a wrong value in
     one arm is one line naming the arm.
     """
-    from acct.study.sweep import combine
-
     if settings.study is not None:
-        from acct.study.study_file import read_study_file
-
         study = read_study_file(settings.study)
         study_wide = combine(study.sweep, settings.sweep)
         # An arm named like a registered arm starts from it; any other name from the base settings.
@@ -113,8 +111,6 @@ def _point_text(point: Sequence[tuple[str, Any]]) -> str:
 def arm_settings(base: TrainSettings, arm: Arm, seed: int, run_dir: Path,
                  point: Sequence[tuple[str, Any]] = ()) -> TrainSettings:
     """Base settings with the arm's overrides at one point of its grid, the seed and the run directory."""
-    from acct.config.resolve import validate_checked
-    from acct.study.sweep import layer as point_layer
 
     layer = deep_merge(deep_merge(arm.overrides, point_layer(tuple(point))),
                        {"seed": seed, "output_dir": str(run_dir), "resume": False, "overwrite": False})

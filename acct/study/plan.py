@@ -22,6 +22,7 @@ from acct.config.train import TrainSettings
 from acct.errors import AcctError, UsageError
 from acct.gradients import check_fits_weighting
 from acct.registry import strategies as ablation_strategies
+from acct.study.guard import identical_arms, train_task_sizes
 from acct.study.layers import (
     Arm,
     _point_text,
@@ -30,7 +31,7 @@ from acct.study.layers import (
     settings_digest,
     study_arms,
 )
-from acct.study.guard import identical_arms, train_task_sizes
+from acct.study.sweep import label
 from acct.train.plan import (
     RunPlan,
     make_plan,
@@ -104,7 +105,6 @@ def plan(settings: AblateSettings, base: TrainSettings, arms: Sequence[Arm] | No
     if root.exists() and not root.is_dir():
         raise UsageError(f"output path {root} is a file")
     runs: list[PlannedRun] = []
-    from acct.study.sweep import label
 
     for seed in seeds_of(base, settings.seeds):
         group: list[PlannedRun] = []

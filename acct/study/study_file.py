@@ -27,7 +27,9 @@ from typing import Any
 
 from acct.config.layers import read_yaml
 from acct.config.resolve import check_sections, check_yaml_keys
+from acct.config.train import TrainSettings
 from acct.errors import UsageError
+from acct.study.sweep import check
 
 STUDY_KEYS = ("arms", "reference", "sweep")
 # Settings a study decides for every run: an arm that set them would not be a comparison.
@@ -51,8 +53,6 @@ def read_study(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], str | None
 
 
 def _sweep(value: Any, where: str) -> dict[str, list[Any]]:
-    from acct.study.sweep import check
-
     if not isinstance(value, dict):
         raise UsageError(f"{where}: sweep must be a mapping of dotted settings to lists of values, got {value!r}")
     return check(value, where)
@@ -90,7 +90,6 @@ def read_study_file(path: Path) -> StudyFile:
                              "every arm runs with the same: it comes only from the person running the command "
                              "(acct ablate --trust-remote-code, or ACCT_MODEL__TRUST_REMOTE_CODE=1)")
         check_yaml_keys(layer, Path(f"{path} (arm {name})"))
-        from acct.config.train import TrainSettings
 
         check_sections(TrainSettings, layer, where=f"{path}, arm {name}")
         out.append((name, layer))

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from acct.registry import strategies
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -101,8 +103,6 @@ def strategy_options(
     """The options a strategy is built with: `curriculum.options`, plus `curriculum.temperature`
     (and `curriculum.alpha`) for a strategy whose constructor names a `temperature` (an `alpha`)
     parameter and that the options leave unset."""
-    from acct.registry import strategies
-
     cls = strategies.get(strategy)
     opts = dict(options or {})
     try:
@@ -119,8 +119,6 @@ def strategy_options(
 def declared_distribution(settings: Any, sizes: Sequence[int]) -> list[float] | None:
     """The task distribution the settings' strategy always draws from, by its own declaration
     (`fixed_distribution`), over tasks of these sizes; None for a strategy that adapts or follows a schedule."""
-    from acct.registry import strategies
-
     cur = settings.curriculum
     declare = getattr(strategies.get(cur.strategy), "fixed_distribution", None)
     if declare is None or not sizes or not sum(sizes):
@@ -133,8 +131,6 @@ def declared_distribution(settings: Any, sizes: Sequence[int]) -> list[float] | 
 def make_plan(settings: Any, task_sizes: int | Sequence[int]) -> RunPlan:
     """The plan of a run with these settings over training tasks of `task_sizes` questions each (task
     order), or over `task_sizes` training questions in all (then nothing depends on the tasks)."""
-    from acct.registry import strategies
-
     sizes = None if isinstance(task_sizes, int) else tuple(int(n) for n in task_sizes)
     n_train = task_sizes if sizes is None else sum(sizes)
     per_step = settings.batch.questions_per_batch * settings.batch.grad_accum_steps

@@ -49,7 +49,7 @@ from acct.model.encoder import (
     encoder_from_config_dir,
 )
 from acct.run import checkpoint as ckpt_io
-from acct.run import provenance
+from acct.run import init_from, provenance
 from acct.run.rundir import (
     MetricsLog,
     RunWriter,
@@ -153,8 +153,6 @@ def setup_tokenizer(settings: TrainSettings, data: RunData, init: Any, notices: 
     if data.resume_ckpt is not None:
         return load_tokenizer(str(data.resume_ckpt / "tokenizer"), trust_remote_code=settings.model.trust_remote_code)
     if init is not None:
-        from acct.run import init_from
-
         tokenizer, init_notices = init_from.tokenizer_for(init, settings.model)
         notices.extend(init_notices)
         return tokenizer
@@ -427,8 +425,6 @@ def setup(
     # A new run from another's weights: read (and check) the source before the run directory is touched.
     init = None
     if settings.init_from is not None and not settings.resume:
-        from acct.run import init_from
-
         init = init_from.open_source(settings.init_from, output_dir=run_dir)
     seed_everything(settings.seed)
     notices: list[str] = []

@@ -154,7 +154,7 @@ def format_of(path: Path, file_format: str = "auto") -> str:
 
 
 @contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
+def quiet_datasets() -> Iterator[None]:
     """No progress bars or logged tracebacks from `datasets` while it converts a local file (our error says it)."""
     import datasets
     from datasets.utils import logging as ds_logging
@@ -197,7 +197,7 @@ def read_table(path: Path, fmt: str) -> Any:
         if text:
             header = _csv_header(path, delimiter)
             kwargs["features"] = datasets.Features({name: datasets.Value("string") for name in header})
-    with _quiet_datasets():
+    with quiet_datasets():
         try:
             return datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
         except Exception as exc:  # the loaders raise many kinds; each means this file cannot be read

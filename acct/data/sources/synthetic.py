@@ -6,6 +6,7 @@ from typing import Any
 
 from acct.data.records import Example
 from acct.data.sources import field_of
+from acct.data.synthetic import NOISE_CATEGORY, NOISE_TASK, SYNTHETIC_CATEGORIES, generate_suite
 from acct.registry import register_data_source
 
 
@@ -26,8 +27,6 @@ class SyntheticSource:
     @staticmethod
     def phase_groups(data: Any) -> list[tuple[list[str], list[str]]]:
         """numbers first, then words (and the noise task, when there is one)."""
-        from acct.data.synthetic import NOISE_CATEGORY, NOISE_TASK, SYNTHETIC_CATEGORIES
-
         categories = dict(SYNTHETIC_CATEGORIES)
         if (field_of(data, "options") or {}).get("noise_task"):
             categories[NOISE_TASK] = NOISE_CATEGORY
@@ -38,7 +37,6 @@ class SyntheticSource:
     def __init__(self, task_sizes: dict[str, int] | None = None, noise_task: bool = False) -> None:
         # data.options: task_sizes (task -> questions, for imbalanced tasks) and noise_task
         # (add `random_answer`, whose answers are random); both off by default.
-        from acct.data.synthetic import NOISE_CATEGORY, NOISE_TASK, SYNTHETIC_CATEGORIES
 
         self.task_sizes = task_sizes
         self.noise_task = noise_task
@@ -47,8 +45,6 @@ class SyntheticSource:
             self.categories[NOISE_TASK] = NOISE_CATEGORY
 
     def load(self, data: Any, seed: int) -> dict[str, list[Example]]:
-        from acct.data.synthetic import generate_suite
-
         return generate_suite(
             examples_per_task=data.synthetic_examples_per_task,
             seed=seed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from acct.errors import UsageError
-from acct.registry import register_ablation_arm
+from acct.registry import data_sources, register_ablation_arm
 from acct.study.arms._shared import plus_baseline
 
 
@@ -15,8 +15,6 @@ def default_phases(base: Any) -> list[dict[str, Any]]:
     Each phase's fraction of the steps is its share of the tasks, so that under the uniform
     prior every task gets as many draws as in the baseline, only in another order.
     """
-    from acct.registry import data_sources
-
     source = base.data.source
     phase_groups = getattr(data_sources.get(source), "phase_groups", None) if source in data_sources else None
     if phase_groups is None:
