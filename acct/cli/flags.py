@@ -1,7 +1,7 @@
 """Options built from the settings models, and the command class that adds them when first asked for.
 
-SETTINGS_FLAGS maps each training flag to the dotted TrainSettings field it sets, with the field's
-description as its help: `acct train` and `acct ablate` take them (`TrainingFlags`) and read what
+SETTINGS_FLAGS (acct/config/flags.py) maps each training flag to the dotted TrainSettings field it
+sets; the options take the field's description as their help: `acct train` and `acct ablate` take them (`TrainingFlags`) and read what
 was given with `overrides(ctx)`, {dotted path: value or None}. `ScoringOptions` are the options
 `acct evaluate`, `acct predict` and `acct inspect-confusion` share (checkpoint, batch size, device,
 precision, data directory, --json, --code, --trust-remote-code), described and defaulted by the
@@ -26,63 +26,7 @@ import typer
 from typer.core import TyperCommand
 
 from acct.cli._common import CODE_HELP, escape, eval_batch_alias
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One training flag: the settings field it sets and, for a boolean, the flag that sets it to False.
-
-    A `many` flag is a list of strings: repeatable, and each value may itself be a comma-separated list.
-    """
-
-    path: str
-    off: str | None = None
-    many: bool = False
-
-
-# flag -> setting; the order is the order of --help.
-SETTINGS_FLAGS: dict[str, Flag] = {
-    "--strategy": Flag("curriculum.strategy"),
-    "--model": Flag("model.name_or_path"),
-    "--tokenizer": Flag("model.tokenizer"),
-    "--data-source": Flag("data.source"),
-    "--data-dir": Flag("data.data_dir"),
-    "--data-files": Flag("data.files", many=True),
-    "--data-format": Flag("data.files_format"),
-    "--hub-dataset": Flag("data.hub_dataset"),
-    "--hub-config": Flag("data.hub_config"),
-    "--question-column": Flag("data.question_column"),
-    "--choices-column": Flag("data.choices_column"),
-    "--choice-columns": Flag("data.choice_columns", many=True),
-    "--answer-column": Flag("data.answer_column"),
-    "--task-column": Flag("data.task_column"),
-    "--category-column": Flag("data.category_column"),
-    "--protocol": Flag("data.protocol"),
-    "--allow-overlap": Flag("data.allow_overlap"),
-    "--output-dir": Flag("output_dir"),
-    "--init-from": Flag("init_from"),
-    "--max-steps": Flag("optim.max_steps"),
-    "--epochs": Flag("optim.epochs"),
-    "--lr": Flag("optim.lr"),
-    "--batch-size": Flag("batch.batch_size"),
-    "--grad-accum-steps": Flag("batch.grad_accum_steps"),
-    "--tasks-per-batch": Flag("batch.tasks_per_batch"),
-    "--examples-per-task": Flag("batch.examples_per_task"),
-    "--group-by-length": Flag("batch.group_by_length", off="--no-group-by-length"),
-    "--max-length": Flag("model.max_length"),
-    "--lambda-contrastive": Flag("loss.lambda_contrastive"),
-    "--gather-negatives": Flag("loss.gather_negatives"),
-    "--seed": Flag("seed"),
-    "--device": Flag("device"),
-    "--precision": Flag("precision"),
-    "--eval-every-n-steps": Flag("eval_every_n_steps"),
-    "--patience": Flag("patience"),
-    "--save-every-n-steps": Flag("save_every_n_steps"),
-    "--report-to": Flag("report_to", many=True),
-    "--deterministic": Flag("deterministic"),
-    "--tf32": Flag("tf32", off="--no-tf32"),
-}
-
+from acct.config.flags import SETTINGS_FLAGS, Flag
 
 # Settings whose value is a registered name: their help lists the names (plugins' too, once imported).
 REGISTERED = {"curriculum.strategy": "strategies", "data.source": "data_sources", "report_to": "trackers"}

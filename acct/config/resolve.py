@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from acct.config.environment import check_no_trust_granted, env_trusts_remote_code
 from acct.config.fields import CHECK_REGISTRIES, _checking_registries, section_model
+from acct.config.flags import SETTINGS_FLAGS
 from acct.config.layers import PRESETS, deep_merge, read_yaml
 from acct.config.train import TrainSettings
 from acct.errors import UsageError
@@ -27,10 +28,6 @@ from acct.errors import UsageError
 
 def flag_names() -> dict[str, str]:
     """Dotted field path -> the `acct train` flag that sets it, for error messages: the CLI's flag table."""
-    from acct.cli.flags import (
-        SETTINGS_FLAGS,  # plain data; imported when an error is worded, never before
-    )
-
     return {entry.path: flag for flag, entry in SETTINGS_FLAGS.items()}
 
 

@@ -165,7 +165,7 @@ def test_unset_flags_leave_the_preset_alone(monkeypatch):
 def test_a_flag_added_to_the_table_reaches_both_commands(tmp_path):
     # A copy of the package whose table has two more entries and nothing else changed.
     shutil.copytree(REPO / "acct", tmp_path / "acct", ignore=shutil.ignore_patterns("__pycache__"))
-    flags_py = tmp_path / "acct" / "cli" / "flags.py"
+    flags_py = tmp_path / "acct" / "config" / "flags.py"
     source = flags_py.read_text()
     anchor = '    "--tf32": Flag("tf32", off="--no-tf32"),\n'
     assert anchor in source
