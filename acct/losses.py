@@ -1,8 +1,8 @@
 """Loss functions of acct: per-question choice distributions, their normalised entropy, the
-classification loss and the entropy-weighted supervised InfoNCE loss (README.md, "The method").
+classification loss and the entropy-weighted supervised InfoNCE loss (docs/method.md).
 
 Everything here is a pure function of tensors; no state, no host synchronisation. The
-registered task-loss weightings and contrastive anchor weightings (acct/weightings.py and
+registered task-loss weightings and contrastive anchor weightings (acct/weightings/, acct/anchors/ and
 plugins: `register_task_weighting`, `register_anchor_weighting`) read one `Observation`.
 """
 

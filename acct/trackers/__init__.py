@@ -4,7 +4,7 @@ A tracker reports one run. `start` opens the tracker's own run (or, when acct re
 the one it opened before, where the library allows) with the resolved settings as
 hyperparameters; `log` receives scalars at an optimizer step; `finish` closes it. acct's training
 loop drives them on rank 0 only, through `acct.tracking`, which turns the engine's events into
-the scalars (their names are listed there and in README.md, "Tracking").
+the scalars (their names are listed there and in docs/tracking.md).
 
 A tracker's library is imported in `start`, never when its module is imported, so that `acct
 --help` and `acct list` stay light. `library` and `extra` name what it needs: a run asking for

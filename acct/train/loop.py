@@ -1,7 +1,7 @@
 """The training loop: `train` takes the run directory and yields events; `fit` runs setup, then
 steps, logs, validates and saves until the budget, early stopping or a stop request ends it.
 
-Under torchrun (see acct/train/distributed.py and README.md, "Scaling out") the same loop runs on every
+Under torchrun (see acct/train/distributed.py and docs/scaling.md) the same loop runs on every
 rank: all ranks draw the same global batch and each keeps the rows `rank::world_size`; the model
 is wrapped in DistributedDataParallel; the curriculum observes the gathered global batch and its
 windows are all-reduced before every update, so the task weights are identical on every rank;
