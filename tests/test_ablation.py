@@ -203,7 +203,7 @@ def test_plain_multitask_names_what_a_reference_adds(tmp_path):
 
 def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_batches(tmp_path):
     from acct.study.plan import PlannedRun
-    from acct.study.guard import trained_identical
+    from acct.study.history import trained_identical
 
     base = tiny_settings(tmp_path / "x")
     runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "reuse", {"step": 40})
