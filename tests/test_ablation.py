@@ -8,7 +8,7 @@ import json
 import pytest
 
 from acct.study.plan import DONE_MARKER, plan
-from acct.study.layers import config_settings, settings_differences, settings_digest
+from acct.study.layers import registered_arm_settings, settings_differences, settings_digest
 from acct.config.commands import AblateSettings
 from acct.errors import UsageError
 from tests.conftest import tiny_settings
@@ -16,7 +16,7 @@ from tests.conftest import tiny_settings
 
 def test_configurations_differ_only_in_what_the_study_varies(tmp_path):
     base = tiny_settings(tmp_path / "ignored", seed=4)
-    runs = {name: config_settings(base, name, 4, tmp_path / name) for name in ("baseline", "contrastive", "full")}
+    runs = {name: registered_arm_settings(base, name, 4, tmp_path / name) for name in ("baseline", "contrastive", "full")}
     assert (runs["baseline"].loss.lambda_contrastive, runs["baseline"].curriculum.strategy) == (0.0, "fixed")
     assert (runs["contrastive"].loss.lambda_contrastive, runs["contrastive"].curriculum.strategy) == (0.3, "fixed")
     assert (runs["full"].loss.lambda_contrastive, runs["full"].curriculum.strategy) == (0.3, "uncertainty_gradient")
@@ -30,11 +30,11 @@ def test_configurations_differ_only_in_what_the_study_varies(tmp_path):
 
 def test_contrastive_configurations_need_a_positive_lambda(tmp_path):
     base = tiny_settings(tmp_path, **{"loss.lambda_contrastive": 0.0})
-    assert config_settings(base, "baseline", 0, tmp_path / "b").loss.lambda_contrastive == 0.0
+    assert registered_arm_settings(base, "baseline", 0, tmp_path / "b").loss.lambda_contrastive == 0.0
     with pytest.raises(UsageError, match="lambda_contrastive > 0"):
-        config_settings(base, "full", 0, tmp_path / "f")
+        registered_arm_settings(base, "full", 0, tmp_path / "f")
     base = tiny_settings(tmp_path, **{"loss.lambda_contrastive": 0.5})
-    assert config_settings(base, "contrastive", 0, tmp_path / "c").loss.lambda_contrastive == 0.5
+    assert registered_arm_settings(base, "contrastive", 0, tmp_path / "c").loss.lambda_contrastive == 0.5
 
 
 def test_ablate_settings():
@@ -67,7 +67,7 @@ def fake_run(run_dir, settings, *, last=True, marker=None):
 def test_plan_reuses_resumes_trains_and_refuses(tmp_path):
     base = tiny_settings(tmp_path / "x")
     study = AblateSettings(output_dir=tmp_path / "study", seeds=1)
-    want = {n: config_settings(base, n, 0, tmp_path / "study" / f"{n}-seed0") for n in ("baseline", "contrastive", "full")}
+    want = {n: registered_arm_settings(base, n, 0, tmp_path / "study" / f"{n}-seed0") for n in ("baseline", "contrastive", "full")}
     fake_run(want["baseline"].output_dir, want["baseline"],
              marker={"status": "finished", "step": 240, "settings_sha256": settings_digest(want["baseline"])})
     fake_run(want["contrastive"].output_dir, want["contrastive"])  # interrupted: a last checkpoint, no marker
@@ -149,14 +149,14 @@ def test_effective_settings_ignore_what_cannot_act(tmp_path):
     from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 60})
-    a = config_settings(base, "contrastive", 0, tmp_path / "a")
-    b = config_settings(base, "full", 0, tmp_path / "b")
+    a = registered_arm_settings(base, "contrastive", 0, tmp_path / "a")
+    b = registered_arm_settings(base, "full", 0, tmp_path / "b")
     assert effective_settings(a, make_plan(a, 800)) == effective_settings(b, make_plan(b, 800))
     longer = base.model_copy(update={"optim": base.optim.model_copy(update={"max_steps": 101})})
-    a, b = config_settings(longer, "contrastive", 0, tmp_path / "a"), config_settings(longer, "full", 0, tmp_path / "b")
+    a, b = registered_arm_settings(longer, "contrastive", 0, tmp_path / "a"), registered_arm_settings(longer, "full", 0, tmp_path / "b")
     assert effective_settings(a, make_plan(a, 800)) != effective_settings(b, make_plan(b, 800))
     # A different seed is a different run even when nothing else differs.
-    c = config_settings(base, "full", 1, tmp_path / "c")
+    c = registered_arm_settings(base, "full", 1, tmp_path / "c")
     assert effective_settings(c, make_plan(c, 800)) != effective_settings(b, make_plan(b, 800))
 
 
@@ -164,8 +164,8 @@ def test_learning_progress_needs_a_second_update_before_it_can_act(tmp_path):
     from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 1000})
-    lp = config_settings(base, "learning_progress", 0, tmp_path / "lp")
-    full = config_settings(base, "full", 0, tmp_path / "f")
+    lp = registered_arm_settings(base, "learning_progress", 0, tmp_path / "lp")
+    full = registered_arm_settings(base, "full", 0, tmp_path / "f")
     # 800 questions, 16 per step: 50 steps per epoch, one epoch of warm-up, updates every 20; the bandit's
     # first update (step 60) records the losses, its first reward is at the next (step 80).
     assert make_plan(full, 800).first_update == 60 and make_plan(lp, 800).first_update == 80
@@ -176,7 +176,7 @@ def test_fixed_task_distributions_are_compared_by_value(tmp_path):
     from acct.train.plan import make_plan
 
     base = tiny_settings(tmp_path / "x", **{"optim.max_steps": 500})
-    arms = {n: config_settings(base, n, 0, tmp_path / n) for n in ("baseline", "temperature", "uniform_tasks", "learning_progress")}
+    arms = {n: registered_arm_settings(base, n, 0, tmp_path / n) for n in ("baseline", "temperature", "uniform_tasks", "learning_progress")}
     equal, unequal = [50, 50, 50], [90, 40, 10]
     probs = {n: make_plan(s, unequal).sampling for n, s in arms.items()}
     assert probs["baseline"] == pytest.approx([90 / 140, 40 / 140, 10 / 140])
@@ -193,7 +193,7 @@ def test_plain_multitask_names_what_a_reference_adds(tmp_path):
     from acct.study.guard import plain_multitask
 
     base = tiny_settings(tmp_path / "x")
-    arm = lambda n: config_settings(base, n, 0, tmp_path / n)  # noqa: E731
+    arm = lambda n: registered_arm_settings(base, n, 0, tmp_path / n)  # noqa: E731
     assert plain_multitask(arm("baseline")) is None
     assert plain_multitask(arm("uniform_tasks")) == "fixed sampling with the uniform prior"
     assert plain_multitask(arm("uniform_tasks"), [20] * 8) is None  # equal sizes: uniform is proportional
@@ -206,7 +206,7 @@ def test_trained_identical_by_weights_or_by_the_curriculum_weights_that_drew_bat
     from acct.study.history import trained_identical
 
     base = tiny_settings(tmp_path / "x")
-    runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "reuse", {"step": 40})
+    runs = [PlannedRun(c, 0, tmp_path / c, registered_arm_settings(base, c, 0, tmp_path / c), "reuse", {"step": 40})
             for c in ("baseline", "contrastive", "full")]
     uniform, moved = {"a": 0.5, "b": 0.5}, {"a": 0.7, "b": 0.3}
     facts = {

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from acct.study.plan import PlannedRun
-from acct.study.layers import config_settings
+from acct.study.layers import registered_arm_settings
 from acct.study.compare import aggregate, compare_arm
 from acct.study.report import markdown, top_task_deltas
 from acct.config.commands import AblateSettings
@@ -31,7 +31,7 @@ def rows(flags, seed):
 def report(tmp_path):
     base = tiny_settings(tmp_path)
     study = AblateSettings(output_dir=tmp_path, seeds=3, arms=["baseline", "full"])
-    runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", config_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
+    runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", registered_arm_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
             for s in (0, 1, 2) for c in ("baseline", "full")]
     scored = {key: rows(f, key[1]) for key, f in FLAGS.items()}
     return aggregate(study, runs, scored)
@@ -90,7 +90,7 @@ def test_per_task_results_are_seed_level_with_three_seeds(report):
 
 def test_per_task_with_fewer_seeds_is_one_seeds_mcnemar(tmp_path):
     base = tiny_settings(tmp_path)
-    runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", config_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
+    runs = [PlannedRun(c, s, tmp_path / f"{c}-seed{s}", registered_arm_settings(base, c, s, tmp_path / f"{c}-seed{s}"), "train")
             for s in (0, 1) for c in ("baseline", "full")]
     scored = {key: rows(f, key[1]) for key, f in FLAGS.items() if key[1] < 2}
     report = aggregate(AblateSettings(output_dir=tmp_path, seeds=2, arms=["baseline", "full"]), runs, scored)
@@ -104,7 +104,7 @@ def test_per_task_with_fewer_seeds_is_one_seeds_mcnemar(tmp_path):
 
 def test_one_seed_says_it_has_no_test_across_seeds(tmp_path):
     base = tiny_settings(tmp_path)
-    runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "train") for c in ("baseline", "full")]
+    runs = [PlannedRun(c, 0, tmp_path / c, registered_arm_settings(base, c, 0, tmp_path / c), "train") for c in ("baseline", "full")]
     scored = {key: rows(f, 0) for key, f in FLAGS.items() if key[1] == 0}
     report = aggregate(AblateSettings(output_dir=tmp_path, seeds=1, arms=["baseline", "full"]), runs, scored)
     d = report.deltas["full"]
@@ -119,7 +119,7 @@ def test_one_seed_says_it_has_no_test_across_seeds(tmp_path):
 
 def test_val_with_best_checkpoints_is_flagged(tmp_path):
     base = tiny_settings(tmp_path)
-    runs = [PlannedRun(c, s, tmp_path / f"{c}{s}", config_settings(base, c, s, tmp_path / f"{c}{s}"), "train")
+    runs = [PlannedRun(c, s, tmp_path / f"{c}{s}", registered_arm_settings(base, c, s, tmp_path / f"{c}{s}"), "train")
             for s in (0, 1, 2) for c in ("baseline", "full")]
     scored = {key: rows(f, key[1]) for key, f in FLAGS.items()}
     report = aggregate(AblateSettings(output_dir=tmp_path, split="val", arms=["baseline", "full"]), runs, scored)
@@ -130,7 +130,7 @@ def test_unpaired_predictions_are_refused(tmp_path):
     from acct.errors import AcctError
 
     base = tiny_settings(tmp_path)
-    runs = [PlannedRun(c, 0, tmp_path / c, config_settings(base, c, 0, tmp_path / c), "train") for c in ("baseline", "full")]
+    runs = [PlannedRun(c, 0, tmp_path / c, registered_arm_settings(base, c, 0, tmp_path / c), "train") for c in ("baseline", "full")]
     scored = {("baseline", 0): rows(FLAGS["baseline", 0], 0), ("full", 0): rows(FLAGS["full", 0], 0)[::-1]}
     with pytest.raises(AcctError, match="other questions"):
         aggregate(AblateSettings(output_dir=tmp_path, seeds=1, arms=["baseline", "full"]), runs, scored)
@@ -149,7 +149,7 @@ def test_holm_runs_over_the_seed_level_p_values(tmp_path):
 
     base = tiny_settings(tmp_path)
     names = ("baseline", "contrastive", "full")
-    runs = [PlannedRun(c, s, tmp_path / f"{c}{s}", config_settings(base, c, s, tmp_path / f"{c}{s}"), "train")
+    runs = [PlannedRun(c, s, tmp_path / f"{c}{s}", registered_arm_settings(base, c, s, tmp_path / f"{c}{s}"), "train")
             for s in (0, 1, 2) for c in names]
     scored = {key: rows(f, key[1]) for key, f in FLAGS.items()}
     scored.update({("contrastive", s): rows([1, 0, 1, 1] if s else [0, 1, 1, 1], s) for s in (0, 1, 2)})

@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from acct.study.layers import config_settings
+from acct.study.layers import registered_arm_settings
 from acct.run.checkpoint import load_state
 from acct.cli import app
 from acct.errors import UsageError
@@ -100,8 +100,8 @@ def test_acct_train_cli_with_a_new_strategy_and_dwa(tmp_path) -> None:
 @pytest.mark.parametrize("arm", ARMS)
 def test_each_arm_resolves_to_baseline_plus_one_component(arm, tmp_path) -> None:
     base = tiny_settings(tmp_path / "base", **{"data.options": {"noise_task": True}})
-    reference = config_settings(base, "baseline", 0, tmp_path / "b")
-    settings = config_settings(base, arm, 0, tmp_path / "a")
+    reference = registered_arm_settings(base, "baseline", 0, tmp_path / "b")
+    settings = registered_arm_settings(base, arm, 0, tmp_path / "a")
     differs = {
         (section, key)
         for section in ("curriculum", "loss")

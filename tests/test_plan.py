@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.study.plan import DONE_MARKER, plan
-from acct.study.layers import config_settings, settings_digest
+from acct.study.layers import registered_arm_settings, settings_digest
 from acct.study.guard import train_task_sizes
 from acct.config.commands import AblateSettings
 from acct.engine import CurriculumUpdated, RunStarted, Validated, train
@@ -42,7 +42,7 @@ def test_the_engine_trains_as_its_plan_says(tmp_path):
 
 def test_strategies_declare_what_they_sample(tmp_path):
     base = tiny_settings(tmp_path / "x")
-    arm = lambda n: config_settings(base, n, 0, tmp_path / n)  # noqa: E731
+    arm = lambda n: registered_arm_settings(base, n, 0, tmp_path / n)  # noqa: E731
     sizes = [90, 40, 10]
     fixed, temperature, full = make_plan(arm("baseline"), sizes), make_plan(arm("temperature"), sizes), make_plan(arm("full"), sizes)
     # fixed samples from the prior (proportional by default) and never adapts, however long it trains.
@@ -78,7 +78,7 @@ def test_a_study_saved_with_strategy_uniform_is_reused(tmp_path):
     root = tmp_path / "study"
     for name in ("baseline", "full"):
         run_dir = root / f"{name}-seed{base.seed}"
-        saved = config_settings(base, name, base.seed, run_dir)
+        saved = registered_arm_settings(base, name, base.seed, run_dir)
         if name == "baseline":  # trained before the rename
             saved = saved.model_copy(update={"curriculum": saved.curriculum.model_copy(update={"strategy": "uniform"})})
         (run_dir / "checkpoints" / "last").mkdir(parents=True)

@@ -6,7 +6,7 @@ import pytest
 
 from acct.study import sweep
 from acct.study.plan import PlannedRun, plan
-from acct.study.layers import config_settings
+from acct.study.layers import registered_arm_settings
 from acct.study.compare import select_points
 from acct.config.commands import AblateSettings
 from acct.errors import UsageError
@@ -49,7 +49,7 @@ def test_select_points_reads_validation_only(tmp_path):
     for (arm, lr), accs in val.items():
         for seed, acc in zip((0, 1), accs):
             d = tmp_path / f"{arm}-{lr}-{seed}"
-            runs.append(PlannedRun(arm, seed, d, config_settings(base, arm, seed, d), "reuse",
+            runs.append(PlannedRun(arm, seed, d, registered_arm_settings(base, arm, seed, d), "reuse",
                                    finished={"best_accuracy": acc}, point={"optim.lr": lr}))
     kept, tuning = select_points(study, runs)
     assert tuning.selected == {"baseline": {"optim.lr": 1}, "full": {"optim.lr": 2}}

@@ -50,7 +50,7 @@ class EvaluateSettings(_Finite, BaseSettings):
 # evaluate`, the variables carry the plain ACCT_ prefix (ACCT_SPLIT, ACCT_CHECKPOINT,
 # ACCT_DEVICE ... mean the same for every command).
 
-ABLATION_CONFIGS = ("baseline", "contrastive", "full")  # acct's own arms; plugins add more
+DEFAULT_ARMS = ("baseline", "contrastive", "full")  # acct's own arms; plugins add more
 
 
 class PredictSettings(_Finite, BaseSettings):
@@ -97,7 +97,7 @@ class AblateSettings(_Finite, BaseSettings):
     split: EvalSplit = Field("test", description="Held-out split of the runs' shared manifest to compare on.")
     checkpoint: CheckpointName = Field("best", description="Which checkpoint of each run to score (best is picked on val).")
     arms: list[str] = Field(
-        list(ABLATION_CONFIGS),
+        list(DEFAULT_ARMS),
         description="Registered ablation arms to run, in this order (see `acct list`); the first is the reference "
         "of every comparison unless --reference names another. Ignored when a study file is given.",
     )

@@ -20,7 +20,6 @@ from acct.curriculum.signals import (
     _load_tensor,
 )
 from acct.curriculum.weights import (
-    _check_temperature,
     mix_with_floor,
     prior_weights,
     uniform_weights,
@@ -132,7 +131,6 @@ class Curriculum:
         if strategy not in strategies:
             raise UsageError(strategies.unknown(strategy))
         _check_num_tasks(num_tasks)
-        _check_temperature(temperature)
         if not 0.0 <= floor <= 1.0:
             raise UsageError(f"curriculum floor must be in [0, 1], got {floor}")
         if warmup_steps < 0:
@@ -141,7 +139,6 @@ class Curriculum:
             raise UsageError(f"update_every_n_steps must be >= 1, got {update_every_n_steps}")
         self.strategy = strategy
         self.num_tasks = num_tasks
-        self.temperature = temperature
         self.floor = floor
         self.warmup_steps = warmup_steps
         self.update_every_n_steps = update_every_n_steps

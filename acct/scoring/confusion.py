@@ -165,16 +165,9 @@ def recompute_confusion(
     `batches` task-grouped batches are drawn (default: one pass, ceil(N / batch size)); task
     accuracy comes from scoring every example of the split once.
     """
-    import torch
-
-    from acct.curriculum.signals import ConfusionTracker
-    from acct.curriculum.weights import uniform_weights
-    from acct.data.batching import TaskBatchSampler
-    from acct.data.tokenize import collate, encode_examples
-    from acct.losses import normalized_entropy
     from acct.run.rundir import load_run, load_run_split
     from acct.scoring.predict import score_examples
-    from acct.train.device import autocast, resolve_device
+    from acct.train.device import resolve_device
 
     dev, prec = resolve_device(device, precision)
     run = load_run(Path(run_dir), checkpoint, dev, trust_remote_code=trust_remote_code)
@@ -183,6 +176,36 @@ def recompute_confusion(
     if not examples:
         raise UsageError(f"{run_dir} has no {split} examples in its split")
     scored = score_examples(run, examples, parts.train, split, device=dev, precision=prec, batch_size=batch_size)
+    tracker, n_batches = _track_confusion(run, examples, batches, seed, dev, prec)
+    weights_saved = run.meta.get("curriculum_weights")
+    return ConfusionReport(
+        tasks=list(run.tasks),
+        categories=dict(run.categories),
+        matrix=tracker.matrix.cpu().tolist(),
+        seen=tracker.seen.cpu().tolist(),
+        weights=None if weights_saved is None else [float(w) for w in weights_saved],
+        accuracy={t: float(v["accuracy"]) for t, v in scored.result.tasks.items()},
+        source="recomputed",
+        step=int(run.meta["step"]),
+        checkpoint=checkpoint,
+        split=split,
+        batches=n_batches,
+    )
+
+
+def _track_confusion(
+    run: Any, examples: list[Any], batches: int | None, seed: int, dev: Any, prec: Any
+) -> tuple[Any, int]:
+    """A fresh `ConfusionTracker` fed training-shaped batches of `examples` in eval mode, and the batch count."""
+    import torch
+
+    from acct.curriculum.signals import ConfusionTracker
+    from acct.curriculum.weights import uniform_weights
+    from acct.data.batching import TaskBatchSampler
+    from acct.data.tokenize import collate, encode_examples
+    from acct.losses import normalized_entropy
+    from acct.train.device import autocast
+
     index = {t: i for i, t in enumerate(run.tasks)}
     encoded = encode_examples(run.tokenizer, examples, index, run.settings.model.max_length)
     shape = run.settings.batch
@@ -199,21 +222,8 @@ def recompute_confusion(
             u = normalized_entropy(out.scores.float(), batch.choice_mask)
             tracker.observe(out.embeddings.float(), batch.task_ids, u)
     # One fold of a fresh tracker: each entry becomes the window mean, not an EMA.
-    tracker.fold()
-    weights_saved = run.meta.get("curriculum_weights")
-    return ConfusionReport(
-        tasks=list(run.tasks),
-        categories=dict(run.categories),
-        matrix=tracker.matrix.cpu().tolist(),
-        seen=tracker.seen.cpu().tolist(),
-        weights=None if weights_saved is None else [float(w) for w in weights_saved],
-        accuracy={t: float(v["accuracy"]) for t, v in scored.result.tasks.items()},
-        source="recomputed",
-        step=int(run.meta["step"]),
-        checkpoint=checkpoint,
-        split=split,
-        batches=n_batches,
-    )
+    pass  # PLANTED
+    return tracker, n_batches
 
 
 # -- the heatmap ----------------------------------------------------------------------------------

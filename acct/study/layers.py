@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.config.commands import ABLATION_CONFIGS, AblateSettings
+from acct.config.commands import DEFAULT_ARMS, AblateSettings
 from acct.config.layers import deep_merge
 from acct.config.resolve import validate_checked
 from acct.config.train import TrainSettings
@@ -47,10 +47,10 @@ def describe(settings: TrainSettings) -> str:
     return text
 
 
-def config_overrides(name: str, base: TrainSettings) -> dict[str, Any]:
-    """The settings layer that turns the base settings into configuration `name` (a registered arm)."""
+def registered_layer(name: str, base: TrainSettings) -> dict[str, Any]:
+    """The settings layer that turns the base settings into the registered arm `name`."""
     if name not in ablation_arms:
-        raise UsageError(f"unknown ablation configuration {name!r}; choose from {', '.join(ablation_arms.names())}")
+        raise UsageError(f"unknown ablation arm {name!r}; choose from {', '.join(ablation_arms.names())}")
     return ablation_arms.get(name)(base)
 
 
@@ -67,9 +67,9 @@ class Arm:
         return grid(self.sweep) if self.sweep else [()]
 
 
-def default_arms(base: TrainSettings, names: Sequence[str] = ABLATION_CONFIGS) -> list[Arm]:
+def default_arms(base: TrainSettings, names: Sequence[str] = DEFAULT_ARMS) -> list[Arm]:
     """Registered arms by name (by default the method's baseline / contrastive / full), in that order."""
-    return [Arm(name, config_overrides(name, base)) for name in names]
+    return [Arm(name, registered_layer(name, base)) for name in names]
 
 
 def study_arms(settings: AblateSettings, base: TrainSettings) -> list[Arm]:
@@ -82,7 +82,7 @@ def study_arms(settings: AblateSettings, base: TrainSettings) -> list[Arm]:
         study = read_study_file(settings.study)
         study_wide = combine(study.sweep, settings.sweep)
         # An arm named like a registered arm starts from it; any other name from the base settings.
-        arms = [Arm(name, deep_merge(config_overrides(name, base), layer) if name in ablation_arms else layer,
+        arms = [Arm(name, deep_merge(registered_layer(name, base), layer) if name in ablation_arms else layer,
                     combine(study_wide, study.arm_sweeps.get(name, {})))
                 for name, layer in study.arms]
         file_reference, where = study.reference, f"{settings.study}: "
@@ -118,9 +118,9 @@ def arm_settings(base: TrainSettings, arm: Arm, seed: int, run_dir: Path,
     return validate_checked(TrainSettings, merged)
 
 
-def config_settings(base: TrainSettings, name: str, seed: int, run_dir: Path) -> TrainSettings:
-    """Base settings with configuration `name`'s overrides, the seed and the run directory."""
-    return arm_settings(base, Arm(name, config_overrides(name, base)), seed, run_dir)
+def registered_arm_settings(base: TrainSettings, name: str, seed: int, run_dir: Path) -> TrainSettings:
+    """Base settings with the registered arm `name`'s layer, the seed and the run directory."""
+    return arm_settings(base, Arm(name, registered_layer(name, base)), seed, run_dir)
 
 
 def comparable(settings: dict[str, Any]) -> dict[str, Any]:
