@@ -222,7 +222,7 @@ def _track_confusion(
             u = normalized_entropy(out.scores.float(), batch.choice_mask)
             tracker.observe(out.embeddings.float(), batch.task_ids, u)
     # One fold of a fresh tracker: each entry becomes the window mean, not an EMA.
-    pass  # PLANTED
+    tracker.fold()
     return tracker, n_batches
 
 
