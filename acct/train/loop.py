@@ -155,12 +155,17 @@ def fit(
             reason = "interrupted"
             break
 
+    trace_finished(run, state, reason)
+    yield Finished(step=state.step, reason=reason, best_accuracy=state.best_accuracy, best_step=state.best_step,
+                   run_dir=settings.run_dir())
+
+
+def trace_finished(run: Run, state: TrainState, reason: str) -> None:
+    """With ACCT_DEBUG_RANK_DIR set, each rank records how it ended: its weights' and RNG's digests."""
     if run.trace.enabled:
         rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
         run.trace.write("finished", step=state.step, reason=reason, parameters=distributed.parameter_digest(run.model), rng=rng,
                         task_weighting=[p.detach().cpu().tolist() for p in run.parts.weightings.parameters()])
-    yield Finished(step=state.step, reason=reason, best_accuracy=state.best_accuracy, best_step=state.best_step,
-                   run_dir=settings.run_dir())
 
 
 def run_started(run: Run, state: TrainState) -> RunStarted:

@@ -283,6 +283,11 @@ def train_step(
         for p in weighting_params:
             grad = p.grad if p.grad is not None else torch.zeros_like(p)
             p.grad = dist.all_reduce_(grad).div_(dist.world_size)
+    return sums, optimizer_step(opt)
+
+
+def optimizer_step(opt: Optimization) -> torch.Tensor:
+    """Unscale, clip and step (skipped when the gradient is not finite); returns `found_inf` on the device."""
     opt.scaler.unscale_(opt.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(opt.params, opt.max_grad_norm, foreach=True)
     found_inf = (~torch.isfinite(grad_norm)).float()
@@ -295,4 +300,4 @@ def train_step(
         opt.optimizer.step()
     opt.optimizer.zero_grad(set_to_none=True)
     opt.scheduler.step()
-    return sums, found_inf
+    return found_inf
