@@ -189,8 +189,6 @@ def check_one_encoder(flags: dict[str, Any], layer: dict[str, Any], config_file:
         )
 
 
-
-
 def check_sections(cls: type[BaseModel], layer: dict[str, Any], *, where: str, prefix: str = "") -> None:
     """Refuse a section (e.g. `optim:`) given as anything but a mapping.
 

@@ -406,7 +406,6 @@ class LossSettings(_Section):
         return _registered(registry.gradients, value, info)
 
 
-
 class OptimSettings(_Section):
     lr: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and norms).")

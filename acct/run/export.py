@@ -32,8 +32,6 @@ class Exported:
     files: list[str]
 
 
-
-
 def export_run(run_dir: Path, out_dir: Path, which: str = "best") -> Exported:
     """Write checkpoint `which` of `run_dir` to `out_dir` (which must not exist or be empty)."""
     import torch
@@ -133,8 +131,6 @@ def _write_export(run: Any, run_dir: Path, out_dir: Path, tmp: Path, which: str,
         os.replace(tmp, out_dir)
     except OSError as exc:
         raise UsageError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
-
-
 
 
 def push_to_hub(folder: Path, repo_id: str, *, private: bool = False) -> str:

@@ -39,7 +39,6 @@ def is_export_dir(path: Path) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
-
 def read_config(path: Path) -> dict[str, Any]:
     from acct.run import checkpoint as ckpt_io
 

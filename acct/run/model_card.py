@@ -25,8 +25,6 @@ def read_evaluations(run_dir: Path) -> dict[str, Any]:
     return found
 
 
-
-
 def encoder_origin(settings: dict[str, Any], depth: int = 0) -> tuple[str | None, bool | None, str]:
     """(base model hub id or None, random init? (None: unknown), one sentence) for a run's encoder."""
     from acct.model.encoder import WEIGHT_FILES

@@ -315,8 +315,6 @@ def check_settings_unchanged(run_dir: Path, settings: TrainSettings, meta: dict[
     )
 
 
-
-
 def load_run(
     run_dir: Path, which: str = "best", device: torch.device | None = None, *, trust_remote_code: bool = False,
 ) -> LoadedRun:

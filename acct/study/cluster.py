@@ -110,6 +110,7 @@ def require_submitit() -> Any:
     return submitit
 
 
+# -- the record of submitted jobs ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def forget_jobs(study_dir: Path) -> None:
     jobs_file(study_dir).unlink(missing_ok=True)
 
 
+# -- what a job runs -------------------------------------------------------------------------------
 
 
 def job_command(run: Any, line: str, nproc_per_node: int | None = None) -> list[str]:
@@ -239,6 +241,7 @@ class JobFailed(AcctError):
     """A job's training command failed (raised inside the job)."""
 
 
+# -- submitting ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -379,6 +382,7 @@ def submit(settings: Any, runs: Sequence[Any], options: SubmitSettings) -> Submi
     return Submission(submitted, earlier, record, live)
 
 
+# -- waiting ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
