@@ -36,11 +36,18 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--plot {directory} is a file, not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    names = list(report.configs)
-    ref = report.reference
+    paths = [_accuracy_figure(plt, report, directory), _validation_figure(plt, report, directory)]
+    for name in report.configs:
+        weights = _weights_figure(plt, report, name, directory)
+        if weights is not None:
+            paths.append(weights)
+    paths.append(_categories_figure(plt, report, directory))
+    return paths
 
-    # 1. accuracy per arm: mean over seeds, seed-level 95% t interval, one dot per seed
+
+def _accuracy_figure(plt: Any, report: Any, directory: Path) -> Path:
+    """accuracy.png: accuracy per arm, mean over seeds, seed-level 95% t interval, one dot per seed."""
+    names = list(report.configs)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names)), 3.5))
     acc = [100 * report.configs[n]["accuracy"] for n in names]
     xs = list(range(len(names)))
@@ -57,9 +64,12 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     ax.set_ylabel(f"{report.split} accuracy (%)")
     ax.set_title(f"accuracy per arm over {len(report.seeds)} seed{'s' if len(report.seeds) > 1 else ''}"
                  + ("\n(95% t interval, seeds as dots)" if len(report.seeds) > 1 else ""))
-    paths.append(_save(fig, plt, directory / "accuracy.png"))
+    return _save(fig, plt, directory / "accuracy.png")
 
-    # 2. validation accuracy curves
+
+def _validation_figure(plt: Any, report: Any, directory: Path) -> Path:
+    """validation.png: the validation accuracy curve of every run."""
+    names = list(report.configs)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for (name, seed), h in sorted(report.histories.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
         if h["validation"]:
@@ -71,38 +81,45 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     ax.set_title("validation accuracy over training")
     if ax.lines:
         ax.legend(fontsize=7)
-    paths.append(_save(fig, plt, directory / "validation.png"))
+    return _save(fig, plt, directory / "validation.png")
 
-    # 3. task weights of every adaptive arm, one panel per seed, tasks grouped by category
-    for name in names:
-        # An arm whose weights never left the prior has nothing to draw (first_weight_change_step is None
-        # for an arm that cannot adapt, and a list of None for one that never did).
-        change = report.configs[name].get("effective", {}).get("first_weight_change_step")
-        if change is None or all(c is None for c in change):
-            continue
-        panels = [(seed, report.histories.get((name, seed), {}).get("curriculum", [])) for seed in report.seeds]
-        panels = [(seed, logged) for seed, logged in panels if logged]
-        if not panels:
-            continue
-        tasks = sorted(panels[0][1][0][1], key=lambda t: (report.task_categories.get(t, ""), t))
-        grids = [[[w.get(t, float("nan")) for _, w in logged] for t in tasks] for _, logged in panels]
-        top = max(v for grid in grids for row in grid for v in row if v == v)
-        height = max(2.5, 0.22 * len(tasks) + 1)
-        # Constrained layout keeps the colour bar clear of the long task labels.
-        fig, axes = plt.subplots(len(panels), 1, figsize=(7, height * len(panels)), squeeze=False, layout="constrained")
-        for ax, (seed, logged), grid in zip(axes[:, 0], panels, grids):
-            image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=top)
-            ax.set_yticks(range(len(tasks)))
-            ax.set_yticklabels([f"{report.task_categories.get(t, '?')} · {t}" for t in tasks], fontsize=6)
-            ticks = list(range(0, len(logged), max(1, len(logged) // 8)))
-            ax.set_xticks(ticks)
-            ax.set_xticklabels([str(logged[i][0]) for i in ticks], fontsize=7)
-            ax.set_xlabel("step")
-            ax.set_title(f"{name}: task weights over training" + (f" (seed {seed})" if len(report.seeds) > 1 else ""))
-            fig.colorbar(image, ax=ax, label="sampling weight")
-        paths.append(_save(fig, plt, directory / f"weights-{name}.png", tight=False))
 
-    # 4. per-category deltas against the reference
+def _weights_figure(plt: Any, report: Any, name: str, directory: Path) -> Path | None:
+    """weights-<arm>.png: an adaptive arm's task weights, one panel per seed, tasks grouped by category.
+
+    None for an arm with nothing to draw.
+    """
+    # An arm whose weights never left the prior has nothing to draw (first_weight_change_step is None
+    # for an arm that cannot adapt, and a list of None for one that never did).
+    change = report.configs[name].get("effective", {}).get("first_weight_change_step")
+    if change is None or all(c is None for c in change):
+        return None
+    panels = [(seed, report.histories.get((name, seed), {}).get("curriculum", [])) for seed in report.seeds]
+    panels = [(seed, logged) for seed, logged in panels if logged]
+    if not panels:
+        return None
+    tasks = sorted(panels[0][1][0][1], key=lambda t: (report.task_categories.get(t, ""), t))
+    grids = [[[w.get(t, float("nan")) for _, w in logged] for t in tasks] for _, logged in panels]
+    top = max(v for grid in grids for row in grid for v in row if v == v)
+    height = max(2.5, 0.22 * len(tasks) + 1)
+    # Constrained layout keeps the colour bar clear of the long task labels.
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, height * len(panels)), squeeze=False, layout="constrained")
+    for ax, (seed, logged), grid in zip(axes[:, 0], panels, grids):
+        image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=top)
+        ax.set_yticks(range(len(tasks)))
+        ax.set_yticklabels([f"{report.task_categories.get(t, '?')} · {t}" for t in tasks], fontsize=6)
+        ticks = list(range(0, len(logged), max(1, len(logged) // 8)))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(logged[i][0]) for i in ticks], fontsize=7)
+        ax.set_xlabel("step")
+        ax.set_title(f"{name}: task weights over training" + (f" (seed {seed})" if len(report.seeds) > 1 else ""))
+        fig.colorbar(image, ax=ax, label="sampling weight")
+    return _save(fig, plt, directory / f"weights-{name}.png", tight=False)
+
+
+def _categories_figure(plt: Any, report: Any, directory: Path) -> Path:
+    """categories.png: per-category deltas of every arm against the reference, with seed-level intervals."""
+    ref = report.reference
     cats = sorted(set().union(*(d["categories"] for d in report.deltas.values()))) if report.deltas else []
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(cats) * max(1, len(report.deltas))), 3.5))
     width = 0.8 / max(1, len(report.deltas))
@@ -121,8 +138,7 @@ def write_figures(report: Any, directory: Path) -> list[Path]:
     ax.set_title(f"per-category Δ against {ref}" + ("\n(95% t interval over seeds)" if len(report.seeds) > 1 else ""))
     if report.deltas:
         ax.legend(fontsize=7)
-    paths.append(_save(fig, plt, directory / "categories.png"))
-    return paths
+    return _save(fig, plt, directory / "categories.png")
 
 
 def _save(fig: Any, plt: Any, path: Path, tight: bool = True) -> Path:

@@ -111,13 +111,30 @@ def delta_cells(d: dict[str, Any]) -> dict[str, str]:
 
 def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
     """The study as a Markdown report (percentages); figures linked relative to `directory`."""
-    cats = sorted(set().union(*(c["categories"] for c in report.configs.values())))
+    lines = ["# acct ablation", "", _method_paragraph(report), ""]
+    lines += _arms_table(report)
+    lines += _deltas_section(report)
+    lines += _tuning_section(report)
+    lines += _effective_section(report)
+    lines += _differences_section(report)
+    lines += _per_task_sections(report, top)
+    lines += _figures_section(report, directory)
+    lines += ["", "## Runs", ""]
+    lines += [f"- {r['config']} seed {r['seed']}: `{r['run_dir']}` ({r['action']}), settings sha256 "
+              f"`{r.get('settings_sha256', '-')}`" for r in report.runs]
+    if report.notes:
+        lines += ["", "## Notes", "", *[f"> {n}" + "\n>" for n in report.notes]]
+        lines[-1] = lines[-1].removesuffix("\n>")
+    lines += ["", f"acct {report.acct_version}" + (f"; command: `{report.command}`" if report.command else "")]
+    return "\n".join(lines) + "\n"
+
+
+def _method_paragraph(report: Any) -> str:
+    """What was compared, on which questions, and how each number below was computed."""
     ref = report.reference
     n_seeds = len(report.seeds)
     test = next((d["test"] for d in report.deltas.values()), "")
-    lines = [
-        "# acct ablation",
-        "",
+    return (
         f"Split: **{report.split}** ({', '.join(f'seed {s}: {n} questions' for s, n in report.n_per_seed.items())}), "
         f"checkpoint: {report.checkpoint}. **The seed is the replicate.** Accuracies in % as mean ± sd over "
         f"{n_seeds} seed{'s' if n_seeds > 1 else ''} with a 95% t interval over seeds. Δ against {ref}: the mean of "
@@ -127,8 +144,14 @@ def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
         "the relative change of accuracy. τ and I²: how much the true Δ varies between seeds (random effects). "
         "The per-seed column gives each seed's Δ with its exact McNemar p, which treats that seed's trained models "
         "as fixed (a diagnostic only). MDE: the smallest mean Δ the seed-level test detects with 80% power at α 0.05; "
-        "seeds needed: for a true Δ of 1/2/5 points.",
-        "",
+        "seeds needed: for a true Δ of 1/2/5 points."
+    )
+
+
+def _arms_table(report: Any) -> list[str]:
+    """One row per arm: accuracy over seeds, its interval, macro accuracy and each category."""
+    cats = sorted(set().union(*(c["categories"] for c in report.configs.values())))
+    lines = [
         "| arm | accuracy (mean ± sd) | 95% CI | macro | " + " | ".join(cats) + " |",
         "|---|---:|---:|---:|" + "---:|" * len(cats),
     ]
@@ -142,49 +165,81 @@ def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
         row = [label, cells[name]["accuracy"], cells[name]["ci"], cells[name]["macro"],
                *(_pct(c["categories"].get(x)) for x in cats)]
         lines.append("| " + " | ".join(row) + " |")
-    if report.deltas:
-        lines += ["", f"## Each arm against {ref}", "",
-                  "| arm | Δ (pts) | 95% CI | p | Holm p | Δm % [95% CI] | heterogeneity | per seed: Δ (McNemar p) "
-                  "| MDE (pts) | seeds for 1/2/5 pts |",
-                  "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
-        for name, d in report.deltas.items():
-            x = delta_cells(d)
-            lines.append(f"| {name} | {x['delta']} | {x['ci']} | {x['p']} | {x['holm']} | {x['delta_m']} | "
-                         f"{x['heterogeneity']} | {x['per_seed']} | {x['mde']} | {x['seeds_needed']} |")
-    if getattr(report, "tuning", None) is not None:
-        lines += ["", "## Tuning on validation", "",
-                  "Every arm trained at every point of its grid and every seed; the point with the best mean "
-                  "validation accuracy over seeds (**bold**) is the one compared above.", "",
-                  "| arm | point | validation accuracy (mean) | per seed |", "|---|---|---:|---|"]
-        for arm, rows in report.tuning.validation.items():
-            for row in rows:
-                point = point_text(row["point"])
-                mean = _pct(row["mean"])
-                if row["selected"]:
-                    point, mean = f"**{point}**", f"**{mean}**"
-                seeds = ", ".join(f"{s}: {_pct(v)}" for s, v in row["seeds"].items())
-                lines.append(f"| {arm} | {point} | {mean} | {seeds} |")
-    if any("effective" in c for c in report.configs.values()):
-        lines += ["", "## What each arm did", "",
-                  "| arm | settings sha256 | steps trained | curriculum | weights first changed at step | "
-                  "task weight min–max | loss | identical to |",
-                  "|---|---|---:|---|---:|---:|---|---|"]
-        for name, c in report.configs.items():
-            if "effective" not in c:
-                continue
-            e = describe_effective(c["effective"])
-            digests = ", ".join(sorted({v[:12] for v in c.get("settings_sha256", {}).values()}))
-            lines.append(f"| {name} | `{digests}` | {e['steps']} | {c['effective']['curriculum']} | {e['change']} | "
-                         f"{e['weights']} | {e['loss']} | {e['identical']} |")
-    if any(c.get("differs_from_reference") for c in report.configs.values()):
-        lines += ["", f"## What differs from {ref}", "",
-                  f"Every training setting in which an arm differs from {ref} (the seed and the run directory aside).", ""]
-        for name, c in report.configs.items():
-            if name == ref:
-                continue
-            diff = c.get("differs_from_reference") or {}
-            shown = "; ".join(f"`{k}`: {_value(a)} → {_value(b)}" for k, (a, b) in diff.items()) or "nothing"
-            lines.append(f"- **{name}**: {shown}")
+    return lines
+
+
+def _deltas_section(report: Any) -> list[str]:
+    """Each arm against the reference: the seed-level test, its corrections and its power."""
+    if not report.deltas:
+        return []
+    lines = ["", f"## Each arm against {report.reference}", "",
+             "| arm | Δ (pts) | 95% CI | p | Holm p | Δm % [95% CI] | heterogeneity | per seed: Δ (McNemar p) "
+             "| MDE (pts) | seeds for 1/2/5 pts |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for name, d in report.deltas.items():
+        x = delta_cells(d)
+        lines.append(f"| {name} | {x['delta']} | {x['ci']} | {x['p']} | {x['holm']} | {x['delta_m']} | "
+                     f"{x['heterogeneity']} | {x['per_seed']} | {x['mde']} | {x['seeds_needed']} |")
+    return lines
+
+
+def _tuning_section(report: Any) -> list[str]:
+    """With --sweep: every point of each arm's grid on validation, the selected one in bold."""
+    if getattr(report, "tuning", None) is None:
+        return []
+    lines = ["", "## Tuning on validation", "",
+             "Every arm trained at every point of its grid and every seed; the point with the best mean "
+             "validation accuracy over seeds (**bold**) is the one compared above.", "",
+             "| arm | point | validation accuracy (mean) | per seed |", "|---|---|---:|---|"]
+    for arm, rows in report.tuning.validation.items():
+        for row in rows:
+            point = point_text(row["point"])
+            mean = _pct(row["mean"])
+            if row["selected"]:
+                point, mean = f"**{point}**", f"**{mean}**"
+            seeds = ", ".join(f"{s}: {_pct(v)}" for s, v in row["seeds"].items())
+            lines.append(f"| {arm} | {point} | {mean} | {seeds} |")
+    return lines
+
+
+def _effective_section(report: Any) -> list[str]:
+    """What each arm did in training: settings digests, steps, curriculum, weights and loss."""
+    if not any("effective" in c for c in report.configs.values()):
+        return []
+    lines = ["", "## What each arm did", "",
+             "| arm | settings sha256 | steps trained | curriculum | weights first changed at step | "
+             "task weight min–max | loss | identical to |",
+             "|---|---|---:|---|---:|---:|---|---|"]
+    for name, c in report.configs.items():
+        if "effective" not in c:
+            continue
+        e = describe_effective(c["effective"])
+        digests = ", ".join(sorted({v[:12] for v in c.get("settings_sha256", {}).values()}))
+        lines.append(f"| {name} | `{digests}` | {e['steps']} | {c['effective']['curriculum']} | {e['change']} | "
+                     f"{e['weights']} | {e['loss']} | {e['identical']} |")
+    return lines
+
+
+def _differences_section(report: Any) -> list[str]:
+    """Every training setting in which an arm differs from the reference."""
+    if not any(c.get("differs_from_reference") for c in report.configs.values()):
+        return []
+    ref = report.reference
+    lines = ["", f"## What differs from {ref}", "",
+             f"Every training setting in which an arm differs from {ref} (the seed and the run directory aside).", ""]
+    for name, c in report.configs.items():
+        if name == ref:
+            continue
+        diff = c.get("differs_from_reference") or {}
+        shown = "; ".join(f"`{k}`: {_value(a)} → {_value(b)}" for k, (a, b) in diff.items()) or "nothing"
+        lines.append(f"- **{name}**: {shown}")
+    return lines
+
+
+def _per_task_sections(report: Any, top: int) -> list[str]:
+    """Per arm, its `top` largest per-task gains and losses against the reference, with q where tested."""
+    ref = report.reference
+    lines: list[str] = []
     for name, d in report.deltas.items():
         gains, losses = top_task_deltas(d, top)
         lines += ["", f"## {name} vs {ref}: per-task Δ accuracy (points, exploratory)", ""]
@@ -198,19 +253,18 @@ def markdown(report: Any, top: int = 5, directory: Path | None = None) -> str:
             q = f" {_p(d['per_task'][t].get('q'))} |" if with_q and t in d["per_task"] else (" - |" if with_q else "")
             lines.append(f"| {t} | {_signed(v)} | {_pct(report.configs[ref]['tasks'][t])} | "
                          f"{_pct(report.configs[name]['tasks'][t])} |" + q)
-    if report.figures:
-        lines += ["", "## Figures", ""]
-        for fig in report.figures:
-            rel = os.path.relpath(fig, directory) if directory is not None else str(fig)
-            lines.append(f"![{Path(fig).stem}]({Path(rel).as_posix()})")
-    lines += ["", "## Runs", ""]
-    lines += [f"- {r['config']} seed {r['seed']}: `{r['run_dir']}` ({r['action']}), settings sha256 "
-              f"`{r.get('settings_sha256', '-')}`" for r in report.runs]
-    if report.notes:
-        lines += ["", "## Notes", "", *[f"> {n}" + "\n>" for n in report.notes]]
-        lines[-1] = lines[-1].removesuffix("\n>")
-    lines += ["", f"acct {report.acct_version}" + (f"; command: `{report.command}`" if report.command else "")]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _figures_section(report: Any, directory: Path | None) -> list[str]:
+    """The figures as images, linked relative to the report's directory when it is given."""
+    if not report.figures:
+        return []
+    lines = ["", "## Figures", ""]
+    for fig in report.figures:
+        rel = os.path.relpath(fig, directory) if directory is not None else str(fig)
+        lines.append(f"![{Path(fig).stem}]({Path(rel).as_posix()})")
+    return lines
 
 
 def write_reports(report: Any, directory: Path, top: int = 5) -> tuple[Path, Path]:
