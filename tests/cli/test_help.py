@@ -34,10 +34,10 @@ def test_train_help_shows_allowed_values_and_defaults():
     # The help's table wraps long cells whatever the width: read it as one line of words.
     text = " ".join(help_text("train").replace("│", " ").split())
     # Plugins that other tests of the session registered may follow the built-in sources in the list.
-    assert re.search(r"one of: hub, csv, files, synthetic[\w, ]*; default: hub", text)
+    assert re.search(r"one of: csv, files, hub, synthetic[\w, ]*; default: hub", text)
     for fragment in ("one of: auto, cpu, cuda; default: auto",
                      "one of: auto, bf16, fp16, fp32; default: auto",
-                     "one of: fixed, difficulty, uncertainty_gradient,", "default: uncertainty_gradient",
+                     "one of: difficulty, fixed, learning_progress,", "default: uncertainty_gradient",
                      "default: 2e-05", "--patience", "--max-length", "--grad-accum-steps", "Precedence: defaults < preset"):
         assert fragment in text, fragment
     assert "see below" not in text
