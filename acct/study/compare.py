@@ -438,9 +438,22 @@ def aggregate(
 
 def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[PlannedRun],
           facts: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
-    """What a reviewer would want said beside the numbers: what was tested, at which level, and what was not."""
-    ref, seeds, deltas, configs = report.reference, report.seeds, report.deltas, report.configs
-    out = []
+    """What a reviewer would want said beside the numbers: what was tested, at which level, and what was not.
+
+    Arms found to have trained identically are also marked in each other's `identical_to`.
+    """
+    out = _tuning_notes(report, settings)
+    out += _seed_notes(report.seeds)
+    out += _design_notes(report, settings, runs)
+    out += _power_notes(report)
+    out += _identical_notes(report, runs, facts)
+    return out
+
+
+def _tuning_notes(report: AblationReport, settings: AblateSettings) -> list[str]:
+    """How the arms were tuned (--sweep), and whether their budgets were equal."""
+    seeds = report.seeds
+    out: list[str] = []
     if report.tuning is not None:
         budgets = report.tuning.budgets()
         out.append(f"each arm was tuned on the validation split over its own grid ({', '.join(f'{a}: {n} point' + ('s' if n != 1 else '') for a, n in budgets.items())}); "
@@ -449,9 +462,15 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
         if len(set(budgets.values())) > 1:
             out.append("the arms had unequal tuning budgets: an arm tuned over more points had more chances to do "
                        "well, so part of a difference can come from the tuning rather than from the method")
-    elif len(configs) > 1:
+    elif len(report.configs) > 1:
         out.append("no arm was tuned (no --sweep): every arm trained at the same settings, which may suit one arm "
                    "better than another")
+    return out
+
+
+def _seed_notes(seeds: Sequence[int]) -> list[str]:
+    """The level of the test: the seed is the replicate, and how many seeds it rests on."""
+    out: list[str] = []
     if len(seeds) == 1:
         out.append(f"one seed: there is no test across seeds, so this comparison says nothing about training "
                    f"variance (the largest source of variance in fine-tuning); the McNemar p shown is seed {seeds[0]}'s, "
@@ -463,6 +482,13 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
         if len(seeds) < 3:
             out.append(f"only {len(seeds)} seeds: the between-seed variance rests on {len(seeds) - 1} degree of freedom, "
                        "so the verdict cannot account for training variance; run --seeds 3 or more")
+    return out
+
+
+def _design_notes(report: AblationReport, settings: AblateSettings, runs: Sequence[PlannedRun]) -> list[str]:
+    """What the comparison is against: the split, the reference, the data's comparability, the Holm family."""
+    ref, deltas = report.reference, report.deltas
+    out: list[str] = []
     if settings.split == "val" and settings.checkpoint == "best":
         out.append("the val split also chose each run's best checkpoint: accuracies on it are optimistically biased "
                    "and the comparison is not on held-out data; compare on --split test")
@@ -477,6 +503,13 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
     if len([d for d in deltas.values() if d["p"] is not None]) > 1:
         out.append(f"Holm p: the seed-level p-values adjusted across all {len(deltas)} comparisons with {ref} "
                    "(family-wise error); read it, not the raw p, when asking whether any arm differs")
+    return out
+
+
+def _power_notes(report: AblationReport) -> list[str]:
+    """Per arm, what its test could have detected; then the level of the exploratory per-task results."""
+    ref, seeds, deltas = report.reference, report.seeds, report.deltas
+    out: list[str] = []
     for name, d in deltas.items():
         pw = d["power"]
         if pw["mde"] is None:
@@ -498,6 +531,14 @@ def notes(report: AblationReport, settings: AblateSettings, runs: Sequence[Plann
             level = (f"each task's per-seed Δ tested across the {len(seeds)} seeds" if len(seeds) >= 3
                      else f"seed {seeds[0]}'s McNemar test per task (conditional on its trained models; fewer than 3 seeds)")
             out.append(f"per-task results are exploratory: {n_tasks} tasks, Benjamini-Hochberg q over {level}")
+    return out
+
+
+def _identical_notes(report: AblationReport, runs: Sequence[PlannedRun],
+                     facts: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """Arms planned (--allow-identical) or found to train identically; the latter marked in `identical_to`."""
+    configs = report.configs
+    out: list[str] = []
     planned = sorted({(r.config, p) for r in runs for p in r.planned_identical})
     if planned:
         shown = sorted({tuple(sorted((a, p.split(":")[0]))) + (p.split(": ", 1)[1],) for a, p in planned})
