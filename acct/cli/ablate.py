@@ -85,18 +85,51 @@ def ablate_command(
     entropy-weighted InfoNCE added) and full (InfoNCE plus the confusion curriculum). --arms picks
     other registered arms; --study FILE.yaml declares your own as settings overrides.
     """
-    from acct.config.commands import AblateSettings
-    from acct.config.layers import nest
-    from acct.config.resolve import resolve_flags, resolve_train
-
     command = command_line(ctx)
+    base = _base_settings(ctx, preset, config, code, trust_remote_code)
+    settings = _study_settings(
+        arms=arms, configs=configs, study=study, output_dir=output_dir, seeds=seeds, split=split, checkpoint=checkpoint,
+        reference=reference, from_predictions=from_predictions, sweep=sweep, overwrite=overwrite,
+        allow_identical=allow_identical, plot=plot)
+    submit_options = _launch_options(
+        print_commands, launcher, nproc_per_node, submit=submit, no_wait=no_wait, partition=slurm_partition,
+        time_min=slurm_time, gpus_per_node=slurm_gpus_per_node, cpus_per_task=slurm_cpus_per_task,
+        array_parallelism=slurm_array_parallelism)
+    if plot is not None and not print_commands:
+        _check_plot_dir(plot)
+    if print_commands:
+        _print_commands(settings, base, launcher, nproc_per_node)
+        return
+    report = (run(settings, base, command) if submit_options is None
+              else _submit(settings, base, submit_options, command, as_json))
+    if report is not None:  # None: a torchrun rank other than 0 (rank 0 reports), or jobs submitted with --no-wait
+        _render(report, settings, as_json)
+
+
+def _base_settings(ctx: typer.Context, preset: str | None, config: Path | None, code: list[Path] | None,
+                   trust_remote_code: bool) -> Any:
+    """The training settings every arm starts from: preset, config file, ACCT_* variables and the training flags."""
+    from acct.config.layers import nest
+    from acct.config.resolve import resolve_train
+
     flat = flags.overrides(ctx)
     refs = import_code(code)
     if refs:
         flat["plugins"] = refs
     if trust_remote_code:
         flat["model.trust_remote_code"] = True
-    base = resolve_train(nest(flat), preset=preset, config_file=config)
+    return resolve_train(nest(flat), preset=preset, config_file=config)
+
+
+def _study_settings(
+    *, arms: str | None, configs: str | None, study: Path | None, output_dir: Path | None, seeds: int | None,
+    split: str | None, checkpoint: str | None, reference: str | None, from_predictions: bool,
+    sweep: list[str] | None, overwrite: bool, allow_identical: bool, plot: Path | None,
+) -> AblateSettings:
+    """The study's own settings: its flags over ACCT_* variables. --arms, --configs and --study exclude each other."""
+    from acct.config.commands import AblateSettings
+    from acct.config.resolve import resolve_flags
+
     chosen = None if arms is None else [a.strip() for a in arms.split(",") if a.strip()]
     if configs is not None:
         if arms is not None or study is not None:
@@ -111,11 +144,23 @@ def ablate_command(
         "overwrite": True if overwrite else None, "allow_identical": True if allow_identical else None,
         "plot_dir": plot,
     })
+    return settings
+
+
+def _launch_options(
+    print_commands: bool, launcher: str | None, nproc_per_node: int | None, *, submit: str | None, no_wait: bool,
+    partition: str | None, time_min: int | None, gpus_per_node: int | None, cpus_per_task: int | None,
+    array_parallelism: int | None,
+) -> Any:
+    """Check the launch flags (--print-commands with --launcher, or --submit with its --slurm-* options).
+
+    Returns the submitit options of --submit, or None when the runs are trained here or printed.
+    """
     if launcher is not None and launcher != "torchrun":
         raise UsageError(f"--launcher {launcher}: the one launcher acct knows is torchrun")
     submit_options = None
-    if submit is not None or no_wait or any(v is not None for v in (slurm_partition, slurm_time, slurm_gpus_per_node,
-                                                                    slurm_cpus_per_task, slurm_array_parallelism)):
+    if submit is not None or no_wait or any(v is not None for v in (partition, time_min, gpus_per_node,
+                                                                    cpus_per_task, array_parallelism)):
         from acct.study.cluster import submit_settings
 
         if submit is None:
@@ -123,36 +168,44 @@ def ablate_command(
         if print_commands or launcher is not None:
             raise UsageError("--submit runs the jobs itself; drop --print-commands and --launcher")
         submit_options = submit_settings(
-            executor=submit, wait=not no_wait, partition=slurm_partition, time_min=slurm_time,
-            gpus_per_node=slurm_gpus_per_node, cpus_per_task=slurm_cpus_per_task,
-            array_parallelism=slurm_array_parallelism, nproc_per_node=nproc_per_node)
+            executor=submit, wait=not no_wait, partition=partition, time_min=time_min,
+            gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
+            array_parallelism=array_parallelism, nproc_per_node=nproc_per_node)
     if (launcher or nproc_per_node is not None) and not print_commands and submit_options is None:
         raise UsageError("--launcher and --nproc-per-node go with --print-commands (--nproc-per-node also with --submit)")
     if nproc_per_node is not None and submit_options is None and (launcher is None or nproc_per_node < 1):
         raise UsageError("--nproc-per-node needs --launcher torchrun and a count of at least 1")
-    if plot is not None and not print_commands:
-        from acct.study.plots import require_pyplot
+    return submit_options
 
-        require_pyplot()  # before hours of training, not after
-        if plot.exists() and not plot.is_dir():
-            raise UsageError(f"--plot {plot} is a file; give a directory for the figures")
-    if print_commands:
-        from acct.study import plan as study_plan
 
-        runs = study_plan.plan(settings, base)
-        for line in study_plan.train_commands(runs, settings.output_dir, launcher=launcher,
-                                            nproc_per_node=nproc_per_node or 1):
-            typer.echo(line)
-        return
-    if submit_options is not None:
-        from acct.cli.ablate_submit import submit_study
+def _check_plot_dir(plot: Path) -> None:
+    """--plot needs matplotlib and a directory: said before hours of training, not after."""
+    from acct.study.plots import require_pyplot
 
-        report = submit_study(settings, base, submit_options, lambda s: run(s, base, command), command=command,
-                              as_json=as_json)
-    else:
-        report = run(settings, base, command)
-    if report is None:  # a torchrun rank other than 0 (rank 0 reports), or jobs submitted with --no-wait
-        return
+    require_pyplot()
+    if plot.exists() and not plot.is_dir():
+        raise UsageError(f"--plot {plot} is a file; give a directory for the figures")
+
+
+def _print_commands(settings: AblateSettings, base: Any, launcher: str | None, nproc_per_node: int | None) -> None:
+    """One `acct train` command per planned run, for a job array."""
+    from acct.study import plan as study_plan
+
+    runs = study_plan.plan(settings, base)
+    for line in study_plan.train_commands(runs, settings.output_dir, launcher=launcher,
+                                          nproc_per_node=nproc_per_node or 1):
+        typer.echo(line)
+
+
+def _submit(settings: AblateSettings, base: Any, options: Any, command: str, as_json: bool) -> Any:
+    """Train the unfinished runs as submitit jobs, then compare them here (None with --no-wait)."""
+    from acct.cli.ablate_submit import submit_study
+
+    return submit_study(settings, base, options, lambda s: run(s, base, command), command=command, as_json=as_json)
+
+
+def _render(report: Any, settings: AblateSettings, as_json: bool) -> None:
+    """The report on stdout: one JSON object, or the tables, the notes and where the reports were written."""
     if as_json:
         print_json(report.to_dict())
     else:
@@ -262,18 +315,32 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
 
 
 def tables(report: Any, top: int) -> list[Any]:
+    """The study as rich tables: accuracy per arm, each arm against the reference, what each arm did,
+    the tuning grid (with --sweep) and each arm's largest per-task changes."""
+    out_tables = [_accuracy_table(report), _tests_table(report), _effective_table(report)]
+    if getattr(report, "tuning", None) is not None:
+        out_tables.append(_tuning_table(report))
+    for name, d in report.deltas.items():
+        out_tables.append(_per_task_table(report, name, d, top))
+    return out_tables
+
+
+def _arm_label(name: str, c: dict[str, Any]) -> str:
+    """An arm's name, with its selected sweep point and a warning when it trained like another arm."""
+    label = name
+    if c.get("selected"):
+        label += f" at {escape(', '.join(f'{k}={v}' for k, v in c['selected'].items()))}"
+    label += (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
+              if c["effective"]["identical_to"] else "")
+    return label
+
+
+def _accuracy_table(report: Any) -> Any:
+    """Accuracy per arm: mean ± sd over seeds, the seed-level interval, macro accuracy and each category."""
     from rich.table import Table
 
     from acct.cli._common import pct
-    from acct.study.report import (
-        delta_cells,
-        describe_effective,
-        seed_cells,
-        top_task_deltas,
-    )
-
-    def signed(x: float) -> str:
-        return f"{100 * x:+.2f}"
+    from acct.study.report import seed_cells
 
     n_seeds = len(report.seeds)
     cats = sorted(set().union(*(c["categories"] for c in report.configs.values())))
@@ -283,9 +350,22 @@ def tables(report: Any, top: int) -> list[Any]:
               f"{report.checkpoint} checkpoints): mean ± sd over seeds {report.seeds}, 95% t interval over seeds",
         show_header=True, header_style="bold",
     )
-    ref = report.reference
     for col in ["arm", "accuracy", "95% CI", "macro", *cats]:
         main.add_column(col, justify="left" if col == "arm" else "right")
+    cells = seed_cells(report)
+    for name, c in report.configs.items():
+        main.add_row(_arm_label(name, c), cells[name]["accuracy"], cells[name]["ci"], cells[name]["macro"],
+                     *(pct(c["categories"].get(x)) for x in cats))
+    return main
+
+
+def _tests_table(report: Any) -> Any:
+    """Each arm against the reference: the seed-level test, Holm p, heterogeneity, per-seed McNemar and power."""
+    from rich.table import Table
+
+    from acct.study.report import delta_cells
+
+    ref = report.reference
     test = next((d["test"] for d in report.deltas.values()), "")
     tests = Table(
         title=f"each arm vs {ref}: mean of the per-seed paired Δ, 95% CI and p from a {test}; Holm p across "
@@ -295,13 +375,7 @@ def tables(report: Any, top: int) -> list[Any]:
     )
     for col in ["arm", "Δ (pts)", "95% CI", "p", "Holm p", "Δm %", "τ, I²", "per seed", "MDE (pts)", "seeds 1/2/5 pts"]:
         tests.add_column(col, justify="left" if col in ("arm", "per seed") else "right")
-    cells = seed_cells(report)
     for name, c in report.configs.items():
-        label = name + (f" at {escape(', '.join(f'{k}={v}' for k, v in c['selected'].items()))}" if c.get("selected") else "")
-        label += (f" [yellow]⚠ identical to {', '.join(c['effective']['identical_to'])}[/]"
-                  if c["effective"]["identical_to"] else "")
-        main.add_row(label, cells[name]["accuracy"], cells[name]["ci"], cells[name]["macro"],
-                     *(pct(c["categories"].get(x)) for x in cats))
         if name not in report.deltas:
             continue
         d = report.deltas[name]
@@ -309,8 +383,18 @@ def tables(report: Any, top: int) -> list[Any]:
         significant = d.get("holm_p") is not None and d["holm_p"] < 0.05
         style = None if not significant else "green" if d["accuracy"] > 0 else "red"
         delta = f"[{style}]{x['delta']}[/]" if style else x["delta"]
-        tests.add_row(label, delta, x["ci"], x["p"], x["holm"], x["delta_m"], x["heterogeneity"], x["per_seed"],
-                      x["mde"], x["seeds_needed"])
+        tests.add_row(_arm_label(name, c), delta, x["ci"], x["p"], x["holm"], x["delta_m"], x["heterogeneity"],
+                      x["per_seed"], x["mde"], x["seeds_needed"])
+    return tests
+
+
+def _effective_table(report: Any) -> Any:
+    """What each arm did in training, and the settings in which it differs from the reference."""
+    from rich.table import Table
+
+    from acct.study.report import describe_effective
+
+    ref = report.reference
     did = Table(title="what each arm did", show_header=True, header_style="bold")
     for col in ["arm", "steps", "curriculum", "first change (step)", "task weights", "loss", f"differs from {ref}"]:
         did.add_column(col, no_wrap=col == "curriculum", overflow="fold")
@@ -319,36 +403,54 @@ def tables(report: Any, top: int) -> list[Any]:
         diff = c.get("differs_from_reference") or {}
         differs = "(reference)" if name == ref else ", ".join(f"{k}={v[1]}" for k, v in diff.items()) or "nothing"
         did.add_row(name, e["steps"], c["effective"]["curriculum"], e["change"], e["weights"], e["loss"], escape(differs))
-    out_tables = [main, tests, did]
-    if getattr(report, "tuning", None) is not None:
-        from acct.study.report import point_text
+    return did
 
-        tuned = Table(title="tuning on validation: every point of each arm's grid, mean validation accuracy over "
-                            "seeds; the selected point (*) is the one compared above", show_header=True, header_style="bold")
-        for col in ["arm", "point", "validation (mean)", "per seed"]:
-            tuned.add_column(col, justify="right" if col == "validation (mean)" else "left")
-        for arm, rows in report.tuning.validation.items():
-            for row in rows:
-                mark = " *" if row["selected"] else ""
-                tuned.add_row(arm, escape(point_text(row["point"])) + mark, pct(row["mean"]),
-                              ", ".join(f"{s}: {pct(v)}" for s, v in row["seeds"].items()))
-        out_tables.append(tuned)
-    for name, d in report.deltas.items():
-        gains, losses = top_task_deltas(d, top)
-        level = next((v["test"] for v in d["per_task"].values()), "")
-        t = Table(title=f"{name} vs {ref}: largest per-task changes (exploratory; q: Benjamini-Hochberg over {level})",
+
+def _tuning_table(report: Any) -> Any:
+    """With --sweep: every point of each arm's grid on validation, the selected one marked *."""
+    from rich.table import Table
+
+    from acct.cli._common import pct
+    from acct.study.report import point_text
+
+    tuned = Table(title="tuning on validation: every point of each arm's grid, mean validation accuracy over "
+                        "seeds; the selected point (*) is the one compared above",
                   show_header=True, header_style="bold")
-        t.add_column("task")
-        t.add_column("Δ (pts)", justify="right")
-        t.add_column(ref, justify="right")
-        t.add_column(name, justify="right")
-        t.add_column("q", justify="right")
-        for task, v in gains + losses:
-            q = d["per_task"].get(task, {}).get("q")
-            t.add_row(task, f"[{'green' if v > 0 else 'red'}]{signed(v)}[/]",
-                      pct(report.configs[ref]["tasks"][task]), pct(report.configs[name]["tasks"][task]),
-                      "-" if q is None else f"{q:.2g}")
-        if not gains and not losses:
-            t.add_row("(no task changed)", "", "", "", "")
-        out_tables.append(t)
-    return out_tables
+    for col in ["arm", "point", "validation (mean)", "per seed"]:
+        tuned.add_column(col, justify="right" if col == "validation (mean)" else "left")
+    for arm, rows in report.tuning.validation.items():
+        for row in rows:
+            mark = " *" if row["selected"] else ""
+            tuned.add_row(arm, escape(point_text(row["point"])) + mark, pct(row["mean"]),
+                          ", ".join(f"{s}: {pct(v)}" for s, v in row["seeds"].items()))
+    return tuned
+
+
+def _per_task_table(report: Any, name: str, d: dict[str, Any], top: int) -> Any:
+    """An arm's `top` largest per-task gains and losses against the reference, with their q."""
+    from rich.table import Table
+
+    from acct.cli._common import pct
+    from acct.study.report import top_task_deltas
+
+    def signed(x: float) -> str:
+        return f"{100 * x:+.2f}"
+
+    ref = report.reference
+    gains, losses = top_task_deltas(d, top)
+    level = next((v["test"] for v in d["per_task"].values()), "")
+    t = Table(title=f"{name} vs {ref}: largest per-task changes (exploratory; q: Benjamini-Hochberg over {level})",
+              show_header=True, header_style="bold")
+    t.add_column("task")
+    t.add_column("Δ (pts)", justify="right")
+    t.add_column(ref, justify="right")
+    t.add_column(name, justify="right")
+    t.add_column("q", justify="right")
+    for task, v in gains + losses:
+        q = d["per_task"].get(task, {}).get("q")
+        t.add_row(task, f"[{'green' if v > 0 else 'red'}]{signed(v)}[/]",
+                  pct(report.configs[ref]["tasks"][task]), pct(report.configs[name]["tasks"][task]),
+                  "-" if q is None else f"{q:.2g}")
+    if not gains and not losses:
+        t.add_row("(no task changed)", "", "", "", "")
+    return t
