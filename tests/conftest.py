@@ -19,6 +19,12 @@ os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="acct-test-da
 # So do the trackers' (trackio reads TRACKIO_DIR when it is first imported), and wandb stays offline.
 os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="acct-test-trackio-"))
 os.environ.setdefault("WANDB_MODE", "offline")
+# The suite runs in parallel processes (pytest-xdist, one per core; see pyproject.toml). The tiny
+# models gain nothing from intra-op threads, and several processes each spinning up one OpenMP
+# thread per core fight over the cores: one thread per process, and per child process it starts.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -50,18 +56,59 @@ TRAINING_FIXTURES = frozenset({
 })
 
 
+# Files whose tests run in a fixed order (they share a module's state or run order matters to
+# them): pytest-xdist keeps each on one process. Every other test is scheduled on its own.
+ONE_PROCESS_FILES: frozenset[str] = frozenset()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    _group_for_xdist(items)
+
+
+def _group_for_xdist(items) -> None:
+    """Keep the tests that share a module- or class-scoped fixture on one process.
+
+    With `--dist loadgroup`, a test without an `xdist_group` mark is scheduled on its own, so a
+    module fixture (a trained study, a run) would be built once per process that draws one of
+    its tests. A test using such a fixture joins its file's group; the rest spread freely.
+    """
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        shared = any(d[-1].scope in ("module", "class", "package") for d in defs if d)
+        path = item.nodeid.split("::", 1)[0]
+        if shared or path in ONE_PROCESS_FILES:
+            item.add_marker(pytest.mark.xdist_group(path))
+
+
+def _train_once_per_test_run(tmp_path_factory, name: str, train) -> Path:
+    """`train(run_dir)` once for the whole test run, shared by every xdist process; each process
+    gets its own copy, so that what one test writes into it (an eval file) is not another's."""
+    import shutil
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder the processes' own basetemps share
+    shared = root / f"shared-{name}"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "trained").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            train(shared / "run")
+            (shared / "trained").touch()
+    run_dir = tmp_path_factory.mktemp("runs") / name
+    shutil.copytree(shared / "run", run_dir, symlinks=True)
+    return run_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A tiny run trained once per session (full configuration: contrastive + uncertainty_gradient)."""
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    run_to_end(tiny_settings(run_dir))
-    return run_dir
+    """A tiny run trained once per test run (full configuration: contrastive + uncertainty_gradient)."""
+    return _train_once_per_test_run(tmp_path_factory, "tiny", lambda run_dir: run_to_end(tiny_settings(run_dir)))
 
 
 @pytest.fixture(scope="session")
