@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.config.fields import TINY
+from acct.model.encoder import WEIGHT_FILES
 from acct.registry import data_sources
 from acct.run.exported import CONFIG_FILE, SPLIT_FILE
 
@@ -27,8 +28,6 @@ def read_evaluations(run_dir: Path) -> dict[str, Any]:
 
 def encoder_origin(settings: dict[str, Any], depth: int = 0) -> tuple[str | None, bool | None, str]:
     """(base model hub id or None, random init? (None: unknown), one sentence) for a run's encoder."""
-    from acct.model.encoder import WEIGHT_FILES
-
     model = settings.get("model", {})
     init_from = settings.get("init_from")
     if init_from:

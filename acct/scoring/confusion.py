@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.errors import CheckpointError, UsageError
+from acct.scoring.predict import score_examples
 
 PLOT_EXTRA_MESSAGE = "--plot needs matplotlib, an optional extra: pip install 'acct[plot]'"
 
@@ -166,7 +167,6 @@ def recompute_confusion(
     accuracy comes from scoring every example of the split once.
     """
     from acct.run.rundir import load_run, load_run_split
-    from acct.scoring.predict import score_examples
     from acct.train.device import resolve_device
 
     dev, prec = resolve_device(device, precision)

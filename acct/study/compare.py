@@ -19,8 +19,9 @@ from acct import __version__
 from acct.config.commands import AblateSettings
 from acct.config.notes import split_comparability_note
 from acct.errors import AcctError
+from acct.scoring.predictions import read_scored
+from acct.study import plan as study_plan
 from acct.study import replicates
-from acct.study.layers import comparable, describe, settings_digest
 from acct.study.guard import differences, plain_multitask
 from acct.study.history import (
     _effective_row,
@@ -29,8 +30,12 @@ from acct.study.history import (
     trained_identical,
     weights_digest,
 )
+from acct.study.layers import comparable, describe, settings_digest
 from acct.study.plan import PlannedRun
+from acct.study.plots import write_figures
+from acct.study.report import write_reports
 from acct.study.stats import bh_qvalues, holm, mcnemar_exact_counts
+from acct.study.sweep import select
 
 Rows = list[dict[str, Any]]
 
@@ -78,6 +83,7 @@ class AblationReport:
         }
 
 
+# -- equal-budget tuning: each arm's point, selected on validation --------------------------------
 
 
 @dataclass
@@ -110,8 +116,6 @@ def select_points(settings: AblateSettings, runs: Sequence[PlannedRun]) -> tuple
     Selection reads validation accuracy only, averaged over every seed of a point: the split compared
     afterwards (test by default) chooses nothing.
     """
-    from acct.study.sweep import select
-
     if not any(r.point for r in runs):
         return list(runs), None
     grid: dict[str, dict[str, list[Any]]] = {}
@@ -137,6 +141,7 @@ def select_points(settings: AblateSettings, runs: Sequence[PlannedRun]) -> tuple
     return kept, Tuning({a: grid.get(a, {}) for a in table}, validation, selected)
 
 
+# -- scoring, or reading what was scored ----------------------------------------------------------
 
 
 def score_runs(
@@ -171,8 +176,6 @@ def read_runs(settings: AblateSettings, runs: Sequence[PlannedRun], digests: dic
               ) -> tuple[dict[tuple[str, int], Rows], dict[str, str]]:
     """Every run's saved predictions (`--from-predictions`), each checked against the weight digest of the
     checkpoint it must come from (`digests`, keyed (arm, seed))."""
-    from acct.scoring.predictions import read_scored
-
     scored: dict[tuple[str, int], Rows] = {}
     categories: dict[str, str] = {}
     for r in runs:
@@ -217,6 +220,7 @@ def compare(
     return report
 
 
+# -- per-seed numbers -----------------------------------------------------------------------------
 
 
 def seed_summary(rows: Rows) -> dict[str, Any]:
@@ -273,6 +277,7 @@ def arm_row(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# -- an arm against the reference -----------------------------------------------------------------
 
 
 def _discordant(ref: Rows, arm: Rows) -> tuple[int, int]:
@@ -366,6 +371,7 @@ def compare_arm(ref: Sequence[Rows], arm: Sequence[Rows], seeds: Sequence[int]) 
     }
 
 
+# -- the report -----------------------------------------------------------------------------------
 
 
 def _check_paired(scored: dict[tuple[str, int], Rows], names: Sequence[str], seeds: Sequence[int], ref: str) -> None:
@@ -552,6 +558,7 @@ def _identical_notes(report: AblationReport, runs: Sequence[PlannedRun],
     return out
 
 
+# -- everything at once (the engine entry point; the CLI renders the same steps) -------------------
 
 
 def run_ablation(
@@ -565,7 +572,6 @@ def run_ablation(
 ) -> AblationReport | None:
     """Plan, train what is missing, compare and write the reports; None if training was interrupted."""
     from acct import engine
-    from acct.study import plan as study_plan
 
     runs = study_plan.plan(settings, base, arms)
     for r in runs:
@@ -581,10 +587,6 @@ def run_ablation(
 
 def finish_report(report: AblationReport, settings: AblateSettings) -> tuple[Path, Path]:
     """Draw the figures when asked (--plot DIR), then write ablation.json and ablation.md."""
-    from acct.study.report import write_reports
-
     if settings.plot_dir is not None:
-        from acct.study.plots import write_figures
-
         report.figures = write_figures(report, settings.plot_dir)
     return write_reports(report, settings.output_dir, settings.top_tasks)
