@@ -1,10 +1,12 @@
-"""Interruption and resume with real processes: SIGKILL mid-run, SIGTERM, and exact continuation."""
+"""Interruption and resume: a real process SIGKILLed mid-run (and the lock it held) and resumed exactly,
+then each component that keeps state, interrupted and resumed in this process. SIGTERM: test_run_lock.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +20,11 @@ from tests.conftest import logged_outcomes
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 
-ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "40", "--eval-every-n-steps", "20",
-        "--save-every-n-steps", "7", "--seed", "1"]
+# The killed run is stopped (SIGSTOP) once its third periodic checkpoint is written, after the first
+# log line (step 10), so that what happens while it holds the run directory does not race its end;
+# 16 steps are left to run.
+ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "28", "--eval-every-n-steps", "14",
+        "--save-every-n-steps", "4", "--seed", "1"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -38,7 +43,7 @@ def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeou
     while last_step(run_dir) < step:
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.02)
+        time.sleep(0.01)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -50,42 +55,67 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run_dir / "checkpoints" / "last" / "model.safetensors"))
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    code, out = finish(acct("train", *ARGS, "--output-dir", str(full)))
-    assert code == 0, out
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory) -> dict:
+    """A run SIGKILLed after its third periodic checkpoint and resumed, beside the same run uninterrupted.
 
-    proc = acct("train", *ARGS, "--output-dir", str(killed))
-    wait_for_checkpoint(proc, killed, 14)  # the second periodic checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 14 <= last_step(killed) < 40
-    last_step_before = last_step(killed)
+    While the first process holds the run directory (stopped, so it cannot finish meanwhile), a
+    second writer is started in this test process, once resuming and once overwriting: both
+    must be refused at once. Then the holder is killed and a new process resumes the run.
+    """
+    from typer.testing import CliRunner
 
-    code, out = finish(acct("train", "--resume", str(killed)))
+    from acct.cli import app
+
+    root = tmp_path_factory.mktemp("killed")
+    full, killed = root / "full", root / "killed"
+    uninterrupted = acct("train", *ARGS, "--output-dir", str(full))  # alongside: the two share nothing
+    first = acct("train", *ARGS, "--output-dir", str(killed))
+    refusals = []
+    try:
+        wait_for_checkpoint(first, killed, 12)
+        first.send_signal(signal.SIGSTOP)
+        for argv in (["train", "--resume", str(killed)],
+                     ["train", *ARGS, "--output-dir", str(killed), "--overwrite"]):
+            started = time.monotonic()
+            result = CliRunner().invoke(app, argv)
+            refusals.append((result.exit_code, result.output, time.monotonic() - started, first.poll()))
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    stopped = last_step(killed)
+    resumed = finish(acct("train", "--resume", str(killed)))
+    return {"full": full, "killed": killed, "holder": first.pid, "refusals": refusals, "stopped": stopped,
+            "uninterrupted": finish(uninterrupted), "resumed": resumed}
+
+
+def test_a_second_writer_fails_at_once_while_a_process_holds_the_run(killed_then_resumed):
+    holder = killed_then_resumed["holder"]
+    assert len(killed_then_resumed["refusals"]) == 2
+    for code, out, seconds, holder_exit in killed_then_resumed["refusals"]:
+        assert code == 2, out
+        assert f"in use by another acct process (pid {holder} on host {socket.gethostname()})" in out, out
+        assert seconds < 60
+        assert holder_exit is None  # the holder is untouched
+
+
+def test_sigkill_frees_the_lock_and_the_resume_matches_an_uninterrupted_run(killed_then_resumed):
+    full, killed, stopped = killed_then_resumed["full"], killed_then_resumed["killed"], killed_then_resumed["stopped"]
+    code, out = killed_then_resumed["uninterrupted"]
     assert code == 0, out
-    assert "resumed from step" in out
+    assert 12 <= stopped < 28
+    # The lock died with its process: a resume takes it and trains to the end.
+    code, out = killed_then_resumed["resumed"]
+    assert code == 0, out
+    assert f"resumed from step {stopped}" in out
     assert logged_outcomes(killed / "metrics.jsonl") == logged_outcomes(full / "metrics.jsonl")
     assert [e["step"] for e in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())
-            if e["event"] == "resumed"] == [last_step_before]
+            if e["event"] == "resumed"] == [stopped]
     a, b = weights(full), weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_sigterm_saves_last_and_exits_130(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = acct("train", *ARGS, "--output-dir", str(run_dir), "--max-steps", "400")
-    wait_for_checkpoint(proc, run_dir, 7)
-    proc.send_signal(signal.SIGTERM)
-    code, out = finish(proc)
-    assert code == 130, out
-    assert "interrupted at step" in out and "acct train --resume" in out
-    stopped = last_step(run_dir)
-    assert 7 <= stopped < 400
-    assert f"interrupted at step {stopped}" in out
-
-    code, out = finish(acct("train", "--resume", str(run_dir), "--max-steps", "10"))
-    assert code == 2 and "remove --max-steps" in out
 
 
 # Every component that keeps state between steps, interrupted mid-run and resumed through the CLI.
