@@ -1,9 +1,10 @@
 """Training under torchrun: 2 CPU processes on gloo, launched with `python -m torch.distributed.run`.
 
-One 2-process reference run (module fixture) is checked three ways: it completes and leaves one
+One 2-process reference run (module fixture) is checked four ways: it completes and leaves one
 run directory with one checkpoint set, its ranks agree bit for bit (curriculum weights and final
-parameters, read from the per-rank trace that ACCT_DEBUG_RANK_DIR turns on), and its loss curve
-matches a single-process run of the same seed and global batch. A second 2-process run is
+parameters, read from the per-rank trace that ACCT_DEBUG_RANK_DIR turns on), so do the
+log-variances of its uncertainty task weighting, and its loss curve matches a single-process
+run of the same seed and global batch. A second 2-process run is
 stopped by a SIGTERM sent to rank 1 alone, then resumed under torchrun, and must end exactly
 where the reference run ended. The in-process tests at the end cover what needs no launcher.
 """
@@ -39,11 +40,13 @@ STEPS = 20
 # Dropout off: two processes draw other dropout masks than one, and the comparison with a single
 # process is about the split of the batch, not about random streams. The curriculum acts from
 # the start (no warm-up, an update every 4 steps), so its weights steer the sampled batches.
+# The uncertainty task weighting: its log-variances are parameters outside the DDP module.
 # A one-layer encoder: what is tested is how the batch is split, not what the encoder learns.
 CONFIG = """\
 model: {dropout: 0.0, tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
 data: {synthetic_examples_per_task: 32}
 curriculum: {warmup_epochs: 0.0, update_every_n_steps: 4}
+loss: {task_weighting: uncertainty, task_weighting_options: {lr: 0.05}}
 log_every_n_steps: 1
 save_every_n_steps: 4
 report_to: [tensorboard]
@@ -221,21 +224,11 @@ def test_sigterm_to_one_rank_stops_both_and_resume_under_torchrun_is_exact(refer
 
 
 @pytest.mark.slow
-def test_uncertainty_log_variances_are_averaged_like_ddp_and_agree_on_both_ranks(tmp_path):
+def test_uncertainty_log_variances_are_averaged_like_ddp_and_agree_on_both_ranks(reference):
     """The task weighting's parameters live outside the DDP module: their gradient is all-reduced by acct."""
-    config = tmp_path / "uncertainty.yaml"
-    config.write_text(
-        "model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}\n"
-        "data: {synthetic_examples_per_task: 24}\n"
-        "curriculum: {warmup_epochs: 0.0}\n"
-        "loss: {task_weighting: uncertainty, task_weighting_options: {lr: 0.05}}\n"
-    )
-    run_dir, trace_dir = tmp_path / "run", tmp_path / "trace"
-    code, out = finish(launch(["train", "--preset", "tiny", "--device", "cpu", "--config", str(config), "--max-steps", "4",
-                               "--eval-every-n-steps", "4", "--output-dir", str(run_dir)], trace_dir))
-    assert code == 0, out
-    # Each rank weights its own half of the batch (other dropout, other per-task losses): only the
-    # averaged gradient keeps their log-variances equal.
+    run_dir, trace_dir = reference
+    # Each rank weights its own half of the batch (other questions, other per-task losses): only
+    # the averaged gradient keeps their log-variances equal.
     s0, s1 = (trace(trace_dir, r, "finished")[0]["task_weighting"] for r in (0, 1))
     assert s0 == s1 and len(s0[0]) == 8 and sum(v != 0 for v in s0[0]) >= 4
     saved = load_file(str(run_dir / "checkpoints" / "last" / "state.safetensors"))["weightings.task_parameters.0"]
