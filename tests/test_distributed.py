@@ -69,12 +69,10 @@ def train_args(config: Path, output_dir: Path) -> list[str]:
             "--output-dir", str(output_dir)]
 
 
-def launch(args: list[str], trace_dir: Path | None = None, nproc: int | None = 2) -> subprocess.Popen:
-    """`python -m torch.distributed.run --standalone --nproc_per_node N -m acct ...`, or plain `python -m acct`."""
-    env = dict(ENV)
-    if trace_dir is not None:
-        env[distributed.TRACE_ENV] = str(trace_dir)
-    launcher = [] if nproc is None else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+def launch(args: list[str], trace_dir: Path) -> subprocess.Popen:
+    """`python -m torch.distributed.run --standalone --nproc_per_node 2 -m acct ...`, each rank tracing to `trace_dir`."""
+    env = {**ENV, distributed.TRACE_ENV: str(trace_dir)}
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     return subprocess.Popen([sys.executable, *launcher, "-m", "acct", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -167,10 +165,21 @@ def test_two_processes_write_one_run_and_agree_bit_for_bit(reference):
 
 @pytest.mark.slow
 def test_loss_curve_matches_a_single_process(reference, config, tmp_path):
+    from typer.testing import CliRunner
+
+    from acct.cli import app
+
     run_dir, _ = reference
     single = tmp_path / "single"
-    code, out = finish(launch(train_args(config, single), nproc=None))
-    assert code == 0, out
+    # The single process is this one (the launcher is what the 2-process run is about), on one
+    # thread like each rank.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(app, train_args(config, single))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
 
     one, two = metrics(single, "train"), metrics(run_dir, "train")
     assert [e["step"] for e in one] == [e["step"] for e in two]
