@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests import scheduling
 
 # Tests never reach a hub: everything is built from configs, trained offline, or generated.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,55 +62,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # The longest files first, so that no process is left with one of them while the others idle.
-    first = {path: rank for rank, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
-
-
-# -- running on several processes (pytest-xdist; pyproject.toml asks for one per core) -------------
-
-# Files in the order of the time their tests take together, longest first (measured on 2 cores;
-# the order matters, not the figures). Every other file follows, in collection order.
-LONGEST_FIRST = (
-    "tests/test_distributed.py",
-    "tests/test_resume.py",
-    "tests/cli/test_ablate_submit.py",
-    "tests/test_run_lock.py",
-    "tests/test_regression.py",
-    "tests/test_trackers.py",
-    "tests/test_engine.py",
-    "tests/cli/test_output.py",
-    "tests/test_precision.py",
-    "tests/test_reliability.py",
-)
-_SHARED_SCOPE = re.compile(r"""scope\s*=\s*["'](module|class|package)["']""")
-
-
-@functools.cache
-def _shares_fixtures_within(path: str) -> bool:
-    """Whether a test file defines a module-, class- or package-scoped fixture."""
-    return bool(_SHARED_SCOPE.search((REPO / path).read_text(encoding="utf-8")))
+    # The longest files first (tests/scheduling.py); a stable sort keeps each file's own order.
+    items.sort(key=lambda item: scheduling.file_rank(item.nodeid))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadgroup` as this suite means it: a file whose tests share a module fixture (a
-    trained study, a run) goes to one process as a whole, so the fixture is built once; every
-    other test is scheduled on its own, in collection order (see LONGEST_FIRST).
-
-    pytest-xdist's own loadgroup reads `xdist_group` marks through a node id suffix that pytest 9
-    no longer honours, so the grouping is decided here, from the file.
-    """
+    """`--dist loadgroup` as this suite means it (pyproject.toml): see tests/scheduling.py."""
     if config.getoption("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class FileWhereSharedScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return path if _shares_fixtures_within(path) else nodeid
-
-    return FileWhereSharedScheduling(config, log)
+    return scheduling.make_scheduler(config, log)
 
 
 def _train_once_per_test_run(tmp_path_factory, name: str, train) -> Path:

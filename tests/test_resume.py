@@ -57,11 +57,12 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def killed_then_resumed(tmp_path_factory) -> dict:
-    """A run SIGKILLed after its third periodic checkpoint and resumed, beside the same run uninterrupted.
+    """A run SIGKILLed after its third periodic checkpoint and resumed, and the same run uninterrupted.
 
     While the first process holds the run directory (stopped, so it cannot finish meanwhile), a
     second writer is started in this test process, once resuming and once overwriting: both
-    must be refused at once. Then the holder is killed and a new process resumes the run.
+    must be refused at once. Then the holder is killed and a new process resumes the run, while
+    this process trains the uninterrupted run (on one thread, like the children).
     """
     from typer.testing import CliRunner
 
@@ -69,7 +70,6 @@ def killed_then_resumed(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("killed")
     full, killed = root / "full", root / "killed"
-    uninterrupted = acct("train", *ARGS, "--output-dir", str(full))  # alongside: the two share nothing
     first = acct("train", *ARGS, "--output-dir", str(killed))
     refusals = []
     try:
@@ -87,9 +87,15 @@ def killed_then_resumed(tmp_path_factory) -> dict:
             first.kill()
             first.wait()
     stopped = last_step(killed)
-    resumed = finish(acct("train", "--resume", str(killed)))
+    resuming = acct("train", "--resume", str(killed))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(app, ["train", *ARGS, "--output-dir", str(full)])
+    finally:
+        torch.set_num_threads(threads)
     return {"full": full, "killed": killed, "holder": first.pid, "refusals": refusals, "stopped": stopped,
-            "uninterrupted": finish(uninterrupted), "resumed": resumed}
+            "uninterrupted": (result.exit_code, result.output), "resumed": finish(resuming)}
 
 
 def test_a_second_writer_fails_at_once_while_a_process_holds_the_run(killed_then_resumed):
