@@ -294,8 +294,8 @@ def test_acct_list_shows_the_trackers():
     result = runner.invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["trackers"]
-    assert [r["name"] for r in rows] == TRACKERS and all(r["origin"] == "acct" for r in rows)
-    assert "extra: wandb" in rows[2]["description"]
+    assert [r["name"] for r in rows] == sorted(TRACKERS) and all(r["origin"] == "acct" for r in rows)
+    assert "extra: wandb" in {r["name"]: r for r in rows}["wandb"]["description"]
 
 
 @pytest.mark.slow

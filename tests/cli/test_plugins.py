@@ -128,7 +128,10 @@ def test_list_shows_builtins_and_plugins():
     assert {"equal", "task_scaled"} <= set(names["task_weightings"])
     assert {"entropy", "uniform"} <= set(names["anchor_weightings"])
     assert {"hub", "csv", "synthetic", "capitals"} <= set(names["data_sources"])
-    assert list(names["ablation_arms"])[:3] == ["baseline", "contrastive", "full"]
+    # acct's own first (alphabetically), then the plugins'
+    own = [n for n, row in names["strategies"].items() if row["origin"] == "acct"]
+    assert list(names["strategies"])[:len(own)] == own == sorted(own) and "favour_first" not in own
+    assert list(names["ablation_arms"])[:3] == ["baseline", "contrastive", "dwa"]
     assert names["strategies"]["favour_first"]["description"].startswith("Ten times more weight")
     assert names["strategies"]["favour_first"]["origin"] == str(STRATEGY)
     assert all(row["description"] for rows in listing.values() for row in rows)
