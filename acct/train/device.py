@@ -34,7 +34,9 @@ def configure_backends(device: torch.device, precision: str, *, deterministic: b
     if deterministic:
         # cuBLAS needs a fixed workspace for reproducible results; it is read when CUDA starts.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        # Only on a change: the call imports torch's compiler stack (about 2.5 s on a CPU).
+        torch.use_deterministic_algorithms(deterministic)
     use_tf32 = tf32 and device.type == "cuda" and precision == "fp32"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = use_tf32
