@@ -82,6 +82,17 @@ def test_slot_objectives_sum_to_the_weighted_mean_cross_entropy() -> None:
     assert sum(parts).item() == pytest.approx(0.7 * losses.mean().item())
 
 
+def test_a_study_whose_arm_pairs_surgery_with_a_weighting_is_refused_before_training(tmp_path) -> None:
+    # The pcgrad arm keeps the base settings' task weighting: with uncertainty there, the plan refuses
+    # the study in one line, and no run directory is written.
+    out = tmp_path / "study"
+    bad = runner.invoke(app, ["ablate", "--preset", "tiny", "--arms", "baseline,pcgrad", "--seeds", "1", "--max-steps", "2",
+                              "--device", "cpu", "--output-dir", str(out)],
+                        env={"ACCT_LOSS__TASK_WEIGHTING": "uncertainty"})
+    assert bad.exit_code == 2 and "needs loss.task_weighting equal, not uncertainty" in bad.output, bad.output
+    assert "Traceback" not in bad.output and not any(out.glob("*/config.json"))
+
+
 def test_refusals_are_one_line(tmp_path, monkeypatch) -> None:
     # Under torchrun: the Jacobian of the global batch is not gathered.
     two = distributed.Distributed(rank=0, world_size=2)
