@@ -37,6 +37,8 @@ class AcctGroup(TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
+            from acct.cli._common import err, escape
+
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `acct`: Typer shows the help
                 from typer import rich_utils
 
@@ -50,6 +52,8 @@ class AcctGroup(TyperGroup):
             err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
+            from acct.cli._common import err
+
             err.print("[bold red]error:[/] interrupted", highlight=False)
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -87,8 +91,6 @@ app.command("predict", epilog=_predict.EPILOG, cls=_predict.PredictCommand,
             context_settings={"ignore_unknown_options": True})(
     _predict.predict_command
 )
-from acct.cli._common import err, escape
-
 app.command("ablate", epilog=_ablate.EPILOG, cls=_ablate.AblateCommand)(_ablate.ablate_command)
 app.command("inspect-confusion", cls=_inspect_confusion.InspectCommand)(_inspect_confusion.inspect_confusion_command)
 app.command("list")(_list.list_command)

@@ -16,15 +16,9 @@ from acct.cli._common import (
     handles_errors,
     import_code,
     out,
-    pct,
     print_json,
 )
-from acct.cli.ablate_submit import submit_study
-from acct.cli.train import drain, render
 from acct.errors import UsageError
-from acct.study import sweep as sweep_grid
-from acct.study.plots import require_pyplot
-from acct.study.report import delta_cells, describe_effective, point_text, seed_cells, top_task_deltas
 
 if TYPE_CHECKING:
     from acct.config.commands import AblateSettings
@@ -186,6 +180,8 @@ def _launch_options(
 
 def _check_plot_dir(plot: Path) -> None:
     """--plot needs matplotlib and a directory: said before hours of training, not after."""
+    from acct.study.plots import require_pyplot
+
     require_pyplot()
     if plot.exists() and not plot.is_dir():
         raise UsageError(f"--plot {plot} is a file; give a directory for the figures")
@@ -203,6 +199,8 @@ def _print_commands(settings: AblateSettings, base: Any, launcher: str | None, n
 
 def _submit(settings: AblateSettings, base: Any, options: Any, command: str, as_json: bool) -> Any:
     """Train the unfinished runs as submitit jobs, then compare them here (None with --no-wait)."""
+    from acct.cli.ablate_submit import submit_study
+
     return submit_study(settings, base, options, lambda s: run(s, base, command), command=command, as_json=as_json)
 
 
@@ -223,6 +221,7 @@ def sweeps(flags: list[str] | None) -> dict[str, list[Any]] | None:
     """--sweep KEY=V1,V2 flags as one sweep; a key given twice is refused."""
     if not flags:
         return None
+    from acct.study import sweep as sweep_grid
 
     out: dict[str, list[Any]] = {}
     for text in flags:
@@ -261,6 +260,7 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     Under torchrun every rank trains each run together; rank 0 draws the progress and, once the
     process group is gone, compares the runs alone. The other ranks return None.
     """
+    from acct.cli.train import drain, render
     from acct.study import plan as study_plan
     from acct.train import distributed
 
@@ -339,6 +339,8 @@ def _accuracy_table(report: Any) -> Any:
     """Accuracy per arm: mean ± sd over seeds, the seed-level interval, macro accuracy and each category."""
     from rich.table import Table
 
+    from acct.cli._common import pct
+    from acct.study.report import seed_cells
 
     n_seeds = len(report.seeds)
     cats = sorted(set().union(*(c["categories"] for c in report.configs.values())))
@@ -361,6 +363,7 @@ def _tests_table(report: Any) -> Any:
     """Each arm against the reference: the seed-level test, Holm p, heterogeneity, per-seed McNemar and power."""
     from rich.table import Table
 
+    from acct.study.report import delta_cells
 
     ref = report.reference
     test = next((d["test"] for d in report.deltas.values()), "")
@@ -389,6 +392,7 @@ def _effective_table(report: Any) -> Any:
     """What each arm did in training, and the settings in which it differs from the reference."""
     from rich.table import Table
 
+    from acct.study.report import describe_effective
 
     ref = report.reference
     did = Table(title="what each arm did", show_header=True, header_style="bold")
@@ -406,6 +410,8 @@ def _tuning_table(report: Any) -> Any:
     """With --sweep: every point of each arm's grid on validation, the selected one marked *."""
     from rich.table import Table
 
+    from acct.cli._common import pct
+    from acct.study.report import point_text
 
     tuned = Table(title="tuning on validation: every point of each arm's grid, mean validation accuracy over "
                         "seeds; the selected point (*) is the one compared above",
@@ -424,6 +430,8 @@ def _per_task_table(report: Any, name: str, d: dict[str, Any], top: int) -> Any:
     """An arm's `top` largest per-task gains and losses against the reference, with their q."""
     from rich.table import Table
 
+    from acct.cli._common import pct
+    from acct.study.report import top_task_deltas
 
     def signed(x: float) -> str:
         return f"{100 * x:+.2f}"

@@ -18,7 +18,6 @@ from acct.cli._common import (
     print_json,
 )
 from acct.errors import UsageError
-from acct.scoring import confusion
 
 
 class InspectCommand(flags.OptionsCommand):
@@ -60,6 +59,7 @@ def inspect_confusion_command(
         "run_dir": run_dir, "top": top, "recompute": True if recompute else None,
         "split": split, "batches": batches, "seed": seed, "plot": plot, **given.settings(),
     })
+    from acct.scoring import confusion
 
     if settings.plot is not None:
         confusion.require_matplotlib()  # fail before any work

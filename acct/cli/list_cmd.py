@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from acct import registry
 from acct.cli._common import (
     code_option,
     escape,
@@ -31,6 +30,8 @@ KINDS = {
 
 def listing() -> dict[str, list[dict[str, str]]]:
     """{kind: [{name, description, origin}]} over every registry, acct's own first."""
+    from acct import registry
+
     result: dict[str, list[dict[str, str]]] = {}
     for kind in KINDS:
         reg = registry.REGISTRIES[kind]

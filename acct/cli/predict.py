@@ -24,16 +24,6 @@ from acct.cli._common import (
     print_json,
 )
 from acct.errors import UsageError
-from acct.scoring.predict import (
-    Predictor,
-    Question,
-    canonical_task,
-    check_question,
-    predict_stream,
-    read_questions,
-    run_columns,
-    training_questions,
-)
 
 if TYPE_CHECKING:
     from acct.config.commands import PredictSettings
@@ -128,6 +118,7 @@ def _agnostic_notice(n_tasks: int) -> str:
 def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.table import Table
 
+    from acct.scoring.predict import Predictor, Question, canonical_task, check_question
 
     check_question(settings.question or "", settings.choices or [])
     predictor = Predictor.open(settings.run_dir, settings.checkpoint, device=settings.device, precision=settings.precision,
@@ -155,6 +146,13 @@ def _single(settings: PredictSettings, as_json: bool, trust_remote_code: bool = 
 def _file_mode(settings: PredictSettings, as_json: bool, trust_remote_code: bool = False) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from acct.scoring.predict import (
+        Predictor,
+        predict_stream,
+        read_questions,
+        run_columns,
+        training_questions,
+    )
 
     if as_json and settings.output is None:
         raise UsageError("--json with --input needs --output FILE: the JSON lines would otherwise share stdout with the summary")
