@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from acct.data.sources import hub_dataset
 from acct.data.sources.files import quiet_datasets
 from acct.errors import UsageError
-from acct.registry import data_sources
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 # Any one of these makes a tokenizer loadable (fast tokenizers, sentencepiece, WordPiece, BPE).
@@ -78,7 +78,7 @@ def missing_pieces(settings: Any) -> list[str]:
     missing: list[str] = []
     data, model = settings.data, settings.model
 
-    hub = getattr(data_sources.find(data.source), "hub_dataset", lambda data: None)(data)
+    hub = hub_dataset(data)
     if hub is not None and not _dataset_cached(*hub):
         config = "" if hub[1] is None else f" (config {hub[1]!r})"
         missing.append(f"dataset {hub[0]!r}{config}")

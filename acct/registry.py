@@ -30,17 +30,18 @@ class Registry:
     def __init__(self, kind: str, package: str) -> None:
         self.kind = kind
         self.package = package  # acct's own components: one module per name in this package
-        self._builtins: list[str] | None = None
+        self._builtins: dict[str, str] | None = None
         self._items: dict[str, Any] = {}
 
     @property
     def _lazy(self) -> dict[str, str]:
-        """Built-in name -> its module, listed from the package's files (nothing is imported but the parents)."""
+        """Built-in name -> its module, listed once from the package's files (nothing is imported but the parents)."""
         if self._builtins is None:
             spec = importlib.util.find_spec(self.package)
             paths = list(spec.submodule_search_locations or []) if spec is not None else []
-            self._builtins = sorted(m.name for m in pkgutil.iter_modules(paths) if not m.name.startswith("_"))
-        return {name: f"{self.package}.{name}" for name in self._builtins}
+            names = sorted(m.name for m in pkgutil.iter_modules(paths) if not m.name.startswith("_"))
+            self._builtins = {name: f"{self.package}.{name}" for name in names}
+        return self._builtins
 
     def register(self, name: str, obj: Any = None) -> Any:
         """Register `obj` under `name`; without `obj`, return a decorator that does."""

@@ -25,6 +25,7 @@ from acct.cli import inspect_confusion as _inspect_confusion
 from acct.cli import list_cmd as _list
 from acct.cli import predict as _predict
 from acct.cli import train as _train
+from acct.cli._common import err, escape
 
 
 class AcctGroup(TyperGroup):
@@ -37,8 +38,6 @@ class AcctGroup(TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            from acct.cli._common import err, escape
-
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `acct`: Typer shows the help
                 from typer import rich_utils
 
@@ -52,8 +51,6 @@ class AcctGroup(TyperGroup):
             err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
-            from acct.cli._common import err
-
             err.print("[bold red]error:[/] interrupted", highlight=False)
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)

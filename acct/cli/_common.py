@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
-from acct.errors import AcctError
+from acct import plugins, registry
+from acct.errors import AcctError, UsageError
+from acct.plugins import raised_by_plugin
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -97,7 +99,6 @@ def handles_errors(fn: F) -> F:
 def _plugin_blame(exc: BaseException) -> str | None:
     if "acct.plugins" not in sys.modules:
         return None  # no plugin was imported
-    from acct.plugins import raised_by_plugin
 
     return raised_by_plugin(exc)
 
@@ -126,8 +127,6 @@ def eval_batch_alias(eval_batch_size: int | None, batch_size: int | None) -> int
     if batch_size is None:
         return eval_batch_size
     if eval_batch_size is not None and eval_batch_size != batch_size:
-        from acct.errors import UsageError
-
         raise UsageError("--batch-size is the old spelling of --eval-batch-size; give only --eval-batch-size")
     err.print("[yellow]--batch-size is deprecated here: use --eval-batch-size[/]", highlight=False, soft_wrap=True)
     return batch_size
@@ -145,8 +144,6 @@ def code_option() -> Any:
 
 def import_code(paths: Any) -> list[dict[str, str]]:
     """Import the --code files (else ACCT_CODE's); return their records for the run's config.json."""
-    from acct import plugins
-
     return plugins.import_all(paths)
 
 
@@ -201,7 +198,6 @@ def needs_hub(settings: Any) -> bool:
     """Whether training would reach the Hugging Face hub (data, model or tokenizer not local)."""
     from pathlib import Path
 
-    from acct import registry
     from acct.config.fields import TINY
 
     # A source that is not `offline` re-reads its data from the network (the hub's).

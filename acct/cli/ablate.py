@@ -16,8 +16,10 @@ from acct.cli._common import (
     handles_errors,
     import_code,
     out,
+    pct,
     print_json,
 )
+from acct.cli.train import drain, render
 from acct.errors import UsageError
 
 if TYPE_CHECKING:
@@ -260,7 +262,6 @@ def run(settings: AblateSettings, base: Any, command: str | None = None) -> Any:
     Under torchrun every rank trains each run together; rank 0 draws the progress and, once the
     process group is gone, compares the runs alone. The other ranks return None.
     """
-    from acct.cli.train import drain, render
     from acct.study import plan as study_plan
     from acct.train import distributed
 
@@ -339,7 +340,6 @@ def _accuracy_table(report: Any) -> Any:
     """Accuracy per arm: mean ± sd over seeds, the seed-level interval, macro accuracy and each category."""
     from rich.table import Table
 
-    from acct.cli._common import pct
     from acct.study.report import seed_cells
 
     n_seeds = len(report.seeds)
@@ -410,7 +410,6 @@ def _tuning_table(report: Any) -> Any:
     """With --sweep: every point of each arm's grid on validation, the selected one marked *."""
     from rich.table import Table
 
-    from acct.cli._common import pct
     from acct.study.report import point_text
 
     tuned = Table(title="tuning on validation: every point of each arm's grid, mean validation accuracy over "
@@ -430,7 +429,6 @@ def _per_task_table(report: Any, name: str, d: dict[str, Any], top: int) -> Any:
     """An arm's `top` largest per-task gains and losses against the reference, with their q."""
     from rich.table import Table
 
-    from acct.cli._common import pct
     from acct.study.report import top_task_deltas
 
     def signed(x: float) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperCommand
 
+from acct import registry
 from acct.cli._common import CODE_HELP, escape, eval_batch_alias
 from acct.config.flags import SETTINGS_FLAGS, Flag
 
@@ -60,8 +61,6 @@ def field_help(path: str, model: Any = None) -> str:
     if literal:
         extra.append("one of: " + ", ".join(str(v) for v in typing.get_args(literal[0])))
     elif path in REGISTERED and model.__name__ == "TrainSettings":
-        from acct import registry
-
         extra.append("one of: " + ", ".join(getattr(registry, REGISTERED[path]).names()))
     default = info.get_default(call_default_factory=True)
     if isinstance(default, list):  # a `many` flag: its default as it would be typed

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from acct import registry
 from acct.cli._common import (
     code_option,
     escape,
@@ -30,8 +31,6 @@ KINDS = {
 
 def listing() -> dict[str, list[dict[str, str]]]:
     """{kind: [{name, description, origin}]} over every registry, acct's own first."""
-    from acct import registry
-
     result: dict[str, list[dict[str, str]]] = {}
     for kind in KINDS:
         reg = registry.REGISTRIES[kind]

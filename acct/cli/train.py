@@ -16,6 +16,8 @@ from acct.cli._common import (
     eval_tables,
     handles_errors,
     import_code,
+    needs_hub,
+    offline_unless_hub_reachable,
     pct,
 )
 from acct.errors import UsageError
@@ -108,7 +110,6 @@ def run(settings: TrainSettings) -> None:
     Under torchrun every rank runs this: rank 0 draws the progress, the others consume the same
     events silently; the process group is torn down (barrier, then destroy) when training ends.
     """
-    from acct.cli._common import needs_hub, offline_unless_hub_reachable
     from acct.train import distributed
 
     if needs_hub(settings):

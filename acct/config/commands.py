@@ -23,13 +23,13 @@ from acct.config.fields import (
     CheckpointName,
     Device,
     EvalSplit,
+    Finite,
     Precision,
-    _Finite,
-    _registered,
+    registered,
 )
 
 
-class EvaluateSettings(_Finite, BaseSettings):
+class EvaluateSettings(Finite, BaseSettings):
     """Everything `acct evaluate` needs."""
 
     model_config = SettingsConfigDict(env_prefix="ACCT_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False)
@@ -53,7 +53,7 @@ class EvaluateSettings(_Finite, BaseSettings):
 DEFAULT_ARMS = ("baseline", "contrastive", "full")  # acct's own arms; plugins add more
 
 
-class PredictSettings(_Finite, BaseSettings):
+class PredictSettings(Finite, BaseSettings):
     """Everything `acct predict` needs: one question, or a file of them."""
 
     model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid", allow_inf_nan=False)
@@ -87,7 +87,7 @@ class PredictSettings(_Finite, BaseSettings):
         return self
 
 
-class AblateSettings(_Finite, BaseSettings):
+class AblateSettings(Finite, BaseSettings):
     """What `acct ablate` adds to the training settings (which come from `acct train`'s own model)."""
 
     model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid", allow_inf_nan=False)
@@ -127,7 +127,7 @@ class AblateSettings(_Finite, BaseSettings):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return _registered(registry.ablation_arms, value, info)
+        return registered(registry.ablation_arms, value, info)
 
     @model_validator(mode="after")
     def _a_comparison(self) -> AblateSettings:
@@ -142,7 +142,7 @@ class AblateSettings(_Finite, BaseSettings):
         return self
 
 
-class InspectSettings(_Finite, BaseSettings):
+class InspectSettings(Finite, BaseSettings):
     """Everything `acct inspect-confusion` needs."""
 
     model_config = SettingsConfigDict(env_prefix="ACCT_", extra="forbid", allow_inf_nan=False)

@@ -31,11 +31,11 @@ TINY = "tiny"  # model / tokenizer value meaning "build the small offline one"
 # (pydantic-settings' own __init__ drops a validation context on the way to nested sections, so
 # `resolve` also sets this flag while it validates.)
 CHECK_REGISTRIES = {"check_registries": True}
-_checking_registries: contextvars.ContextVar[bool] = contextvars.ContextVar("acct_check_registries", default=False)
+checking_registries: contextvars.ContextVar[bool] = contextvars.ContextVar("acct_check_registries", default=False)
 
 
-def _registered(reg: registry.Registry, value: Any, info: ValidationInfo) -> Any:
-    if _checking_registries.get() or (info.context and info.context.get("check_registries")):
+def registered(reg: registry.Registry, value: Any, info: ValidationInfo) -> Any:
+    if checking_registries.get() or (info.context and info.context.get("check_registries")):
         for name in value if isinstance(value, list) else [value]:
             reg.check(name)
     return value
@@ -52,7 +52,7 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-class _Finite:
+class Finite:
     """Refuses inf and nan in every setting: config.json stores them as null, and the run could not be read back.
 
     Float fields refuse them through `allow_inf_nan=False` (every settings model's config); this
@@ -67,7 +67,7 @@ class _Finite:
         return value
 
 
-class _Section(_Finite, BaseModel):
+class Section(Finite, BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 def section_model(annotation: Any) -> type[BaseModel] | None:

@@ -107,3 +107,13 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(p, {})
         node[leaf] = value
     return out
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """The inverse of `nest`: {'optim': {'lr': 1e-3}} -> {'optim.lr': 1e-3} (a leaf keeps its dotted path)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else k))
+    return out

@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 from acct.config.environment import check_no_trust_granted, env_trusts_remote_code
-from acct.config.fields import CHECK_REGISTRIES, _checking_registries, section_model
+from acct.config.fields import CHECK_REGISTRIES, checking_registries, section_model
 from acct.config.flags import SETTINGS_FLAGS
 from acct.config.layers import PRESETS, deep_merge, read_yaml
 from acct.config.train import TrainSettings
@@ -126,24 +126,24 @@ def resolve(cls: type[BaseSettings], flags: dict[str, Any], *, layers: list[dict
     try:
         resolved = layered(**flags)
         # Re-validating as the plain class does not read the environment again.
-        token = _checking_registries.set(True)
+        token = checking_registries.set(True)
         try:
             return cls.model_validate(resolved.model_dump(), context=CHECK_REGISTRIES)
         finally:
-            _checking_registries.reset(token)
+            checking_registries.reset(token)
     except ValidationError as exc:
         raise UsageError(format_validation_error(exc, flags=_dotted_keys(flags), cls=cls)) from None
 
 
 def validate_checked(cls: type[BaseModel], data: dict[str, Any]) -> Any:
     """`cls` validated from `data` with registered names checked; one UsageError line if invalid."""
-    token = _checking_registries.set(True)
+    token = checking_registries.set(True)
     try:
         return cls.model_validate(data, context=CHECK_REGISTRIES)
     except ValidationError as exc:
         raise UsageError(format_validation_error(exc)) from None
     finally:
-        _checking_registries.reset(token)
+        checking_registries.reset(token)
 
 
 def resolve_train(

@@ -24,16 +24,16 @@ from pydantic_settings import (
 from acct import registry
 from acct.config.fields import (
     Device,
+    Finite,
     Precision,
+    Section,
     Strategy,
-    _Finite,
-    _registered,
-    _Section,
+    registered,
 )
 from acct.trackers import expand
 
 
-class TinyArchitecture(_Section):
+class TinyArchitecture(Section):
     """Sizes of the built-in random-init DebertaV2 used when the model is ``tiny``."""
 
     hidden_size: int = Field(64, gt=0, description="Hidden size of the tiny encoder.")
@@ -52,7 +52,7 @@ class TinyArchitecture(_Section):
         return self
 
 
-class ModelSettings(_Section):
+class ModelSettings(Section):
     name_or_path: str = Field(
         "microsoft/deberta-v3-base",
         description="Encoder: a hub id, a local directory with weights, a local directory holding only "
@@ -133,7 +133,7 @@ def _split_files(value: Any) -> Any:
     return value
 
 
-class DataSettings(_Section):
+class DataSettings(Section):
     source: str = Field(
         "hub", description="Where examples come from: a registered data source, acct's or a plugin's (`acct list` describes each)."
     )
@@ -199,7 +199,7 @@ class DataSettings(_Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str, info: ValidationInfo) -> str:
-        return _registered(registry.data_sources, value, info)
+        return registered(registry.data_sources, value, info)
 
     @field_validator("data_dir")
     @classmethod
@@ -260,7 +260,7 @@ class DataSettings(_Section):
         return self
 
 
-class BatchSettings(_Section):
+class BatchSettings(Section):
     tasks_per_batch: int = Field(4, gt=0, description="Task slots drawn per batch.")
     examples_per_task: int = Field(4, gt=0, description="Questions drawn per task slot.")
     batch_size: int | None = Field(
@@ -323,7 +323,7 @@ class BatchSettings(_Section):
         return self.tasks_per_batch * self.examples_per_task
 
 
-class CurriculumSettings(_Section):
+class CurriculumSettings(Section):
     strategy: Strategy = Field(
         "uncertainty_gradient",
         description="Task sampling: a registered strategy, acct's or a plugin's (`acct list` describes each).",
@@ -356,10 +356,10 @@ class CurriculumSettings(_Section):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str, info: ValidationInfo) -> str:
-        return _registered(registry.strategies, value, info)
+        return registered(registry.strategies, value, info)
 
 
-class LossSettings(_Section):
+class LossSettings(Section):
     lambda_cls: float = Field(0.7, ge=0, le=1, description="Weight of the choice cross-entropy.")
     lambda_contrastive: float = Field(0.3, ge=0, le=1, description="Weight of the uncertainty-weighted InfoNCE loss.")
     tau: float = Field(0.07, gt=0, description="InfoNCE temperature.")
@@ -393,20 +393,20 @@ class LossSettings(_Section):
     @field_validator("task_weighting")
     @classmethod
     def _known_task_weighting(cls, value: str, info: ValidationInfo) -> str:
-        return _registered(registry.task_weightings, value, info)
+        return registered(registry.task_weightings, value, info)
 
     @field_validator("anchor_weighting")
     @classmethod
     def _known_anchor_weighting(cls, value: str, info: ValidationInfo) -> str:
-        return _registered(registry.anchor_weightings, value, info)
+        return registered(registry.anchor_weightings, value, info)
 
     @field_validator("gradient")
     @classmethod
     def _known_gradient(cls, value: str, info: ValidationInfo) -> str:
-        return _registered(registry.gradients, value, info)
+        return registered(registry.gradients, value, info)
 
 
-class OptimSettings(_Section):
+class OptimSettings(Section):
     lr: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and norms).")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of linear warm-up before the cosine decay to 0.")
@@ -415,7 +415,7 @@ class OptimSettings(_Section):
     max_steps: int | None = Field(None, gt=0, description="Training length in optimizer steps; overrides epochs.")
 
 
-class CodeFile(_Section):
+class CodeFile(Section):
     """A user's Python file imported with --code, as a run records it."""
 
     path: str = Field(description="Absolute path the file was imported from.")
@@ -425,7 +425,7 @@ class CodeFile(_Section):
     )
 
 
-class TrainSettings(_Finite, BaseSettings):
+class TrainSettings(Finite, BaseSettings):
     """Everything `acct train` needs; written to RUN_DIR/config.json."""
 
     model_config = SettingsConfigDict(
@@ -497,7 +497,7 @@ class TrainSettings(_Finite, BaseSettings):
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return _registered(registry.trackers, expand(value), info)
+        return registered(registry.trackers, expand(value), info)
 
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"

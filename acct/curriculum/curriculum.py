@@ -16,8 +16,8 @@ from torch import Tensor
 from acct.curriculum.signals import (
     ConfusionTracker,
     TaskStats,
-    _check_num_tasks,
-    _load_tensor,
+    check_num_tasks,
+    load_tensor,
 )
 from acct.curriculum.weights import (
     mix_with_floor,
@@ -130,7 +130,7 @@ class Curriculum:
     ) -> None:
         if strategy not in strategies:
             raise UsageError(strategies.unknown(strategy))
-        _check_num_tasks(num_tasks)
+        check_num_tasks(num_tasks)
         if not 0.0 <= floor <= 1.0:
             raise UsageError(f"curriculum floor must be in [0, 1], got {floor}")
         if warmup_steps < 0:
@@ -241,7 +241,7 @@ class Curriculum:
         for key in ("weights", "confusion", "task_stats"):
             if key not in state:
                 raise CheckpointError(f"curriculum state is missing '{key}'")
-        self.weights = _load_tensor(state, "weights", self.weights, "curriculum")
+        self.weights = load_tensor(state, "weights", self.weights, "curriculum")
         self.confusion.load_state_dict(state["confusion"])
         self.task_stats.load_state_dict(state["task_stats"])
         if "strategy_state" in state and callable(getattr(self.impl, "load_state_dict", None)):

@@ -27,12 +27,12 @@ def _check_decay(decay: float) -> None:
         raise UsageError(f"decay must be in [0, 1), got {decay}")
 
 
-def _check_num_tasks(num_tasks: int) -> None:
+def check_num_tasks(num_tasks: int) -> None:
     if num_tasks < 1:
         raise UsageError(f"num_tasks must be at least 1, got {num_tasks}")
 
 
-def _load_tensor(state: dict[str, Any], key: str, like: Tensor, owner: str) -> Tensor:
+def load_tensor(state: dict[str, Any], key: str, like: Tensor, owner: str) -> Tensor:
     if key not in state:
         raise CheckpointError(f"{owner} state is missing '{key}'")
     value = torch.as_tensor(state[key])
@@ -53,7 +53,7 @@ class ConfusionTracker:
     """
 
     def __init__(self, num_tasks: int, decay: float = 0.9) -> None:
-        _check_num_tasks(num_tasks)
+        check_num_tasks(num_tasks)
         _check_decay(decay)
         self.num_tasks = num_tasks
         self.decay = decay
@@ -148,10 +148,10 @@ class ConfusionTracker:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         name = "confusion tracker"
-        self.matrix = _load_tensor(state, "matrix", self.matrix, name)
-        self.seen = _load_tensor(state, "seen", self.seen, name)
-        self.pending_sum = _load_tensor(state, "pending_sum", self.pending_sum, name)
-        self.pending_count = _load_tensor(state, "pending_count", self.pending_count, name)
+        self.matrix = load_tensor(state, "matrix", self.matrix, name)
+        self.seen = load_tensor(state, "seen", self.seen, name)
+        self.pending_sum = load_tensor(state, "pending_sum", self.pending_sum, name)
+        self.pending_count = load_tensor(state, "pending_count", self.pending_count, name)
 
 
 class TaskStats:
@@ -175,7 +175,7 @@ class TaskStats:
     _OPTIONAL_KEYS = ("loss", "pending_loss")
 
     def __init__(self, num_tasks: int, decay: float = 0.9) -> None:
-        _check_num_tasks(num_tasks)
+        check_num_tasks(num_tasks)
         _check_decay(decay)
         self.num_tasks = num_tasks
         self.decay = decay
@@ -261,4 +261,4 @@ class TaskStats:
             if key not in state and key in self._OPTIONAL_KEYS:
                 setattr(self, key, torch.zeros_like(current))
                 continue
-            setattr(self, key, _load_tensor(state, key, current, "task stats"))
+            setattr(self, key, load_tensor(state, key, current, "task stats"))

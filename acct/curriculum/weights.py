@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from acct.curriculum.signals import _check_num_tasks
+from acct.curriculum.signals import check_num_tasks
 from acct.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,12 +29,12 @@ _MIN_STD = 1e-12
 # The helpers below are what the built-ins are made of; plugins may use them too.
 
 
-def _check_temperature(temperature: float) -> None:
+def check_temperature(temperature: float) -> None:
     if not temperature > 0:
         raise UsageError(f"curriculum temperature must be positive, got {temperature}")
 
 
-def _zscore(x: Tensor) -> Tensor:
+def zscore(x: Tensor) -> Tensor:
     x = x.detach().to(device="cpu", dtype=torch.float64)
     if x.numel() == 0 or not bool(torch.isfinite(x).all()):
         return torch.zeros_like(x)
@@ -46,14 +46,14 @@ def _zscore(x: Tensor) -> Tensor:
 
 def uniform_weights(num_tasks: int) -> Tensor:
     """Equal probability for every task."""
-    _check_num_tasks(num_tasks)
+    check_num_tasks(num_tasks)
     return torch.full((num_tasks,), 1.0 / num_tasks, dtype=torch.float64)
 
 
 def difficulty_weights(error_rate: Tensor, temperature: float = 2.0) -> Tensor:
     """softmax(zscore(error_rate) / temperature): tasks the model gets wrong more often."""
-    _check_temperature(temperature)
-    return torch.softmax(_zscore(error_rate) / temperature, dim=0)
+    check_temperature(temperature)
+    return torch.softmax(zscore(error_rate) / temperature, dim=0)
 
 
 def uncertainty_gradient_weights(confusion_scores: Tensor, temperature: float = 2.0) -> Tensor:
@@ -61,8 +61,8 @@ def uncertainty_gradient_weights(confusion_scores: Tensor, temperature: float = 
 
     Without the z-score the confusion scores (all small) would give near-uniform weights.
     """
-    _check_temperature(temperature)
-    return torch.softmax(_zscore(confusion_scores) / temperature, dim=0)
+    check_temperature(temperature)
+    return torch.softmax(zscore(confusion_scores) / temperature, dim=0)
 
 
 def mix_with_floor(weights: Tensor, floor: float, prior: Tensor | None = None) -> Tensor:

@@ -88,12 +88,12 @@ def identical_choices_notice(examples: Iterable[Example]) -> str | None:
     return line
 
 
-def _conflicting_answers(examples: Sequence[Example], removed: Mapping[str, str]) -> int:
+def conflicting_answers(examples: Sequence[Example], removed: Mapping[str, str]) -> int:
     by_uid = {ex.uid: ex for ex in examples}
     return sum(1 for gone, kept in removed.items() if by_uid[gone].answer != by_uid[kept].answer)
 
 
-def _dedup_notice(removed: int, conflicts: int, cross_rows: int) -> str:
+def dedup_notice(removed: int, conflicts: int, cross_rows: int) -> str:
     line = f"split: {removed} duplicate question(s) removed within tasks ({DEDUP_RULE})"
     if conflicts:
         line += f", {conflicts} of them with a different answer than the copy kept"

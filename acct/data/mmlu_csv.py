@@ -77,7 +77,7 @@ def _check_same_subjects(data_dir: Path, files: Mapping[str, Mapping[str, Path]]
     if not every:
         raise DataError(f"{data_dir}: no .csv files in {', '.join(f'{s}/' for s in files)}")
     gaps = [
-        f"{split}/ lacks {_shorten(sorted(every - set(found)))}"
+        f"{split}/ lacks {shorten(sorted(every - set(found)))}"
         for split, found in files.items()
         if every - set(found)
     ]
@@ -85,7 +85,7 @@ def _check_same_subjects(data_dir: Path, files: Mapping[str, Mapping[str, Path]]
         raise DataError(f"{data_dir}: subjects missing from some splits: {'; '.join(gaps)}")
 
 
-def _shorten(names: Sequence[str], limit: int = 5) -> str:
+def shorten(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from acct.data.dedup import (
     DEDUP_RULE,
-    _conflicting_answers,
-    _dedup_notice,
     collapse_duplicates,
+    conflicting_answers,
+    dedup_notice,
     question_key,
 )
-from acct.data.mmlu_csv import _shorten
+from acct.data.mmlu_csv import shorten
 from acct.data.records import AUX_SPLIT, TRAIN_SPLIT, Example
 from acct.errors import DataError, UsageError
 
@@ -102,7 +102,7 @@ def subject_split(
         "cross_task_examples": len(pinned),
         "too_small_for_held_out": small,
     }
-    split.notices.append(_dedup_notice(len(removed), _conflicting_answers(raw, removed), len(pinned)))
+    split.notices.append(dedup_notice(len(removed), conflicting_answers(raw, removed), len(pinned)))
     if small:
         named = ", ".join(f"{task} ({len(groups[task])} question{'s' if len(groups[task]) != 1 else ''})" for task in small)
         split.notices.append(
@@ -211,7 +211,7 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
     for name, examples in raw.items():
         parts[name], gone = collapse_duplicates(examples)
         removed.update(gone)
-        conflicts += _conflicting_answers(examples, gone)
+        conflicts += conflicting_answers(examples, gone)
 
     overlap, counts = _held_out_overlap(parts, trained_on, allow_overlap)
     split = DataSplit(train=parts["train"], val=parts["val"], test=parts["test"])
@@ -221,7 +221,7 @@ def standard_split(source: Mapping[str, list[Example]], allow_overlap: bool = Fa
         "removed_uids": dict(sorted(removed.items())),
         "overlap": {"allowed": allow_overlap, **overlap},
     }
-    split.notices.append(_dedup_notice(len(removed), conflicts, 0))
+    split.notices.append(dedup_notice(len(removed), conflicts, 0))
     split.notices += _standard_notices(parts, counts)
     return split
 
@@ -272,7 +272,7 @@ def _standard_notices(parts: Mapping[str, list[Example]], counts: Sequence[str])
     if untrained:
         notices.append(
             f"split: {len(untrained)} task(s) have no training questions (scored in val/test, never trained on): "
-            f"{_shorten(untrained)}"
+            f"{shorten(untrained)}"
         )
     if counts:
         notices.append(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.config.fields import TINY
+from acct.data.sources import hub_dataset
 from acct.model.encoder import WEIGHT_FILES
 from acct.registry import data_sources
 from acct.run.exported import CONFIG_FILE, SPLIT_FILE
@@ -156,7 +157,7 @@ def _card_metadata(settings: dict[str, Any], base: str | None) -> dict[str, Any]
     meta: dict[str, Any] = {"library_name": "transformers", "tags": ["acct", "multiple-choice"]}
     if base:
         meta["base_model"] = base
-    hub = getattr(data_sources.find(data.get("source")), "hub_dataset", lambda data: None)(data)
+    hub = hub_dataset(data)
     if hub is not None and hub[0]:
         meta["datasets"] = [hub[0]]
     meta["metrics"] = ["accuracy"]

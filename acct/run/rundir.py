@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from acct import plugins, registry
 from acct.config.environment import env_trusts_remote_code
+from acct.config.layers import flatten
 from acct.config.resolve import format_validation_error
 from acct.config.train import TrainSettings
 from acct.data.manifests import apply_manifest
@@ -276,18 +277,11 @@ def check_no_remote_code(ckpt: Path, trust_remote_code: bool) -> None:
 _UNDIGESTED = ("resume", "overwrite", "output_dir", "model.trust_remote_code", "data.data_dir", "report_to")
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
-        return out
-    return {prefix: obj}
 
 
 def settings_record(settings: TrainSettings) -> dict[str, Any]:
     """The settings a checkpoint vouches for, flattened to dotted names."""
-    flat = _flatten(json.loads(settings.model_dump_json()))
+    flat = flatten(json.loads(settings.model_dump_json()))
     return {k: v for k, v in flat.items() if k not in _UNDIGESTED}
 
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from acct.curriculum.curriculum import CurriculumStats
 from acct.curriculum.weights import (
-    _check_temperature,
+    check_temperature,
     difficulty_weights,
     impute_unseen,
 )
@@ -20,7 +20,7 @@ class Difficulty:
     """softmax(zscore(EMA error rate) / temperature): the tasks answered wrong most often."""
 
     def __init__(self, tasks: Sequence[str], temperature: float = 2.0) -> None:
-        _check_temperature(temperature)
+        check_temperature(temperature)
         self.temperature = temperature
 
     def weights(self, stats: CurriculumStats) -> Tensor:

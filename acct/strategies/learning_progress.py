@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from acct.curriculum.curriculum import CurriculumStats
-from acct.curriculum.weights import _check_temperature, _zscore
+from acct.curriculum.weights import check_temperature, zscore
 from acct.errors import CheckpointError, UsageError
 from acct.registry import register_strategy
 
@@ -26,7 +26,7 @@ class LearningProgress:
     rounds_to_act = 2
 
     def __init__(self, tasks: Sequence[str], temperature: float = 2.0, step_size: float = 0.3) -> None:
-        _check_temperature(temperature)
+        check_temperature(temperature)
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size <= 1:
             raise UsageError(f"learning_progress: step_size must be in (0, 1], got {step_size!r}")
         self.num_tasks = len(tasks)
@@ -64,7 +64,7 @@ class LearningProgress:
         if not bool(rewarded.any()):
             return torch.full((self.num_tasks,), 1.0 / self.num_tasks, dtype=torch.float64)
         q = torch.where(rewarded, q, q[rewarded].mean())
-        return torch.softmax(_zscore(q) / self.temperature, dim=0)
+        return torch.softmax(zscore(q) / self.temperature, dim=0)
 
     def weights(self, stats: CurriculumStats) -> torch.Tensor:
         if len(stats.tasks) != self.num_tasks:

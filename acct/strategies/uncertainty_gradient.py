@@ -8,7 +8,7 @@ from torch import Tensor
 
 from acct.curriculum.curriculum import CurriculumStats
 from acct.curriculum.weights import (
-    _check_temperature,
+    check_temperature,
     impute_unseen,
     uncertainty_gradient_weights,
 )
@@ -20,7 +20,7 @@ class UncertaintyGradient:
     """softmax(zscore(mean confusion with the other tasks) / temperature): the most-confused tasks."""
 
     def __init__(self, tasks: Sequence[str], temperature: float = 2.0) -> None:
-        _check_temperature(temperature)
+        check_temperature(temperature)
         self.temperature = temperature
 
     def weights(self, stats: CurriculumStats) -> Tensor:

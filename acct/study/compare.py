@@ -24,8 +24,8 @@ from acct.study import plan as study_plan
 from acct.study import replicates
 from acct.study.guard import differences, plain_multitask
 from acct.study.history import (
-    _effective_row,
     check_same_split,
+    effective_row,
     read_history,
     trained_identical,
     weights_digest,
@@ -413,7 +413,7 @@ def aggregate(
                       for s, p in zip(seeds, per_seed)],
             "settings_sha256": {str(r.seed): settings_digest(r.settings) for r in mine},
             "differs_from_reference": differences(ref_settings, mine[0].settings),
-            "effective": _effective_row(name, runs, facts),
+            "effective": effective_row(name, runs, facts),
             **({"selected": tuning.selected.get(name, {})} if tuning is not None else {}),
         }
     deltas = {name: compare_arm([scored[ref, s] for s in seeds], [scored[name, s] for s in seeds], seeds)

@@ -13,13 +13,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from acct.config.layers import flatten
 from acct.config.train import TrainSettings
 from acct.registry import (
     gradients,
     task_weightings,
 )
 from acct.registry import strategies as ablation_strategies
-from acct.study.layers import _flatten, comparable
+from acct.study.layers import comparable
 from acct.train.plan import (
     RunPlan,
     declared_distribution,
@@ -156,8 +157,8 @@ _PROBE_SIZES = (1, 2, 5)
 
 def differences(reference: TrainSettings, other: TrainSettings) -> dict[str, list[Any]]:
     """The training settings in which `other` differs from `reference`: dotted name -> [reference's, other's]."""
-    a = _flatten(comparable(json.loads(reference.model_dump_json())))
-    b = _flatten(comparable(json.loads(other.model_dump_json())))
+    a = flatten(comparable(json.loads(reference.model_dump_json())))
+    b = flatten(comparable(json.loads(other.model_dump_json())))
     a.pop("seed", None), b.pop("seed", None)
     return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 

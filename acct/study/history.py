@@ -75,7 +75,7 @@ def _drew_batches(logged: list[tuple[int, dict[str, float]]], last_step: int | N
     return [(step, w) for step, w in logged if last_step is None or step < last_step]
 
 
-def _effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
+def effective_row(name: str, runs: Sequence[PlannedRun], facts: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
     """What an arm's runs actually did: steps, when the curriculum first moved the weights away from
     the prior, how far, which losses."""
     mine = [r for r in runs if r.config == name]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.config.commands import DEFAULT_ARMS, AblateSettings
-from acct.config.layers import deep_merge
+from acct.config.layers import deep_merge, flatten
 from acct.config.resolve import validate_checked
 from acct.config.train import TrainSettings
 from acct.errors import UsageError
@@ -99,12 +99,12 @@ def study_arms(settings: AblateSettings, base: TrainSettings) -> list[Arm]:
             try:
                 arm_settings(base, arm, base.seed, Path(settings.output_dir) / arm.name, point)
             except UsageError as exc:
-                at = f" at {_point_text(point)}" if point else ""
+                at = f" at {pairs_text(point)}" if point else ""
                 raise UsageError(f"{where}arm {arm.name}{at}: {exc}") from None
     return arms
 
 
-def _point_text(point: Sequence[tuple[str, Any]]) -> str:
+def pairs_text(point: Sequence[tuple[str, Any]]) -> str:
     return ", ".join(f"{k}={v}" for k, v in point)
 
 
@@ -132,13 +132,6 @@ def settings_digest(settings: TrainSettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
-    return out
 
 
 def settings_differences(saved: dict[str, Any], wanted: TrainSettings) -> list[str]:
@@ -149,8 +142,8 @@ def settings_differences(saved: dict[str, Any], wanted: TrainSettings) -> list[s
     """
     from acct.run.rundir import LEGACY_DEFAULTS
 
-    a = _flatten(comparable(saved))
-    b = _flatten(comparable(json.loads(wanted.model_dump_json())))
-    defaults = _flatten(json.loads(TrainSettings.model_validate({}).model_dump_json()))
+    a = flatten(comparable(saved))
+    b = flatten(comparable(json.loads(wanted.model_dump_json())))
+    defaults = flatten(json.loads(TrainSettings.model_validate({}).model_dump_json()))
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
                   and not (k not in a and b.get(k) == LEGACY_DEFAULTS.get(k, defaults.get(k, object()))))

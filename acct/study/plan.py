@@ -25,8 +25,8 @@ from acct.registry import strategies as ablation_strategies
 from acct.study.guard import identical_arms, train_task_sizes
 from acct.study.layers import (
     Arm,
-    _point_text,
     arm_settings,
+    pairs_text,
     settings_differences,
     settings_digest,
     study_arms,
@@ -163,7 +163,7 @@ def _guard(group: Sequence[PlannedRun], seed: int, settings: AblateSettings) -> 
     for same_point in by_point.values():
         runs = {r.config: r for r in same_point}
         for a, b, why in identical_arms([(r.config, r.settings, r.schedule) for r in same_point], settings.checkpoint):
-            at = f" at {_point_text(runs[a].point.items())}" if runs[a].point else ""
+            at = f" at {pairs_text(runs[a].point.items())}" if runs[a].point else ""
             if not settings.allow_identical:
                 raise UsageError(
                     f"arms {a} and {b} would train identically{at} (seed {seed}): {why}; "

@@ -25,11 +25,19 @@ from __future__ import annotations
 from typing import Any
 
 from acct.data.records import MMLU_CATEGORIES
+from acct.registry import data_sources
 
 
 def field_of(data: Any, name: str) -> Any:
     """A data setting, from the settings object or the mapping a run saved."""
     return data.get(name) if isinstance(data, dict) else getattr(data, name, None)
+
+
+def hub_dataset(data: Any) -> tuple[str, str | None] | None:
+    """The hub dataset and config the run's data source reads (its `hub_dataset(data)`), or None."""
+    source = data_sources.find(field_of(data, "source"))
+    read = getattr(source, "hub_dataset", None)
+    return read(data) if read is not None else None
 
 
 # MMLU's categories in the phased arm's order: STEM first, then the other three together.
