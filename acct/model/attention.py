@@ -72,13 +72,16 @@ def relative_positions(length: int, bucket_size: int, max_position: int, device:
     (and so a wait for the device) per forward on a GPU. Built outside inference mode, so a
     training step may use what an evaluation cached.
     """
+    from transformers.models.deberta_v2.modeling_deberta_v2 import (
+        build_relative_position,
+    )
+
+    if torch.compiler.is_compiling():  # traced into the graph: a cache lookup would break it at every new length
+        probe = torch.empty(length, 0, device=device)
+        return build_relative_position(probe, probe, bucket_size=bucket_size, max_position=max_position)
     key = (length, bucket_size, max_position, str(device))
     cached = _RELATIVE_POSITIONS.get(key)
     if cached is None:
-        from transformers.models.deberta_v2.modeling_deberta_v2 import (
-            build_relative_position,
-        )
-
         with torch.inference_mode(False), torch.no_grad():
             probe = torch.empty(length, 0, device=device)
             cached = build_relative_position(probe, probe, bucket_size=bucket_size, max_position=max_position)
@@ -141,14 +144,17 @@ def _attend(self, hidden_states, attention_mask, relative_pos, rel_embeddings) -
     q = query.reshape(heads, batch * length, head_dim)
     # The key is scaled before the product, as the library does, so that fp16 q.k stays in range;
     # the scale is rounded to the compute dtype as the library's is.
-    scale = _scale_in(scale, query.dtype)
+    compiling = torch.compiler.is_compiling()
+    # Under torch.compile the scale is a constant of the graph, and the position slice spans the whole
+    # table: the host-side helpers would break the graph, and the bound of the slice depends on L.
+    scale = torch.tensor(scale, dtype=torch.float32).to(query.dtype) if compiling else _scale_in(scale, query.dtype)
     scores = torch.matmul(query, key.transpose(-1, -2) / scale)
 
     span = self.pos_ebd_size
     if relative_pos is None:
         relative_pos = relative_positions(length, self.position_buckets, self.max_relative_positions, hidden_states.device)
     relative_pos = relative_pos.to(device=hidden_states.device, dtype=torch.long).reshape(length, length)
-    reach = min(_reach(length, self.position_buckets, self.max_relative_positions), span)
+    reach = span if compiling else min(_reach(length, self.position_buckets, self.max_relative_positions), span)
     lo, hi = max(span - reach, 0), min(span + reach, 2 * span - 1)
     rel = self.pos_dropout(rel_embeddings)[lo : hi + 1].unsqueeze(0)
     width = hi - lo + 1
