@@ -115,7 +115,7 @@ def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, co
 
 
 @pytest.mark.slow  # trains through real local jobs
-def test_a_failed_job_is_named_with_its_log_and_the_report_is_not_written(through_jobs, config, tmp_path):
+def test_a_failed_job_is_named_with_its_log_and_its_resubmission_can_be_collected_later(through_jobs, config, tmp_path):
     directory = copy_study(through_jobs[0], tmp_path / "study")
     shutil.rmtree(directory / "contrastive-seed1")
     (directory / "contrastive-seed1").write_text("not a run directory\n")  # acct train refuses it, in the job
@@ -133,37 +133,27 @@ def test_a_failed_job_is_named_with_its_log_and_the_report_is_not_written(throug
     assert not (directory / "ablation.json").exists() and not (directory / "ablation.md").exists()
     assert json.loads((directory / "jobs" / "jobs.json").read_text())["jobs"][0]["run"] == "contrastive-seed1"
 
-    # Fixed, the same command submits the failed run again, and only it.
+    # Fixed, the same command submits the failed run again, and only it; --no-wait records the job
+    # and returns, and a later command collects it.
     (directory / "contrastive-seed1").unlink()
-    result = ablate(directory, config, "--submit", "local", "--json")
-    assert result.exit_code == 0, result.output
-    assert len(submitted_jobs(directory)) == len(before) + 2
-    assert "job 1/1 finished: contrastive-seed1" in result.stderr
-    assert accuracies(json.loads(result.stdout)) == accuracies(json.loads(through_jobs[1].stdout))
-
-
-@pytest.mark.slow  # trains through real local jobs
-def test_no_wait_records_the_jobs_and_a_later_command_collects_them(through_jobs, config, tmp_path):
-    directory = copy_study(through_jobs[0], tmp_path / "study")
-    shutil.rmtree(directory / "baseline-seed1")
-    before = submitted_jobs(directory)
     result = ablate(directory, config, "--submit", "local", "--no-wait", "--json")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     record = json.loads((directory / "jobs" / "jobs.json").read_text())
     assert answer["jobs"] == record["jobs"]
     [job] = record["jobs"]
-    assert job["run"] == "baseline-seed1" and job["executor"] == "local" and job["run_dir"] == str(directory / "baseline-seed1")
-    assert job["folder"] == str((directory / "jobs").resolve()) and job["job_id"] not in before
+    assert job["run"] == "contrastive-seed1" and job["executor"] == "local"
+    assert job["run_dir"] == str(directory / "contrastive-seed1")
+    assert job["folder"] == str((directory / "jobs").resolve()) and job["job_id"] not in before + new
     assert "--no-wait" not in answer["collect"] and "--submit local" in answer["collect"]
     assert not (directory / "ablation.json").exists()
 
     # The job is still running (it has a model to train): collecting waits for it, submits nothing.
     result = ablate(directory, config, "--submit", "local", "--json")
     assert result.exit_code == 0, result.output
-    assert submitted_jobs(directory) == sorted([*before, job["job_id"]])
+    assert submitted_jobs(directory) == sorted([*before, *new, job["job_id"]])
     assert "1 submitted earlier still pending or running" in result.stderr
-    assert "job 1/1 finished: baseline-seed1" in result.stderr
+    assert "job 1/1 finished: contrastive-seed1" in result.stderr
     assert accuracies(json.loads(result.stdout)) == accuracies(json.loads(through_jobs[1].stdout))
     assert not (directory / "jobs" / "jobs.json").exists()
 
