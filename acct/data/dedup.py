@@ -41,6 +41,8 @@ def _nfkc(text: str) -> str:
 _FINAL_PERIOD = re.compile(r"(?<!\.)\.$")  # one final period, not an ellipsis
 
 
+# Every run of a study splits the same questions again, and a split compares each text more than once.
+@functools.lru_cache(maxsize=1 << 17)
 def _normalise(text: str) -> str:
     text = " ".join(_nfkc(text).translate(_PLAIN).split())
     return _FINAL_PERIOD.sub("", _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text))

@@ -136,7 +136,9 @@ def within_variance(ref: Sequence[bool], arm: Sequence[bool]) -> float:
     if n < 2:
         return 0.0
     d = [int(b) - int(a) for a, b in zip(ref, arm, strict=True)]
-    return statistics.variance(d) / n
+    # statistics.variance(d), exactly: integer sums, one correctly rounded division (no Fractions).
+    total, squares = sum(d), sum(x * x for x in d)
+    return (n * squares - total * total) / (n * (n - 1)) / n
 
 
 @dataclass(frozen=True)
