@@ -38,7 +38,8 @@ def test_building_the_app_imports_no_heavy_library():
     # do that too, as `acct --help` does, without running a command.
     loaded = _loaded_after(
         "import typer.main, acct.cli\n"
-        "typer.main.get_command(acct.cli.app)"
+        "group = typer.main.get_command(acct.cli.app)\n"
+        "[group.get_command(None, name) for name in group.list_commands(None)]"
     )
     assert not loaded["torch"]
     assert not loaded["transformers"]
@@ -46,11 +47,12 @@ def test_building_the_app_imports_no_heavy_library():
 
 
 SETTINGS_MODULES = ("acct.config.train", "pydantic", "pydantic_settings", "yaml")
+COMMAND_MODULES = tuple(f"acct.cli.{module}" for module, _, _ in __import__("acct.cli").cli.COMMANDS.values())
 
 
 def _loaded_by_command(*args: str) -> dict[str, bool]:
     """What `acct ARGS` has imported once it has run (as the console script runs it, in a fresh interpreter)."""
-    names = list(HEAVY + SETTINGS_MODULES)
+    names = list(HEAVY + SETTINGS_MODULES + COMMAND_MODULES + ("typer.rich_utils",))
     probe = (
         "import json, sys\n"
         "from acct.cli import main\n"
@@ -65,10 +67,12 @@ def _loaded_by_command(*args: str) -> dict[str, bool]:
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
-def test_acct_help_builds_no_settings_model():
+def test_acct_help_builds_no_settings_model_and_imports_no_command():
     loaded = _loaded_by_command("--help")
     assert not any(loaded[name] for name in SETTINGS_MODULES), loaded
     assert not any(loaded[name] for name in HEAVY), loaded
+    assert not any(loaded[name] for name in COMMAND_MODULES), loaded  # the listing reads acct.cli.COMMANDS
+    assert not loaded["typer.rich_utils"], "acct --help is drawn by acct.cli.root_help, not Typer's renderer"
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
@@ -76,6 +80,7 @@ def test_a_commands_help_builds_its_options_from_the_settings_but_imports_no_eng
     # Its options are described by the settings models, so those are built now; the engine still is not.
     loaded = _loaded_by_command(command, "--help")
     assert loaded["acct.config.train"] and loaded["pydantic"], loaded
+    assert loaded[f"acct.cli.{command}"], loaded
     assert not loaded["torch"] and not loaded["transformers"] and not loaded["datasets"], loaded
 
 

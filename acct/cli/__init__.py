@@ -1,7 +1,8 @@
 """The `acct` command line: one Typer app, one module per command.
 
-Commands are registered here without importing torch or the settings models: each command
-imports the engine and acct.config inside its function, so `acct --help` stays fast.
+The group lists its commands from COMMANDS and imports a command's module only when that command
+runs or shows its own help; each command imports the engine and acct.config inside its function.
+So `acct --help` imports neither torch nor the settings models nor the commands' modules.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 try:  # recent Typer releases carry their own copy of click
     from typer._click import exceptions as click
@@ -18,18 +19,77 @@ except ImportError:  # pragma: no cover - older Typer uses click itself
     from click import exceptions as click
 
 from acct import __version__
-from acct.cli import ablate as _ablate
-from acct.cli import evaluate as _evaluate
-from acct.cli import export as _export
-from acct.cli import inspect_confusion as _inspect_confusion
-from acct.cli import list_cmd as _list
-from acct.cli import predict as _predict
-from acct.cli import train as _train
 from acct.cli._common import err, escape
+
+# The commands in the order `acct --help` lists them: name -> (module of acct.cli, function, summary).
+# The summary is the first paragraph of the function's docstring (tests/cli/test_help.py holds them
+# equal): `acct --help` shows it without importing the command's module, which it imports only when
+# the command runs or shows its own help. A module's REGISTER holds its typer.Typer.command arguments.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("train", "train_command", "Train one configuration and save its checkpoints to the run directory."),
+    "evaluate": ("evaluate", "evaluate_command",
+                 "Score the run's held-out split (never an example used in training): overall, macro, categories, "
+                 "tasks."),
+    "predict": ("predict", "predict_command",
+                "Predict the answer to a question (or a file of questions) with a trained run, offline."),
+    "ablate": ("ablate", "ablate_command",
+               "Train the arms of a study on one split and compare them on the same held-out questions."),
+    "inspect-confusion": ("inspect_confusion", "inspect_confusion_command",
+                          "Show the task pairs the model confuses most, the most-confused tasks and their curriculum "
+                          "weights."),
+    "list": ("list_cmd", "list_command",
+             "List every registered strategy, loss weighting, gradient aggregation, data source, ablation arm and "
+             "tracker, plugins included."),
+    "export": ("export", "export_command",
+               "Export a run: encoder (save_pretrained) + tokenizer, acct's heads, and a README.md model card."),
+}
+
+
+class CommandSummary(TyperCommand):
+    """A command's name and summary, standing in for it in the group until it is asked for."""
+
+    def __init__(self, name: str, module: str, function: str, summary: str) -> None:
+        super().__init__(name=name, help=summary, rich_markup_mode="rich")
+        self.module, self.function = module, function
+
+    def load(self) -> Any:
+        """The command itself, built by Typer from its function as `app.command` would."""
+        import importlib
+
+        import typer.main
+
+        module = importlib.import_module(f"acct.cli.{self.module}")
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
+        single.command(self.name, **getattr(module, "REGISTER", {}))(getattr(module, self.function))
+        return typer.main.get_command(single)
 
 
 class AcctGroup(TyperGroup):
-    """Typer's group, with click's usage errors (missing or unknown options ...) as acct's one red line."""
+    """Typer's group, with click's usage errors (missing or unknown options ...) as acct's one red line.
+
+    Its commands are built when first asked for: the group's own help lists their summaries.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, (module, function, summary) in COMMANDS.items():
+            self.commands.setdefault(name, CommandSummary(name, module, function, summary))
+        self._listing = False
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if isinstance(command, CommandSummary) and not self._listing:
+            command = self.commands[cmd_name] = command.load()
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from acct.cli import root_help
+
+        self._listing = True
+        try:
+            root_help.render(self, ctx)
+        finally:
+            self._listing = False
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
              **extra: Any) -> Any:
@@ -78,20 +138,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """acct: does this curriculum, this auxiliary loss, actually help multi-task transfer?"""
-
-
-# The command classes add the options built from the settings models (acct.cli.flags) when the
-# command runs or shows its --help, never for `acct --help`.
-app.command("train", epilog=_train.EPILOG, cls=_train.TrainCommand)(_train.train_command)
-app.command("evaluate", cls=_evaluate.EvaluateCommand)(_evaluate.evaluate_command)
-app.command("predict", epilog=_predict.EPILOG, cls=_predict.PredictCommand,
-            context_settings={"ignore_unknown_options": True})(
-    _predict.predict_command
-)
-app.command("ablate", epilog=_ablate.EPILOG, cls=_ablate.AblateCommand)(_ablate.ablate_command)
-app.command("inspect-confusion", cls=_inspect_confusion.InspectCommand)(_inspect_confusion.inspect_confusion_command)
-app.command("list")(_list.list_command)
-app.command("export")(_export.export_command)
 
 
 def main() -> None:

@@ -47,6 +47,10 @@ EPILOG = (
 )
 
 
+# How acct.cli registers the command (typer.Typer.command's arguments).
+REGISTER = {"epilog": EPILOG, "cls": AblateCommand}
+
+
 @handles_errors
 def ablate_command(
     ctx: typer.Context,

@@ -25,6 +25,10 @@ class EvaluateCommand(flags.OptionsCommand):
     option_sets = (flags.ScoringOptions("EvaluateSettings"),)
 
 
+# How acct.cli registers the command (typer.Typer.command's arguments).
+REGISTER = {"cls": EvaluateCommand}
+
+
 @handles_errors
 def evaluate_command(
     ctx: typer.Context,

@@ -26,6 +26,10 @@ class InspectCommand(flags.OptionsCommand):
     option_sets = (flags.ScoringOptions("InspectSettings"),)
 
 
+# How acct.cli registers the command (typer.Typer.command's arguments).
+REGISTER = {"cls": InspectCommand}
+
+
 @handles_errors
 def inspect_confusion_command(
     ctx: typer.Context,

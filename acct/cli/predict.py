@@ -98,6 +98,10 @@ class PredictCommand(flags.OptionsCommand):
         return super().parse_args(ctx, args)
 
 
+# How acct.cli registers the command (typer.Typer.command's arguments).
+REGISTER = {"epilog": EPILOG, "cls": PredictCommand, "context_settings": {"ignore_unknown_options": True}}
+
+
 def _no_stray_options(args: list[str], literal: list[str], known: list[str]) -> None:
     """Unknown options reach the choices (so that `--choices -3 8 11` works): refuse those that are not numbers.
 

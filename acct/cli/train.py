@@ -43,6 +43,10 @@ EPILOG = (
 )
 
 
+# How acct.cli registers the command (typer.Typer.command's arguments).
+REGISTER = {"epilog": EPILOG, "cls": TrainCommand}
+
+
 @handles_errors
 def train_command(
     ctx: typer.Context,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import re
 
@@ -25,9 +26,26 @@ def help_text(*command: str) -> str:
 
 def options(name: str) -> set[str]:
     """Every option the command parses, the ones built from the settings models included."""
-    command = typer.main.get_command(app).commands[name]
+    command = typer.main.get_command(app).get_command(None, name)
     params = command.get_params(typer.Context(command))
     return {opt for p in params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")}
+
+
+def test_the_listed_summaries_are_the_commands_own():
+    """`acct --help` lists each command's summary from acct.cli.COMMANDS, without importing it."""
+    from acct.cli import COMMANDS
+
+    group = typer.main.get_command(app)
+    assert group.list_commands(None) == list(COMMANDS)
+    listing = " ".join(help_text().replace("│", " ").split())
+    for name, (_, _, summary) in COMMANDS.items():
+        command = group.get_command(None, name)
+        assert command.name == name
+        assert summary == inspect.cleandoc(command.help).split("\n\n")[0].replace("\n", " "), name
+        assert f"{name} {summary}" in listing, name
+    assert listing.startswith("Usage: acct [OPTIONS] COMMAND [ARGS]... Multi-task fine-tuning with a confusion-driven")
+    assert "╭─ Options ─" in listing and "--version Print the version and exit." in listing
+    assert "--help Show this message and exit." in listing and "╭─ Commands ─" in listing
 
 
 def test_train_help_shows_allowed_values_and_defaults():
