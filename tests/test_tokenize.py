@@ -232,3 +232,13 @@ def test_default_cache_dir_honours_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("ACCT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert tokenize.default_cache_dir() == tmp_path / "x" / "acct" / "tokenized"
+
+
+def test_a_tiny_tokenizer_built_again_is_an_independent_copy():
+    first = tokenize.train_tiny_tokenizer(TEXTS, vocab_size=200)
+    first.model_max_length = 7  # what one run does to its tokenizer stays in that run
+    second = tokenize.train_tiny_tokenizer(iter(TEXTS), vocab_size=200)
+    assert second is not first and second.model_max_length != 7
+    assert second.get_vocab() == first.get_vocab()
+    assert tokenize.train_tiny_tokenizer(TEXTS[:2], vocab_size=200).get_vocab() != first.get_vocab()
+    assert len(tokenize.train_tiny_tokenizer(TEXTS, vocab_size=60).get_vocab()) < len(first.get_vocab())

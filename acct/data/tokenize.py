@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,14 +29,36 @@ from acct.errors import UsageError
 TINY_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+# Tiny tokenizers built in this process, by (digest of their text, vocabulary size): every run of a
+# study builds the same one from the same training split.
+_TINY_TOKENIZERS: dict[tuple[str, int], Any] = {}
+
+
 def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int):
     """A small lower-cased WordPiece tokenizer built from the given text, offline and deterministic.
 
     The vocabulary is every character seen (as a word start and as a "##" continuation) plus
     the most frequent words, ties broken alphabetically. The `tokenizers` WordPiece trainer
     is not used because its choice among equally frequent pieces varies from run to run,
-    which would break same-seed reproducibility.
+    which would break same-seed reproducibility. The same text and size give a copy of the
+    tokenizer this process built before.
     """
+    import copy
+
+    texts = list(texts)
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode()
+        digest.update(len(encoded).to_bytes(8, "little") + encoded)
+    key = (digest.hexdigest(), vocab_size)
+    if key not in _TINY_TOKENIZERS:
+        if len(_TINY_TOKENIZERS) >= 8:
+            _TINY_TOKENIZERS.pop(next(iter(_TINY_TOKENIZERS)))
+        _TINY_TOKENIZERS[key] = _build_tiny_tokenizer(texts, vocab_size)
+    return copy.deepcopy(_TINY_TOKENIZERS[key])
+
+
+def _build_tiny_tokenizer(texts: list[str], vocab_size: int):
     from collections import Counter
 
     from tokenizers import (
