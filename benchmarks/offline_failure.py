@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How long `acct train --preset default` takes to stop when the hub cannot be reached, printed.
 
-tests/cli/test_output.py checks what the user sees (one line, no retries); how long it takes
+tests/cli/test_offline_start.py checks what the user sees (one line, no retries); how long it takes
 depends on the machine and its load, so it is measured here and not asserted. The endpoint is a
 closed port on the loopback interface (refused at once): nothing is sent off this machine. The
 hub client's own retries, which acct turns off, took about half a minute.

@@ -23,19 +23,19 @@ REPO = Path(__file__).resolve().parents[1]
 # Files in the order of the time their tests take together, longest first (measured on 2 cores;
 # the order matters, not the figures). Every other file follows, in collection order.
 LONGEST_FIRST = (
-    "tests/test_distributed.py",
+    "tests/train/test_distributed.py",
     "tests/cli/test_ablate_submit.py",
-    "tests/test_resume.py",
-    "tests/test_engine.py",
+    "tests/train/test_resume.py",
+    "tests/train/test_engine.py",
     "tests/cli/test_output.py",
-    "tests/test_run_lock.py",
-    "tests/test_trackers.py",
-    "tests/test_regression.py",
+    "tests/run/test_run_lock.py",
+    "tests/trackers/test_trackers.py",
+    "tests/train/test_regression.py",
     "tests/test_gpu_check.py",
     "tests/cli/test_ablate.py",
     "tests/cli/test_offline_start.py",
     "tests/test_promises_runs.py",
-    "tests/test_precision.py",
+    "tests/train/test_precision.py",
     "tests/test_reliability.py",
 )
 SHARED_SCOPES = {"module", "class", "package", "session"}

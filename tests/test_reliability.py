@@ -1,6 +1,6 @@
 """A run directory can be trusted: no code from artifacts, nothing lost to --overwrite, a full
 disk, a lost log tail or an edited config.json (in-process; the process-boundary cases are in
-tests/test_run_lock.py)."""
+tests/run/test_run_lock.py)."""
 
 from __future__ import annotations
 

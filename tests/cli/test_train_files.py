@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
-from tests.test_sources_files import quiz_rows, write_jsonl
+from tests.data.test_sources_files import quiz_rows, write_jsonl
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 

@@ -19,7 +19,7 @@ from acct.data.mmlu_csv import load_csv_source
 from acct.data.hub import load_hub_source
 from acct.errors import DataError, UsageError
 
-REAL_MMLU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mmlu"
+REAL_MMLU = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mmlu"
 
 Row = list[str]
 

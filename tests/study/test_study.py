@@ -12,7 +12,7 @@ from acct.errors import UsageError
 from acct.study.study_file import read_study
 from tests.conftest import tiny_settings
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "study.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "study.yaml"
 
 
 def test_the_documented_example_plans_on_the_tiny_preset(tmp_path):

@@ -2,7 +2,7 @@
 of a run that saves every step always get a consistent checkpoint.
 
 One writer per run directory (a second one refused, the lock freed by SIGKILL) is tested with the
-SIGKILLed run of tests/test_resume.py.
+SIGKILLed run of tests/train/test_resume.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from acct import engine
 from acct.errors import CheckpointError
-from tests.test_resume import acct, finish, last_step, wait_for_checkpoint
+from tests.train.test_resume import acct, finish, last_step, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 

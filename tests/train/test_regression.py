@@ -1,8 +1,8 @@
 """Pinned numbers of one fixed tiny run: refactors of the engine, the curriculum or the
 registries must leave every logged loss, accuracy and curriculum weight where it was.
 
-The expected values live in tests/data/regression_tiny_seed3.json; they were written by
-`python -m tests.test_regression` from the code as it stood before the registries were
+The expected values live in tests/train/regression_tiny_seed3.json; they were written by
+`python -m tests.train.test_regression` from the code as it stood before the registries were
 introduced. Regenerate them only for a change that is meant to alter a run's numbers.
 
 What holds on any machine, and how closely:
@@ -12,7 +12,7 @@ What holds on any machine, and how closely:
   CPU (another vector instruction set, another thread count) sums in another order, so the first
   logged numbers differ by about one float32 ulp and training carries that forward: see
   `tolerance` for the measured spread;
-- bit for bit only on one machine: tests/test_engine.py::test_same_seed_same_numbers trains twice
+- bit for bit only on one machine: tests/train/test_engine.py::test_same_seed_same_numbers trains twice
   in one process and compares the logs and the weights exactly.
 """
 
@@ -28,7 +28,7 @@ from tests.conftest import run_to_end, tiny_settings
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = Path(__file__).parent / "data" / "regression_tiny_seed3.json"
+EXPECTED = Path(__file__).parent / "regression_tiny_seed3.json"
 FLAGS = {
     "optim.max_steps": 200,
     "eval_every_n_steps": 100,
