@@ -144,7 +144,7 @@ def test_code_named_by_the_tokenizer_alone_is_refused_too(tiny_run, tmp_path, mo
     assert len(errors) == 1 and "tokenizer_config.json names code to run (auto_map)" in errors[0], result.output
 
 
-@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off"])
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off", ""])
 def test_an_environment_variable_that_says_no_is_no_trust(tiny_run, tmp_path, monkeypatch, value):
     run_dir, marker = plant_payload(tiny_run, tmp_path)
     monkeypatch.setenv("ACCT_MODEL__TRUST_REMOTE_CODE", value)
@@ -155,6 +155,18 @@ def test_an_environment_variable_that_says_no_is_no_trust(tiny_run, tmp_path, mo
         result = runner.invoke(app, argv)
         assert not marker.exists(), f"{argv[0]} with ACCT_MODEL__TRUST_REMOTE_CODE={value!r} ran code from the run directory"
         assert result.exit_code == 1 and "names code to run (auto_map)" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_a_resume_under_an_empty_trust_variable_compares_against_the_field_defaults(tmp_path, monkeypatch):
+    # The defaults a resumed run's new settings are compared with are the fields' own: no ACCT_*
+    # variable is read for them, so one that does not parse cannot stop the resume.
+    run_to_end(tiny_settings(tmp_path / "r", **{"optim.max_steps": 2, "eval_every_n_steps": 2}))
+    monkeypatch.setenv("ACCT_MODEL__TRUST_REMOTE_CODE", "")
+    monkeypatch.delenv("ACCT_DEBUG", raising=False)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "done (completed) at step 2" in result.output
 
 
 @pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])

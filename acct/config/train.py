@@ -501,3 +501,16 @@ class TrainSettings(Finite, BaseSettings):
 
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / f"{self.curriculum.strategy}-seed{self.seed}"
+
+
+def field_defaults() -> dict[str, Any]:
+    """Every training setting at its field default, flattened to dotted names: what a setting means
+    when nothing sets it. No ACCT_* variable is read (TrainSettings() would read them)."""
+    from acct.config.layers import flatten
+
+    class Defaults(TrainSettings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **sources: Any) -> tuple[Any, ...]:
+            return (init_settings,)
+
+    return flatten(json.loads(Defaults().model_dump_json()))

@@ -24,7 +24,7 @@ from acct import plugins, registry
 from acct.config.environment import env_trusts_remote_code
 from acct.config.layers import flatten
 from acct.config.resolve import format_validation_error
-from acct.config.train import TrainSettings
+from acct.config.train import TrainSettings, field_defaults
 from acct.data.manifests import apply_manifest
 from acct.data.protocols import DataSplit
 from acct.data.tokenize import load_tokenizer
@@ -296,7 +296,7 @@ def check_settings_unchanged(run_dir: Path, settings: TrainSettings, meta: dict[
         # A setting added to acct after the checkpoint was saved is not in its record: it counts as
         # unchanged while it has the value that means the behaviour of then (its default, or its
         # legacy default when the default changed).
-        defaults = settings_record(TrainSettings.model_validate({}))
+        defaults = field_defaults()
         now = {k: v for k, v in now.items()
                if k in saved or v != LEGACY_DEFAULTS.get(k, defaults.get(k, object()))}
     if fingerprint(now) == digest:

@@ -20,7 +20,7 @@ from typing import Any
 from acct.config.commands import DEFAULT_ARMS, AblateSettings
 from acct.config.layers import deep_merge, flatten
 from acct.config.resolve import validate_checked
-from acct.config.train import TrainSettings
+from acct.config.train import TrainSettings, field_defaults
 from acct.errors import UsageError
 from acct.registry import (
     ablation_arms,
@@ -144,6 +144,6 @@ def settings_differences(saved: dict[str, Any], wanted: TrainSettings) -> list[s
 
     a = flatten(comparable(saved))
     b = flatten(comparable(json.loads(wanted.model_dump_json())))
-    defaults = flatten(json.loads(TrainSettings.model_validate({}).model_dump_json()))
+    defaults = field_defaults()
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
                   and not (k not in a and b.get(k) == LEGACY_DEFAULTS.get(k, defaults.get(k, object()))))

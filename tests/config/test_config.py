@@ -110,3 +110,13 @@ def test_contrastive_notice_when_no_positives_can_exist(flags, world_size, num_t
         assert notice is None
     else:
         assert notice is not None and f"InfoNCE is {expected}" in notice
+
+
+def test_field_defaults_read_no_environment_variable(monkeypatch):
+    from acct.config.train import field_defaults
+
+    plain = field_defaults()
+    monkeypatch.setenv("ACCT_OPTIM__LR", "0.5")
+    monkeypatch.setenv("ACCT_MODEL__TRUST_REMOTE_CODE", "")
+    assert field_defaults() == plain
+    assert plain["optim.lr"] == 2e-5 and plain["model.trust_remote_code"] is False
