@@ -69,7 +69,7 @@ def ablate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain every run even if a finished one is there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else (progress goes to stderr)."),
     allow_identical: bool = typer.Option(False, "--allow-identical", help="Run the study even if two arms would train identically (the report's notes say so)."),
-    print_commands: bool = typer.Option(False, "--print-commands", help="Print one `acct train` command per (arm, seed) with its run directory, for a job array, and exit."),
+    print_commands: bool = typer.Option(False, "--print-commands", help="Print one `acct train` command per (arm, seed) left to train or resume, with its run directory, for a job array, and exit (finished runs are reused)."),
     launcher: Optional[str] = typer.Option(None, "--launcher", help="With --print-commands: torchrun prefixes every command with torchrun.", show_default=False),
     nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun, or --submit: processes per node (each job starts torchrun).", show_default=False),
     submit: Optional[str] = typer.Option(None, "--submit", help="slurm or local: one submitit job per run that is not finished (logs in DIR/jobs/), wait for them, then compare; needs the cluster extra.", show_default=False),
@@ -194,13 +194,17 @@ def _check_plot_dir(plot: Path) -> None:
 
 
 def _print_commands(settings: AblateSettings, base: Any, launcher: str | None, nproc_per_node: int | None) -> None:
-    """One `acct train` command per planned run, for a job array."""
+    """One `acct train` command per run to train or resume, for a job array; finished runs are reused."""
     from acct.study import plan as study_plan
 
     runs = study_plan.plan(settings, base)
-    for line in study_plan.train_commands(runs, settings.output_dir, launcher=launcher,
+    todo = [r for r in runs if r.action != "reuse"]
+    for line in study_plan.train_commands(todo, settings.output_dir, launcher=launcher,
                                           nproc_per_node=nproc_per_node or 1):
         typer.echo(line)
+    if len(todo) < len(runs):
+        err.print(f"{len(runs) - len(todo)} of {len(runs)} runs are finished and reused: no command for them",
+                  highlight=False)
 
 
 def _submit(settings: AblateSettings, base: Any, options: Any, command: str, as_json: bool) -> Any:

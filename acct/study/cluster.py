@@ -180,12 +180,8 @@ def forget_jobs(study_dir: Path) -> None:
 
 
 def job_command(run: Any, line: str, nproc_per_node: int | None = None) -> list[str]:
-    """The argv of the job that trains planned run `run`, from its `acct train` line (train_commands).
-
-    A run to train starts over (--overwrite, as `acct ablate` trains it in process); an interrupted
-    run continues from its `last` checkpoint with its saved settings (--resume). The plugins the
-    settings record are passed again with --code (the job checks their sha256 first).
-    """
+    """The argv of the job that trains planned run `run`, from its `acct train` line (train_commands),
+    started with this Python."""
     words = shlex.split(line)
     if words[:2] != ["acct", "train"]:
         raise AcctError(f"unexpected training command for {run.run_dir}: {line}")
@@ -196,15 +192,7 @@ def job_command(run: Any, line: str, nproc_per_node: int | None = None) -> list[
                   "-m", "acct"]
     else:
         prefix = [sys.executable, "-m", "acct"]
-    if run.action == "resume":
-        tail = ["train", "--resume", str(run.run_dir)]
-    else:
-        tail = [*words[1:], "--overwrite"]
-        for ref in run.settings.plugins:
-            tail += ["--code", str(ref.path)]
-    if run.settings.model.trust_remote_code:
-        tail.append("--trust-remote-code")  # the person who submitted the study gave it
-    return prefix + tail
+    return prefix + words[1:]
 
 
 def run_job(argv: list[str], cwd: str, plugins: list[tuple[str, str]], cuda_visible_devices: str | None = None,

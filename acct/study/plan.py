@@ -173,32 +173,52 @@ def _guard(group: Sequence[PlannedRun], seed: int, settings: AblateSettings) -> 
             runs[b].planned_identical.append(f"{a}: {why}")
 
 
+def train_argv(run: PlannedRun, settings_file: Path) -> list[str]:
+    """The `acct train` arguments that do for planned run `run` what `acct ablate` does in process.
+
+    A run to train starts over from its settings file (--overwrite); an interrupted run continues
+    from its `last` checkpoint with its saved settings (--resume). The plugins the settings record
+    are passed again with --code, and trust in remote code, given to this study, is given again.
+    """
+    if run.action == "resume":
+        words = ["train", "--resume", str(run.run_dir)]
+    else:
+        words = ["train", "--config", str(settings_file), "--output-dir", str(run.run_dir), "--overwrite"]
+        for ref in run.settings.plugins:
+            words += ["--code", str(ref.path)]
+    if run.settings.model.trust_remote_code:
+        words.append("--trust-remote-code")
+    return words
+
+
 def train_commands(
     runs: Sequence[PlannedRun], directory: Path, *, launcher: str | None = None, nproc_per_node: int = 1
 ) -> list[str]:
-    """One `acct train` command line per run, each reading the run's full settings from DIR/commands/.
+    """One `acct train` command line per run to train or resume (`train_argv`); a run to train reads
+    its full settings from DIR/commands/.
 
     The settings files are the exact settings `plan` compares a finished run against, so a later
     `acct ablate` with the same arguments reuses the runs these commands trained.
     """
     import yaml
 
+    if launcher == "torchrun":
+        prefix = ["torchrun", "--nproc_per_node", str(nproc_per_node), "-m", "acct"]
+    elif launcher is None:
+        prefix = ["acct"]
+    else:
+        raise UsageError(f"unknown launcher {launcher!r}; the one acct knows is torchrun")
     folder = Path(directory) / "commands"
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for r in runs:
         path = folder / f"{r.run_dir.name}.yaml"
-        body = json.loads(r.settings.model_dump_json())
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-        os.replace(tmp, path)
-        if launcher == "torchrun":
-            prefix = ["torchrun", "--nproc_per_node", str(nproc_per_node), "-m", "acct"]
-        elif launcher is None:
-            prefix = ["acct"]
-        else:
-            raise UsageError(f"unknown launcher {launcher!r}; the one acct knows is torchrun")
-        lines.append(shlex.join([*prefix, "train", "--config", str(path), "--output-dir", str(r.run_dir)]))
+        if r.action != "resume":
+            body = json.loads(r.settings.model_dump_json())
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+            os.replace(tmp, path)
+        lines.append(shlex.join([*prefix, *train_argv(r, path)]))
     return lines
 
 

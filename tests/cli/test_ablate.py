@@ -315,7 +315,8 @@ def printed(tmp_path_factory):
     assert len(lines) == 2 and not result.stderr.strip()
     for line, name in zip(lines, ("baseline", "full")):
         words = shlex.split(line)
-        assert words[:2] == ["acct", "train"] and words[-2:] == ["--output-dir", str(root / "study" / f"{name}-seed1")]
+        assert words[:2] == ["acct", "train"]
+        assert words[-3:] == ["--output-dir", str(root / "study" / f"{name}-seed1"), "--overwrite"]
         trained = runner.invoke(app, words[1:])
         assert trained.exit_code == 0, trained.output
     return root / "study", config
@@ -334,6 +335,29 @@ def test_printed_commands_train_the_runs_a_later_ablate_reuses(printed):
     assert json.loads((directory / "full-seed1" / "ablation-done.json").read_text())["step"] == 21
 
 
+def test_printed_commands_skip_finished_runs_and_pass_the_plugins_again(printed, tmp_path):
+    import shlex
+    from pathlib import Path
+
+    directory, config = printed
+    again = ablate(directory, config, "--arms", "baseline,full", "--max-steps", "21", "--print-commands")
+    assert again.exit_code == 0 and again.stdout == "", again.output
+    assert "2 of 2 runs are finished and reused: no command for them" in again.stderr
+    # A study with a plugin: the settings file records it, and the command imports it again.
+    plugin = tmp_path / "favour_first.py"
+    shutil.copy(Path(__file__).resolve().parents[2] / "docs" / "examples" / "favour_first.py", plugin)
+    result = ablate(tmp_path / "s", config, "--arms", "baseline,full", "--max-steps", "21", "--code", str(plugin),
+                    "--print-commands")
+    assert result.exit_code == 0, result.output
+    words = shlex.split(result.stdout.splitlines()[0])
+    assert words[-3:] == ["--overwrite", "--code", str(plugin)]
+    trained = runner.invoke(app, words[1:])
+    assert trained.exit_code == 0, trained.output
+    saved = json.loads((tmp_path / "s" / "baseline-seed1" / "config.json").read_text())
+    assert [Path(ref["path"]).name for ref in saved["plugins"]] == ["favour_first.py"]
+    assert list((tmp_path / "s" / "baseline-seed1" / "code").iterdir())
+
+
 def test_print_commands_with_torchrun(printed, tmp_path):
     directory, config = printed
     result = ablate(tmp_path / "s", config, "--arms", "baseline,full", "--max-steps", "21", "--print-commands",
@@ -341,7 +365,7 @@ def test_print_commands_with_torchrun(printed, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert [line.split(" train ")[0] for line in lines] == ["torchrun --nproc_per_node 4 -m acct"] * 2
-    assert lines[1].endswith(f"--output-dir {tmp_path / 's' / 'full-seed1'}")
+    assert lines[1].endswith(f"--output-dir {tmp_path / 's' / 'full-seed1'} --overwrite")
     for bad, words in (("torchrun", ["--launcher", "torchrun"]), ("slurm", ["--print-commands", "--launcher", "slurm"]),
                        ("nproc", ["--print-commands", "--nproc-per-node", "2"])):
         result = ablate(tmp_path / "s", config, *words)

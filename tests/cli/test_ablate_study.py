@@ -13,6 +13,12 @@ from tests.cli.test_ablate import STUDY_YAML
 
 runner = CliRunner()
 
+
+def run_dir(line: str) -> str:
+    """The run directory a printed `acct train` command writes."""
+    words = shlex.split(line)
+    return words[words.index("--output-dir") + 1]
+
 # The same tiny study as tests/cli/test_ablate.py: 24 questions per synthetic task, a one-layer
 # encoder, 30 steps per run (10 per epoch: warm-up ends at step 10, the first update is at 20).
 BASE_YAML = STUDY_YAML
@@ -88,11 +94,11 @@ def test_reference_reorders_the_arms_and_the_printed_commands(tmp_path):
     result = ablate(tmp_path, "--arms", "contrastive,full,baseline", "--reference", "baseline", "--output-dir",
                     str(tmp_path / "s"), "--print-commands")
     assert result.exit_code == 0, result.output
-    dirs = [shlex.split(line)[-1] for line in result.stdout.splitlines()]
+    dirs = [run_dir(line) for line in result.stdout.splitlines()]
     assert [d.rsplit("/", 1)[-1] for d in dirs] == ["baseline-seed1", "contrastive-seed1", "full-seed1"]
     # Without --reference the first arm given is the reference.
     result = ablate(tmp_path, "--arms", "contrastive,baseline", "--output-dir", str(tmp_path / "s"), "--print-commands")
-    assert [shlex.split(line)[-1].rsplit("/", 1)[-1] for line in result.stdout.splitlines()] == [
+    assert [run_dir(line).rsplit("/", 1)[-1] for line in result.stdout.splitlines()] == [
         "contrastive-seed1", "baseline-seed1"]
 
 
@@ -152,5 +158,5 @@ def test_arms_flag_errors_are_one_line(tmp_path):
 def test_older_configs_flag_still_means_baseline_plus_those(tmp_path):
     result = ablate(tmp_path, "--configs", "full", "--output-dir", str(tmp_path / "s"), "--print-commands")
     assert result.exit_code == 0, result.output
-    assert [shlex.split(line)[-1].rsplit("/", 1)[-1] for line in result.stdout.splitlines()] == [
+    assert [run_dir(line).rsplit("/", 1)[-1] for line in result.stdout.splitlines()] == [
         "baseline-seed1", "full-seed1"]

@@ -74,4 +74,4 @@ def test_print_commands_name_each_point(swept, tmp_path):
                     "--sweep", "optim.lr=1e-4,1e-3", "--print-commands")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 8 and lines[1].endswith("--output-dir " + str(tmp_path / "s" / "baseline-optim.lr=0.001-seed1"))
+    assert len(lines) == 8 and lines[1].endswith("--output-dir " + str(tmp_path / "s" / "baseline-optim.lr=0.001-seed1") + " --overwrite")

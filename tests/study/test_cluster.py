@@ -56,12 +56,20 @@ def planned(action: str, plugins=(), trust=False):
 
 
 def test_the_job_command_trains_afresh_or_resumes():
-    line = "acct train --config s/commands/full-seed1.yaml --output-dir s/full-seed1"
-    assert cluster.job_command(planned("train", ["/p/a.py"]), line) == [
+    import shlex
+
+    from acct.study.plan import train_argv
+
+    def line(run):  # what train_commands prints for the run
+        return shlex.join(["acct", *train_argv(run, Path("s/commands/full-seed1.yaml"))])
+
+    fresh = planned("train", ["/p/a.py"])
+    assert cluster.job_command(fresh, line(fresh)) == [
         sys.executable, "-m", "acct", "train", "--config", "s/commands/full-seed1.yaml", "--output-dir", "s/full-seed1",
         "--overwrite", "--code", "/p/a.py"]
     # An interrupted run continues with its saved settings and its own sha256-checked plugin copies.
-    assert cluster.job_command(planned("resume", ["/p/a.py"], trust=True), line, 4) == [
+    interrupted = planned("resume", ["/p/a.py"], trust=True)
+    assert cluster.job_command(interrupted, line(interrupted), 4) == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4", "-m", "acct",
         "train", "--resume", "s/full-seed1", "--trust-remote-code"]
 
