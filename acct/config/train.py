@@ -4,6 +4,7 @@ section: model, data, batch, curriculum, loss, optim.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -506,6 +507,11 @@ class TrainSettings(Finite, BaseSettings):
 def field_defaults() -> dict[str, Any]:
     """Every training setting at its field default, flattened to dotted names: what a setting means
     when nothing sets it. No ACCT_* variable is read (TrainSettings() would read them)."""
+    return dict(_field_defaults())
+
+
+@functools.cache
+def _field_defaults() -> dict[str, Any]:
     from acct.config.layers import flatten
 
     class Defaults(TrainSettings):
