@@ -198,7 +198,8 @@ class Prepared:
 def prepare(settings) -> Prepared:
     from acct import engine
     from acct.config.fields import TINY
-    from acct.data.tokenize import example_texts, load_tokenizer, train_tiny_tokenizer
+    from acct.data.tiny_tokenizer import train_tiny_tokenizer
+    from acct.data.tokenize import example_texts, load_tokenizer
 
     seconds: dict[str, float] = {}
     device, precision = engine.resolve_device(settings.device, settings.precision)

@@ -30,6 +30,7 @@ from acct.data.batching import TaskBatchSampler
 from acct.data.dedup import identical_choices_notice
 from acct.data.manifests import apply_manifest, build_manifest
 from acct.data.protocols import DataSplit
+from acct.data.tiny_tokenizer import train_tiny_tokenizer
 from acct.data.tokenize import (
     EncodedExamples,
     default_cache_dir,
@@ -37,7 +38,6 @@ from acct.data.tokenize import (
     example_lengths,
     example_texts,
     load_tokenizer,
-    train_tiny_tokenizer,
 )
 from acct.data.tokenize import pad_id as tokenizer_pad_id
 from acct.errors import CheckpointError, UsageError

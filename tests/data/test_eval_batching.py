@@ -14,7 +14,8 @@ from acct.data.records import Example
 from acct.scoring.score import predict_encoded
 from acct.model.encoder import HeadConfig, MultipleChoiceModel, build_encoder
 from acct.data.synthetic import generate_suite
-from acct.data.tokenize import EncodedExamples, encode_examples, evaluation_batches, train_tiny_tokenizer
+from acct.data.tiny_tokenizer import train_tiny_tokenizer
+from acct.data.tokenize import EncodedExamples, encode_examples, evaluation_batches
 
 MAX_LENGTH = 96
 

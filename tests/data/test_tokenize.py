@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from acct.data import tokenize
+from acct.data import tiny_tokenizer, tokenize
 from acct.data.records import Example
 from acct.data.tokenize import EncodedExamples, PairTemplate, collate, encode_examples, encode_examples_cached
 
@@ -21,12 +21,12 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return tokenize.train_tiny_tokenizer(TEXTS, vocab_size=200)
+    return tiny_tokenizer.train_tiny_tokenizer(TEXTS, vocab_size=200)
 
 
 @pytest.fixture(scope="module")
 def other_tokenizer():
-    return tokenize.train_tiny_tokenizer(TEXTS[:2], vocab_size=120)
+    return tiny_tokenizer.train_tiny_tokenizer(TEXTS[:2], vocab_size=120)
 
 
 def _examples(n: int = 12, seed: int = 0) -> list[Example]:
@@ -235,10 +235,10 @@ def test_default_cache_dir_honours_the_environment(monkeypatch, tmp_path):
 
 
 def test_a_tiny_tokenizer_built_again_is_an_independent_copy():
-    first = tokenize.train_tiny_tokenizer(TEXTS, vocab_size=200)
+    first = tiny_tokenizer.train_tiny_tokenizer(TEXTS, vocab_size=200)
     first.model_max_length = 7  # what one run does to its tokenizer stays in that run
-    second = tokenize.train_tiny_tokenizer(iter(TEXTS), vocab_size=200)
+    second = tiny_tokenizer.train_tiny_tokenizer(iter(TEXTS), vocab_size=200)
     assert second is not first and second.model_max_length != 7
     assert second.get_vocab() == first.get_vocab()
-    assert tokenize.train_tiny_tokenizer(TEXTS[:2], vocab_size=200).get_vocab() != first.get_vocab()
-    assert len(tokenize.train_tiny_tokenizer(TEXTS, vocab_size=60).get_vocab()) < len(first.get_vocab())
+    assert tiny_tokenizer.train_tiny_tokenizer(TEXTS[:2], vocab_size=200).get_vocab() != first.get_vocab()
+    assert len(tiny_tokenizer.train_tiny_tokenizer(TEXTS, vocab_size=60).get_vocab()) < len(first.get_vocab())

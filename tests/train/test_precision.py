@@ -21,7 +21,7 @@ def _save_pretrained_encoder(directory: Path, dtype: torch.dtype, *, dtype_in_co
     from transformers import AutoModel
 
     from acct.data.synthetic import generate_suite
-    from acct.data.tokenize import train_tiny_tokenizer
+    from acct.data.tiny_tokenizer import train_tiny_tokenizer
 
     torch.manual_seed(0)
     suite = generate_suite(examples_per_task=20, seed=0)
