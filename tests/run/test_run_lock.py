@@ -14,7 +14,7 @@ import pytest
 
 from acct import engine
 from acct.errors import CheckpointError
-from tests.train.test_resume import acct, finish, last_step, wait_for_checkpoint
+from tests.train.test_resume import SMALL_YAML, acct, finish, last_step, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 
@@ -30,7 +30,8 @@ def read_while_saving(tmp_path_factory) -> dict:
     The reads go on until there were `READS` of them and the writer saved twice since the first.
     """
     run_dir = tmp_path_factory.mktemp("lock") / "run"
-    writer = acct("train", *ARGS, "--output-dir", str(run_dir))
+    (run_dir.parent / "small.yaml").write_text(SMALL_YAML)
+    writer = acct("train", *ARGS, "--config", str(run_dir.parent / "small.yaml"), "--output-dir", str(run_dir))
     ok = changed = 0
     try:
         wait_for_checkpoint(writer, run_dir, 2)

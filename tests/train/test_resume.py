@@ -25,6 +25,11 @@ pytestmark = pytest.mark.slow  # every test here trains a model
 # 16 steps are left to run.
 ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "28", "--eval-every-n-steps", "14",
         "--save-every-n-steps", "4", "--seed", "1"]
+# What is tested is the processes, not what the encoder learns: a one-layer encoder on 24 questions a task.
+SMALL_YAML = """\
+model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
+data: {synthetic_examples_per_task: 24}
+"""
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -70,13 +75,15 @@ def killed_then_resumed(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("killed")
     full, killed = root / "full", root / "killed"
-    first = acct("train", *ARGS, "--output-dir", str(killed))
+    (root / "small.yaml").write_text(SMALL_YAML)
+    args = [*ARGS, "--config", str(root / "small.yaml")]
+    first = acct("train", *args, "--output-dir", str(killed))
     refusals = []
     try:
         wait_for_checkpoint(first, killed, 12)
         first.send_signal(signal.SIGSTOP)
         for argv in (["train", "--resume", str(killed)],
-                     ["train", *ARGS, "--output-dir", str(killed), "--overwrite"]):
+                     ["train", *args, "--output-dir", str(killed), "--overwrite"]):
             started = time.monotonic()
             result = CliRunner().invoke(app, argv)
             refusals.append((result.exit_code, result.output, time.monotonic() - started, first.poll()))
@@ -91,7 +98,7 @@ def killed_then_resumed(tmp_path_factory) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = CliRunner().invoke(app, ["train", *ARGS, "--output-dir", str(full)])
+        result = CliRunner().invoke(app, ["train", *args, "--output-dir", str(full)])
     finally:
         torch.set_num_threads(threads)
     return {"full": full, "killed": killed, "holder": first.pid, "refusals": refusals, "stopped": stopped,
