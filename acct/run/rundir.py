@@ -378,10 +378,13 @@ def _load_checkpoint(run_dir: Path, ckpt: Path, device: torch.device | None, tru
 def load_run_split(run: LoadedRun, data_dir: Path | None = None) -> DataSplit:
     """The run's own split, re-read from its data source through the saved manifest."""
     data = run.settings.data
-    if data_dir is not None:
-        data = data.model_copy(update={"data_dir": data_dir})
     if data.source not in registry.data_sources:
         raise UsageError(plugins.needs_code(run.run_dir, run.settings.plugins, f"data source {data.source!r}"))
+    if data_dir is not None:
+        if not getattr(registry.data_sources.find(data.source), "needs_data_dir", False):
+            raise UsageError(f"--data-dir {data_dir}: the run's data source {data.source!r} reads no data directory; "
+                             "drop --data-dir")
+        data = data.model_copy(update={"data_dir": data_dir})
     source = load_source(data, run.settings.seed)
     manifest = run.split_manifest or run.run_dir / "split.json"
     return apply_manifest(source, ckpt_io.read_json(manifest, "split manifest"))

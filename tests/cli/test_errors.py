@@ -127,6 +127,11 @@ CASES = [
     ("missing-argument", lambda t, r: ["evaluate"], {}, 2, "Missing argument"),
     ("mistyped-flag", lambda t, r: ["train", "--epoch", "3"], {}, 2, "No such option: --epoch (Possible options: --epochs)"),
     ("bad-flag-value", lambda t, r: ["train", "--lr", "fast"], {}, 2, "Invalid value for '--lr'"),
+    # The tiny run reads the synthetic suite: a data directory would go unread.
+    ("eval-data-dir-unread", lambda t, r: ["evaluate", str(r), "--data-dir", str(t)], {}, 2,
+     "the run's data source 'synthetic' reads no data directory"),
+    ("inspect-data-dir-unread", lambda t, r: ["inspect-confusion", str(r), "--recompute", "--data-dir", str(t)], {}, 2,
+     "the run's data source 'synthetic' reads no data directory"),
     ("eval-architecture-mismatch", lambda t, r: ["evaluate", str(damaged_run(r, t, widen_encoder))], {}, 1,
      "do not match the model architecture"),
 ]
