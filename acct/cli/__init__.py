@@ -74,22 +74,17 @@ class AcctGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         for name, (module, function, summary) in COMMANDS.items():
             self.commands.setdefault(name, CommandSummary(name, module, function, summary))
-        self._listing = False
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = self.commands.get(cmd_name)
-        if isinstance(command, CommandSummary) and not self._listing:
+        if isinstance(command, CommandSummary):
             command = self.commands[cmd_name] = command.load()
         return command
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         from acct.cli import root_help
 
-        self._listing = True
-        try:
-            root_help.render(self, ctx)
-        finally:
-            self._listing = False
+        root_help.render(self, ctx)
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
              **extra: Any) -> Any:

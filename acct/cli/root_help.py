@@ -48,7 +48,7 @@ def _summary(command: Any) -> str:
 
 
 def render(group: Any, ctx: Any) -> None:
-    """Print the help of `group` (a click group whose get_command gives cheap stand-ins while listing)."""
+    """Print the help of `group`, a Typer group whose `commands` may hold stand-ins that carry a summary."""
     from rich.padding import Padding
     from rich.text import Text
 
@@ -59,5 +59,6 @@ def render(group: Any, ctx: Any) -> None:
     options = [(", ".join([*p.opts, *p.secondary_opts]), p.help or "") for p in group.get_params(ctx)
                if not getattr(p, "hidden", False)]
     console.print(_panel("Options", options))
-    commands = [group.get_command(ctx, name) for name in group.list_commands(ctx)]
-    console.print(_panel("Commands", [(c.name, _summary(c)) for c in commands if c is not None and not c.hidden]))
+    # The group's own entries: asking get_command for them would build every command.
+    commands = [group.commands[name] for name in group.list_commands(ctx)]
+    console.print(_panel("Commands", [(c.name, _summary(c)) for c in commands if not c.hidden]))

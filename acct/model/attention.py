@@ -72,23 +72,26 @@ def relative_positions(length: int, bucket_size: int, max_position: int, device:
     (and so a wait for the device) per forward on a GPU. Built outside inference mode, so a
     training step may use what an evaluation cached.
     """
-    from transformers.models.deberta_v2.modeling_deberta_v2 import (
-        build_relative_position,
-    )
-
     if torch.compiler.is_compiling():  # traced into the graph: a cache lookup would break it at every new length
-        probe = torch.empty(length, 0, device=device)
-        return build_relative_position(probe, probe, bucket_size=bucket_size, max_position=max_position)
+        return _build_relative_positions(length, bucket_size, max_position, device)
     key = (length, bucket_size, max_position, str(device))
     cached = _RELATIVE_POSITIONS.get(key)
     if cached is None:
         with torch.inference_mode(False), torch.no_grad():
-            probe = torch.empty(length, 0, device=device)
-            cached = build_relative_position(probe, probe, bucket_size=bucket_size, max_position=max_position)
+            cached = _build_relative_positions(length, bucket_size, max_position, device)
         if len(_RELATIVE_POSITIONS) > 4096:
             _RELATIVE_POSITIONS.clear()
         _RELATIVE_POSITIONS[key] = cached
     return cached
+
+
+def _build_relative_positions(length: int, bucket_size: int, max_position: int, device: torch.device) -> torch.Tensor:
+    from transformers.models.deberta_v2.modeling_deberta_v2 import (
+        build_relative_position,
+    )
+
+    probe = torch.empty(length, 0, device=device)
+    return build_relative_position(probe, probe, bucket_size=bucket_size, max_position=max_position)
 
 
 def _cached_rel_pos(self, hidden_states, query_states=None, relative_pos=None):
