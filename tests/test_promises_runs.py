@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from acct.cli import app
 from acct.config.resolve import resolve_train
 from acct.errors import UsageError
 from acct.train.setup import position_limit
-from tests.conftest import REPO, run_to_end, tiny_settings
+from tests.conftest import run_to_end, tiny_settings
 
 runner = CliRunner()
 SHORT = ["--preset", "tiny", "--max-steps", "4", "--eval-every-n-steps", "4", "--device", "cpu"]
@@ -160,28 +160,28 @@ def test_the_position_limit_of_encoder_configs():
 # -- an interrupted export ----------------------------------------------------------------------------
 
 
-TERMINATE_EXPORT = """
-import os, signal, sys
-from acct.run import export
-def card(config):
-    os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, halfway through writing the folder
-    return "never written"
-export.model_card = card
-from acct.cli import app
-sys.argv = ["acct", "export", sys.argv[1], sys.argv[2]]
-app()
-"""
+def test_a_terminated_export_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """SIGTERM halfway through writing the folder, sent to this process as `kill` would send it."""
+    from acct.run import export
 
-
-def test_a_terminated_export_leaves_no_temporary_folder(tmp_path):
     run_dir = tmp_path / "run"
     run_to_end(tiny_settings(run_dir, **{"optim.max_steps": 2, "eval_every_n_steps": 2}))
     out = tmp_path / "exports" / "model"
-    done = subprocess.run([sys.executable, "-c", TERMINATE_EXPORT, str(run_dir), str(out)], capture_output=True,
-                          text=True, cwd=REPO, env={**os.environ, "ACCT_DEBUG": ""}, timeout=600)
-    assert done.returncode == 143, done.stderr
-    assert "terminated (SIGTERM)" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+    def card(config):
+        # Without acct's handler the signal's default action would end this test process: refuse instead.
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None), "no SIGTERM handler"
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "never written"
+
+    monkeypatch.setattr(export, "model_card", card)
+    monkeypatch.delenv("ACCT_DEBUG", raising=False)
+    before = signal.getsignal(signal.SIGTERM)
+    result = runner.invoke(app, ["export", str(run_dir), str(out)])
+    assert result.exit_code == 143, result.output
+    assert "terminated (SIGTERM)" in result.stderr and "Traceback" not in result.output, result.output
     assert list((tmp_path / "exports").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # the export's handler is gone again
 
 
 # -- --init-from and --model --------------------------------------------------------------------------
