@@ -66,8 +66,8 @@ def killed_then_resumed(tmp_path_factory) -> dict:
 
     While the first process holds the run directory (stopped, so it cannot finish meanwhile), a
     second writer is started in this test process, once resuming and once overwriting: both
-    must be refused at once. Then the holder is killed and a new process resumes the run, while
-    this process trains the uninterrupted run (on one thread, like the children).
+    must be refused at once. Then the holder is killed, and this process trains the uninterrupted
+    run and resumes the killed one (on one thread, like the child).
     """
     from typer.testing import CliRunner
 
@@ -94,15 +94,16 @@ def killed_then_resumed(tmp_path_factory) -> dict:
             first.kill()
             first.wait()
     stopped = last_step(killed)
-    resuming = acct("train", "--resume", str(killed))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = CliRunner().invoke(app, ["train", *args, "--output-dir", str(full)])
+        uninterrupted = CliRunner().invoke(app, ["train", *args, "--output-dir", str(full)])
+        resumed = CliRunner().invoke(app, ["train", "--resume", str(killed)])
     finally:
         torch.set_num_threads(threads)
     return {"full": full, "killed": killed, "holder": first.pid, "refusals": refusals, "stopped": stopped,
-            "uninterrupted": (result.exit_code, result.output), "resumed": finish(resuming)}
+            "uninterrupted": (uninterrupted.exit_code, uninterrupted.output),
+            "resumed": (resumed.exit_code, resumed.output)}
 
 
 def test_a_second_writer_fails_at_once_while_a_process_holds_the_run(killed_then_resumed):
