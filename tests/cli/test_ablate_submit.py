@@ -71,15 +71,26 @@ def in_process(config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def through_jobs(config, tmp_path_factory):
+    """The study submitted with --no-wait, then collected by the same command without it."""
     directory = tmp_path_factory.mktemp("jobs") / "study"
+    submitted = ablate(directory, config, "--submit", "local", "--no-wait", "--json")
+    assert submitted.exit_code == 0, submitted.output
+    record = json.loads((directory / "jobs" / "jobs.json").read_text())
     result = ablate(directory, config, "--submit", "local", "--json")
     assert result.exit_code == 0, result.output
-    return directory, result
+    return directory, result, submitted, record
 
 
 @pytest.mark.slow  # trains through real local jobs
 def test_local_jobs_train_the_runs_and_the_report_equals_the_in_process_one(in_process, through_jobs):
-    directory, result = through_jobs
+    directory, result, submitted, record = through_jobs
+    # --no-wait recorded both jobs and returned; the later command submitted nothing and waited for them.
+    answer = json.loads(submitted.stdout)
+    assert answer["jobs"] == record["jobs"] and [j["run"] for j in record["jobs"]] == ["baseline-seed1", "contrastive-seed1"]
+    assert all(j["executor"] == "local" and j["folder"] == str((directory / "jobs").resolve()) for j in record["jobs"])
+    assert "--no-wait" not in answer["collect"] and "--submit local" in answer["collect"]
+    assert "2 submitted earlier still pending or running" in result.stderr
+    assert submitted_jobs(directory) == sorted(j["job_id"] for j in record["jobs"])
     report = json.loads(result.stdout)
     assert accuracies(report) == accuracies(in_process[1])
     assert accuracies(report) == accuracies(json.loads((directory / "ablation.json").read_text()))
@@ -105,7 +116,7 @@ def test_local_jobs_train_the_runs_and_the_report_equals_the_in_process_one(in_p
 
 @pytest.mark.slow  # trains through real local jobs
 def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, config):
-    directory, first = through_jobs
+    directory, first = through_jobs[:2]
     before = submitted_jobs(directory)
     result = ablate(directory, config, "--submit", "local", "--json")
     assert result.exit_code == 0, result.output
@@ -115,7 +126,7 @@ def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, co
 
 
 @pytest.mark.slow  # trains through real local jobs
-def test_a_failed_job_is_named_with_its_log_and_its_resubmission_can_be_collected_later(through_jobs, config, tmp_path):
+def test_a_failed_job_is_named_with_its_log_and_only_it_is_submitted_again(through_jobs, config, tmp_path):
     directory = copy_study(through_jobs[0], tmp_path / "study")
     shutil.rmtree(directory / "contrastive-seed1")
     (directory / "contrastive-seed1").write_text("not a run directory\n")  # acct train refuses it, in the job
@@ -133,29 +144,21 @@ def test_a_failed_job_is_named_with_its_log_and_its_resubmission_can_be_collecte
     assert not (directory / "ablation.json").exists() and not (directory / "ablation.md").exists()
     assert json.loads((directory / "jobs" / "jobs.json").read_text())["jobs"][0]["run"] == "contrastive-seed1"
 
-    # Fixed, the same command submits the failed run again, and only it; --no-wait records the job
-    # and returns, and a later command collects it.
-    (directory / "contrastive-seed1").unlink()
+    # The same command submits the failed run again, and only it: recorded with --no-wait, then
+    # collected by a later command, which names the new job's failure and log.
     result = ablate(directory, config, "--submit", "local", "--no-wait", "--json")
     assert result.exit_code == 0, result.output
-    answer = json.loads(result.stdout)
-    record = json.loads((directory / "jobs" / "jobs.json").read_text())
-    assert answer["jobs"] == record["jobs"]
-    [job] = record["jobs"]
-    assert job["run"] == "contrastive-seed1" and job["executor"] == "local"
-    assert job["run_dir"] == str(directory / "contrastive-seed1")
-    assert job["folder"] == str((directory / "jobs").resolve()) and job["job_id"] not in before + new
-    assert "--no-wait" not in answer["collect"] and "--submit local" in answer["collect"]
-    assert not (directory / "ablation.json").exists()
-
-    # The job is still running (it has a model to train): collecting waits for it, submits nothing.
-    result = ablate(directory, config, "--submit", "local", "--json")
-    assert result.exit_code == 0, result.output
+    [job] = json.loads((directory / "jobs" / "jobs.json").read_text())["jobs"]
+    assert job["run"] == "contrastive-seed1" and job["job_id"] not in before + new
+    assert json.loads(result.stdout)["jobs"] == [job]
+    result = ablate(directory, config, "--submit", "local")
+    assert result.exit_code == 1, result.output
     assert submitted_jobs(directory) == sorted([*before, *new, job["job_id"]])
     assert "1 submitted earlier still pending or running" in result.stderr
-    assert "job 1/1 finished: contrastive-seed1" in result.stderr
-    assert accuracies(json.loads(result.stdout)) == accuracies(json.loads(through_jobs[1].stdout))
-    assert not (directory / "jobs" / "jobs.json").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "job of contrastive-seed1 failed" in errors[0], result.stderr
+    assert f"log: {directory.resolve() / 'jobs' / (job['job_id'] + '_0_log.err')}" in errors[0]
+    assert not (directory / "ablation.json").exists()
 
 
 @pytest.fixture
