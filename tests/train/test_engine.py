@@ -120,8 +120,9 @@ def test_compile_setting_trains_through_torch_compile(tmp_path, monkeypatch):
     from torch._dynamo.utils import counters
 
     counters.clear()
+    # One encoder layer: each layer traces the same code, so a graph break in one is a break in all.
     settings = tiny_settings(tmp_path / "c", **{"optim.max_steps": 4, "eval_every_n_steps": 4, "log_every_n_steps": 2,
-                                                 "model.compile": True})
+                                                 "model.compile": True, "model.tiny.num_hidden_layers": 1})
     events = run_to_end(settings)
     assert compiled == [{"dynamic": True}]
     # One graph per mode: the faster attention's caches and host-side helpers stay out of the trace.
