@@ -20,6 +20,7 @@ No torch; scipy and statsmodels do the arithmetic.
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -135,9 +136,13 @@ def within_variance(ref: Sequence[bool], arm: Sequence[bool]) -> float:
     n = len(ref)
     if n < 2:
         return 0.0
-    d = [int(b) - int(a) for a, b in zip(ref, arm, strict=True)]
-    # statistics.variance(d), exactly: integer sums, one correctly rounded division (no Fractions).
-    total, squares = sum(d), sum(x * x for x in d)
+    if len(arm) != n:
+        raise ValueError("the two arms of a seed must be scored on the same questions")
+    ref01, arm01 = list(map(int, ref)), list(map(int, arm))
+    # statistics.variance(d) of the differences d = arm - ref, exactly: integer sums, one correctly
+    # rounded division (no Fractions). With 0/1 flags, d² is 1 where the two differ.
+    total = sum(arm01) - sum(ref01)
+    squares = sum(map(operator.ne, ref01, arm01))
     return (n * squares - total * total) / (n * (n - 1)) / n
 
 
