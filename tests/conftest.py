@@ -32,6 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+# A one-layer encoder, for tests about what surrounds the model (batching, determinism, plugins,
+# files) rather than what it learns: `tiny_settings(dir, **ONE_LAYER, ...)`. The vocabulary stays
+# the preset's, so questions tokenise to the same lengths.
+ONE_LAYER = {"model.tiny.hidden_size": 32, "model.tiny.num_hidden_layers": 1, "model.tiny.intermediate_size": 64}
+
+
 def tiny_settings(output_dir: Path, **flags):
     """The tiny preset with test-sized budgets; keyword flags are nested settings (dotted keys allowed)."""
     from acct.config.layers import nest

@@ -18,6 +18,9 @@ runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 STRATEGY, WEIGHTING, SOURCE = (EXAMPLES / f"{n}.py" for n in ("favour_first", "task_scaled", "capitals"))
 TRAIN = ["train", "--preset", "tiny", "--device", "cpu", "--seed", "1"]
+# A one-layer encoder, through the environment as a user would set it.
+ONE_LAYER_ENV = {"ACCT_MODEL__TINY__HIDDEN_SIZE": "32", "ACCT_MODEL__TINY__NUM_HIDDEN_LAYERS": "1",
+                 "ACCT_MODEL__TINY__INTERMEDIATE_SIZE": "64"}
 
 
 def _events(run_dir: Path, kind: str) -> list[dict]:
@@ -33,7 +36,8 @@ def _train(args: list[str], env: dict[str, str] | None = None) -> None:
 @pytest.mark.slow
 def test_strategy_example_drives_the_sampler_and_the_run_keeps_its_code(tmp_path):
     run_dir = tmp_path / "run"
-    env = {"ACCT_CURRICULUM__WARMUP_EPOCHS": "0", "ACCT_CURRICULUM__OPTIONS": '{"favourite": "odd_number"}'}
+    env = {"ACCT_CURRICULUM__WARMUP_EPOCHS": "0", "ACCT_CURRICULUM__OPTIONS": '{"favourite": "odd_number"}',
+           **ONE_LAYER_ENV}  # what is tested is the sampler, not what the encoder learns
     _train(["--code", str(STRATEGY), "--strategy", "favour_first", "--max-steps", "60", "--eval-every-n-steps", "60",
             "--output-dir", str(run_dir)], env)
     updates = _events(run_dir, "curriculum")

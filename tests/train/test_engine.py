@@ -14,7 +14,7 @@ from acct.train import loop
 from acct.train import step as step_module
 from acct.config.commands import EvaluateSettings
 from acct.errors import AcctError, UsageError
-from tests.conftest import logged_outcomes, run_to_end, tiny_settings
+from tests.conftest import ONE_LAYER, logged_outcomes, run_to_end, tiny_settings
 
 
 def test_tiny_run_learns_and_writes_a_complete_run_dir(tiny_run):
@@ -65,7 +65,7 @@ def test_evaluate_never_scores_a_training_example(tiny_run):
 @pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path):
     def metrics(name):
-        run_to_end(tiny_settings(tmp_path / name, **{"optim.max_steps": 30, "eval_every_n_steps": 30}))
+        run_to_end(tiny_settings(tmp_path / name, **ONE_LAYER, **{"optim.max_steps": 30, "eval_every_n_steps": 30}))
         return logged_outcomes(tmp_path / name / "metrics.jsonl")
 
     a, b = metrics("a"), metrics("b")
@@ -93,7 +93,7 @@ def test_length_grouping_pads_less_and_both_switches_can_be_turned_off(tmp_path,
 
     def real_token_share(name, **flags):
         shares.clear()
-        settings = tiny_settings(tmp_path / name, **{"optim.max_steps": 30, "eval_every_n_steps": 30, **flags})
+        settings = tiny_settings(tmp_path / name, **ONE_LAYER, **{"optim.max_steps": 30, "eval_every_n_steps": 30, **flags})
         assert isinstance(run_to_end(settings)[-1], engine.Finished)
         config = json.loads((tmp_path / name / "config.json").read_text())
         return sum(shares) / len(shares), config

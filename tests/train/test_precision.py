@@ -201,7 +201,7 @@ def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
 
     from acct import engine
     from acct.train import loop
-    from tests.conftest import tiny_settings
+    from tests.conftest import ONE_LAYER, tiny_settings
 
     now = [0.0]
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
@@ -217,7 +217,8 @@ def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "train_step", timed_step)
     monkeypatch.setattr(loop, "predict_encoded", timed_predict)
-    settings = tiny_settings(tmp_path / "run", **{"optim.max_steps": 30, "eval_every_n_steps": 10, "log_every_n_steps": 5})
+    settings = tiny_settings(tmp_path / "run", **ONE_LAYER, **{"optim.max_steps": 30, "eval_every_n_steps": 10,
+                                                             "log_every_n_steps": 5})
     rates = {e.step: e.questions_per_s for e in engine.train(settings) if isinstance(e, engine.StepLogged)}
     # Validation (and a checkpoint) runs right after the log of steps 10 and 20, inside the
     # windows that end at 15 and 25: they must still read 16 questions per 1 s step.
@@ -227,10 +228,10 @@ def test_throughput_excludes_validation_time(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_deterministic_setting_runs_and_matches_the_default_on_cpu(tmp_path):
     from acct import engine
-    from tests.conftest import tiny_settings
+    from tests.conftest import ONE_LAYER, tiny_settings
 
     def losses(name, **flags):
-        settings = tiny_settings(tmp_path / name, **{"optim.max_steps": 10, "eval_every_n_steps": 10, **flags})
+        settings = tiny_settings(tmp_path / name, **ONE_LAYER, **{"optim.max_steps": 10, "eval_every_n_steps": 10, **flags})
         events = list(engine.train(settings))
         return [e.loss for e in events if isinstance(e, engine.StepLogged)], torch.are_deterministic_algorithms_enabled()
 
