@@ -69,35 +69,45 @@ def test_curriculum_lines_only_when_weights_change():
 
 
 @pytest.mark.slow
-def test_terminal_shows_a_bar_and_one_line_validation_titles(tmp_path):
+def test_terminal_shows_a_bar_and_one_line_validation_titles(tmp_path, monkeypatch):
+    """stdout and stderr are a terminal (a pseudo-terminal, read as a user's screen would be); acct runs in this process."""
     import pty
-    import select
+    import threading
+
+    from acct.cli import app
 
     master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "160", "LINES": "50", "TERM": "xterm"}
-    env.pop("ACCT_DEBUG", None)
+    screen = os.fdopen(slave, "w", encoding="utf-8", buffering=1)
+    chunks: list[bytes] = []
+
+    def read_screen() -> None:  # the pty's buffer is small: read while acct writes
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal was closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+    for name, value in (("COLUMNS", "160"), ("LINES", "50"), ("TERM", "xterm")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ACCT_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "acct", "train", "--preset", "tiny", "--config", "small.yaml", "--max-steps", "20",
-         "--eval-every-n-steps", "20", "--device", "cpu", "--output-dir", str(tmp_path / "run")],
-        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,
-    )
-    os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        if not ready:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(master)
+    try:
+        with pytest.raises(SystemExit) as done:
+            app(["train", "--preset", "tiny", "--config", "small.yaml", "--max-steps", "20", "--eval-every-n-steps", "20",
+                 "--device", "cpu", "--output-dir", str(tmp_path / "run")])
+    finally:
+        screen.close()
+        reader.join(timeout=60)
+        os.close(master)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
-    assert proc.returncode == 0, text
+    assert done.value.code == 0, text
     assert "━" in text  # the live bar
     assert re.search(r"validation at step 20 \(epoch \d+\.\d\d\) — new best\s*\r?\n", text), text
