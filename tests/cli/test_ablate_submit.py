@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
 
@@ -45,15 +44,6 @@ def submitted_jobs(directory) -> list[str]:
     return sorted(p.name.removesuffix("_submitted.pkl") for p in (directory / "jobs").glob("*_submitted.pkl"))
 
 
-def copy_study(source, target):
-    shutil.copytree(source, target, symlinks=True)
-    for report in ("ablation.json", "ablation.md"):
-        (target / report).unlink()
-    for run in ARMS:
-        (target / f"{run}-seed1" / "ablation-done.json").unlink(missing_ok=True)
-    return target
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     path = tmp_path_factory.mktemp("submit") / "study.yaml"
@@ -71,26 +61,78 @@ def in_process(config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def through_jobs(config, tmp_path_factory):
-    """The study submitted with --no-wait, then collected by the same command without it."""
+    """The study through local jobs, in three commands as a user would run them.
+
+    1. Both runs are submitted and run at once; contrastive's job fails (its run directory is a
+       file, which `acct train` refuses in the job), baseline's trains.
+    2. Fixed, the same command with --no-wait submits the failed run again, alone, and returns.
+    3. The same command without --no-wait collects that job and compares.
+    """
     directory = tmp_path_factory.mktemp("jobs") / "study"
+    directory.mkdir()
+    (directory / "contrastive-seed1").write_text("not a run directory\n")
+    failed = ablate(directory, config, "--submit", "local")
+    after_failure = {"jobs": submitted_jobs(directory), "record": json.loads((directory / "jobs" / "jobs.json").read_text()),
+                     "reports": [p.name for p in directory.glob("ablation.*")]}
+    (directory / "contrastive-seed1").unlink()
     submitted = ablate(directory, config, "--submit", "local", "--no-wait", "--json")
-    assert submitted.exit_code == 0, submitted.output
     record = json.loads((directory / "jobs" / "jobs.json").read_text())
-    result = ablate(directory, config, "--submit", "local", "--json")
-    assert result.exit_code == 0, result.output
-    return directory, result, submitted, record
+    collected = ablate(directory, config, "--submit", "local", "--json")
+    return {"directory": directory, "failed": failed, "after_failure": after_failure, "submitted": submitted,
+            "record": record, "collected": collected}
+
+
+def log_of(directory, job_id: str):
+    return directory.resolve() / "jobs" / f"{job_id}_0_log.err"
+
+
+@pytest.mark.slow  # trains through real local jobs
+def test_a_failed_job_is_named_with_its_log_and_the_other_job_still_trains(through_jobs):
+    directory, result = through_jobs["directory"], through_jobs["failed"]
+    assert result.exit_code == 1, result.output
+    # The record keeps the jobs, for a later command to name the failure again.
+    record = {j["run"]: j["job_id"] for j in through_jobs["after_failure"]["record"]["jobs"]}
+    assert sorted(record) == ["baseline-seed1", "contrastive-seed1"]
+    assert sorted(record.values()) == through_jobs["after_failure"]["jobs"]
+    contrastive_job = record["contrastive-seed1"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "job of contrastive-seed1 failed: output path" in errors[0] and "is a file" in errors[0]
+    assert f"log: {log_of(directory, contrastive_job)}" in errors[0] and "baseline" not in errors[0]
+    # The two jobs ran at once; either may end first.
+    lines = sorted(line.split(": ")[1] + " " + line.split(": ")[0].split()[-1]
+                   for line in result.stderr.splitlines() if line.startswith("job "))
+    assert lines == ["baseline-seed1 finished", "contrastive-seed1 failed"], result.stderr
+    assert sorted(line.split(": ")[0].rsplit(" ", 1)[0] for line in result.stderr.splitlines()
+                  if line.startswith("job ")) == ["job 1/2", "job 2/2"]
+    assert through_jobs["after_failure"]["reports"] == []  # no report while a run is missing
+
+
+@pytest.mark.slow  # trains through real local jobs
+def test_the_failed_run_alone_is_submitted_again_and_collected_later(through_jobs):
+    directory, submitted, record = through_jobs["directory"], through_jobs["submitted"], through_jobs["record"]
+    assert submitted.exit_code == 0, submitted.output
+    # The finished baseline run is not submitted again; --no-wait records the job and returns.
+    [job] = record["jobs"]
+    assert job["run"] == "contrastive-seed1" and job["executor"] == "local"
+    assert job["run_dir"] == str(directory / "contrastive-seed1")
+    assert job["folder"] == str((directory / "jobs").resolve())
+    assert job["job_id"] not in through_jobs["after_failure"]["jobs"]
+    answer = json.loads(submitted.stdout)
+    assert answer["jobs"] == record["jobs"]
+    assert "--no-wait" not in answer["collect"] and "--submit local" in answer["collect"]
+    # The later command submits nothing and waits for the job.
+    collected = through_jobs["collected"]
+    assert collected.exit_code == 0, collected.output
+    assert submitted_jobs(directory) == sorted([*through_jobs["after_failure"]["jobs"], job["job_id"]])
+    assert "1 submitted earlier still pending or running" in collected.stderr
+    assert "job 1/1 finished: contrastive-seed1" in collected.stderr
+    assert not (directory / "jobs" / "jobs.json").exists()  # the record goes once the report is written
 
 
 @pytest.mark.slow  # trains through real local jobs
 def test_local_jobs_train_the_runs_and_the_report_equals_the_in_process_one(in_process, through_jobs):
-    directory, result, submitted, record = through_jobs
-    # --no-wait recorded both jobs and returned; the later command submitted nothing and waited for them.
-    answer = json.loads(submitted.stdout)
-    assert answer["jobs"] == record["jobs"] and [j["run"] for j in record["jobs"]] == ["baseline-seed1", "contrastive-seed1"]
-    assert all(j["executor"] == "local" and j["folder"] == str((directory / "jobs").resolve()) for j in record["jobs"])
-    assert "--no-wait" not in answer["collect"] and "--submit local" in answer["collect"]
-    assert "2 submitted earlier still pending or running" in result.stderr
-    assert submitted_jobs(directory) == sorted(j["job_id"] for j in record["jobs"])
+    directory, result = through_jobs["directory"], through_jobs["collected"]
     report = json.loads(result.stdout)
     assert accuracies(report) == accuracies(in_process[1])
     assert accuracies(report) == accuracies(json.loads((directory / "ablation.json").read_text()))
@@ -99,66 +141,23 @@ def test_local_jobs_train_the_runs_and_the_report_equals_the_in_process_one(in_p
         ours = (directory / f"{run}-seed1" / "checkpoints" / "last" / "model.safetensors").read_bytes()
         theirs = (in_process[0] / f"{run}-seed1" / "checkpoints" / "last" / "model.safetensors").read_bytes()
         assert ours == theirs, run
-    lines = [line for line in result.stderr.splitlines() if line.startswith("job ")]
-    # The jobs run at once, so either may end first.
-    assert [line.split(": ")[0] for line in lines] == ["job 1/2 finished", "job 2/2 finished"], result.stderr
-    assert sorted(line.split(": ")[1] for line in lines) == ["baseline-seed1", "contrastive-seed1"]
     # Each job ran `python -m acct train` with the run's settings file; its logs stay in DIR/jobs/.
-    jobs = submitted_jobs(directory)
-    assert len(jobs) == 2
-    logs = "".join((directory / "jobs" / f"{j}_0_log.err").read_text() for j in jobs)
+    logs = "".join(log_of(directory, j).read_text() for j in submitted_jobs(directory))
     for run in ARMS:
         assert (f"{sys.executable} -m acct train --config {directory / 'commands' / f'{run}-seed1.yaml'} "
                 f"--output-dir {directory / f'{run}-seed1'} --overwrite") in logs
     assert logs.count("done (completed) at step 4") == 2
-    assert not (directory / "jobs" / "jobs.json").exists()  # the record goes once the report is written
 
 
 @pytest.mark.slow  # trains through real local jobs
 def test_a_second_submission_submits_nothing_and_compares_again(through_jobs, config):
-    directory, first = through_jobs[:2]
+    directory, first = through_jobs["directory"], through_jobs["collected"]
     before = submitted_jobs(directory)
     result = ablate(directory, config, "--submit", "local", "--json")
     assert result.exit_code == 0, result.output
     assert submitted_jobs(directory) == before
     assert "job " not in result.stderr and result.stderr.count("finished run reused") == 2
     assert accuracies(json.loads(result.stdout)) == accuracies(json.loads(first.stdout))
-
-
-@pytest.mark.slow  # trains through real local jobs
-def test_a_failed_job_is_named_with_its_log_and_only_it_is_submitted_again(through_jobs, config, tmp_path):
-    directory = copy_study(through_jobs[0], tmp_path / "study")
-    shutil.rmtree(directory / "contrastive-seed1")
-    (directory / "contrastive-seed1").write_text("not a run directory\n")  # acct train refuses it, in the job
-    before = submitted_jobs(directory)
-    result = ablate(directory, config, "--submit", "local")
-    assert result.exit_code == 1, result.output
-    new = sorted(set(submitted_jobs(directory)) - set(before))
-    assert len(new) == 1  # the finished baseline run is not submitted again
-    log = directory.resolve() / "jobs" / f"{new[0]}_0_log.err"
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    assert "job of contrastive-seed1 failed: output path" in errors[0] and "is a file" in errors[0]
-    assert f"log: {log}" in errors[0] and "baseline" not in errors[0]
-    assert "job 1/1 failed: contrastive-seed1" in result.stderr
-    assert not (directory / "ablation.json").exists() and not (directory / "ablation.md").exists()
-    assert json.loads((directory / "jobs" / "jobs.json").read_text())["jobs"][0]["run"] == "contrastive-seed1"
-
-    # The same command submits the failed run again, and only it: recorded with --no-wait, then
-    # collected by a later command, which names the new job's failure and log.
-    result = ablate(directory, config, "--submit", "local", "--no-wait", "--json")
-    assert result.exit_code == 0, result.output
-    [job] = json.loads((directory / "jobs" / "jobs.json").read_text())["jobs"]
-    assert job["run"] == "contrastive-seed1" and job["job_id"] not in before + new
-    assert json.loads(result.stdout)["jobs"] == [job]
-    result = ablate(directory, config, "--submit", "local")
-    assert result.exit_code == 1, result.output
-    assert submitted_jobs(directory) == sorted([*before, *new, job["job_id"]])
-    assert "1 submitted earlier still pending or running" in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "job of contrastive-seed1 failed" in errors[0], result.stderr
-    assert f"log: {directory.resolve() / 'jobs' / (job['job_id'] + '_0_log.err')}" in errors[0]
-    assert not (directory / "ablation.json").exists()
 
 
 @pytest.fixture
