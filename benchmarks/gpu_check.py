@@ -116,8 +116,11 @@ def sync_count() -> dict:
     return {"steps_watched": 20, "log_step_reads": log_reads, "waits_in_steps": others, "ok": not others}
 
 
-def resume_exact(device: str = "cuda") -> dict:
-    """With --deterministic, a run stopped at step 20 and resumed ends with the same weights as one never stopped."""
+def resume_exact(device: str = "cuda", **settings) -> dict:
+    """With --deterministic, a run stopped at step 20 and resumed ends with the same weights as one never stopped.
+
+    `settings`: more dotted settings for all three runs (the tests give a smaller encoder).
+    """
     import torch
 
     from acct.engine import Finished, train
@@ -128,7 +131,7 @@ def resume_exact(device: str = "cuda") -> dict:
     from acct.engine import load_run
 
     with tempfile.TemporaryDirectory() as tmp:
-        flags = {"optim.max_steps": 40, "save_every_n_steps": 20, "deterministic": True}
+        flags = {"optim.max_steps": 40, "save_every_n_steps": 20, "deterministic": True, **settings}
         whole = Path(tmp) / "whole"
         list(train(_tiny(whole, device, **flags)))
         parts = Path(tmp) / "parts"

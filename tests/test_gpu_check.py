@@ -26,7 +26,9 @@ def test_run_check_reads_a_finished_run(tiny_run):
 
 
 def test_resume_exact_compares_an_interrupted_run_with_an_uninterrupted_one():
-    result = _module().resume_exact("cpu")
+    from tests.conftest import ONE_LAYER
+
+    result = _module().resume_exact("cpu", **ONE_LAYER)
     assert result["ok"] and result["uninterrupted"] == result["resumed"], result
 
 
