@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from acct.cli import GC_FIRST_THRESHOLD
 from tests import scheduling
 
 # Tests never reach a hub: everything is built from configs, trained offline, or generated.
@@ -27,6 +29,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# The garbage collector's first threshold that `acct` itself sets (acct.cli.main), for a process
+# that holds torch's and transformers' objects: the test processes spend about half as much time
+# in the collector.
+gc.set_threshold(GC_FIRST_THRESHOLD, *gc.get_threshold()[1:])
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -95,3 +95,22 @@ def test_listing_the_trackers_and_resolving_report_to_import_no_tracker_library(
     )
     assert not any(loaded[name] for name in TRACKER_LIBRARIES), loaded
     assert not loaded["torch"]
+
+
+def test_the_console_script_raises_the_first_garbage_collector_threshold(monkeypatch):
+    """acct.cli.main sets it before any command imports torch (benchmarks/cli_startup.py measures what it saves)."""
+    import gc
+
+    from acct.cli import GC_FIRST_THRESHOLD, main
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])  # Python's default: this process may have raised it already
+    monkeypatch.setattr(sys, "argv", ["acct", "--version"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code in (0, None)
+        assert gc.get_threshold() == (GC_FIRST_THRESHOLD, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+    assert GC_FIRST_THRESHOLD > 700
