@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -10,7 +11,8 @@ from typer.testing import CliRunner
 from acct.cli import app
 from tests.data.test_sources_files import quiz_rows, write_jsonl
 
-datasets = pytest.importorskip("datasets")
+# `datasets` is imported where a test uses it, not when the file is collected.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="needs the datasets library")
 
 runner = CliRunner()
 SMALL = ["--preset", "tiny", "--tasks-per-batch", "2", "--examples-per-task", "2", "--max-steps", "1",
@@ -61,6 +63,8 @@ def test_predict_reads_the_file_the_run_trained_on(trained):
 def test_predict_reads_a_parquet_copy_in_the_run_columns(trained, tmp_path):
     _, run_dir, _, rows = trained
     path = tmp_path / "pool.parquet"
+    import datasets
+
     datasets.Dataset.from_list(renamed(rows)).to_parquet(str(path))
     dst = tmp_path / "out.jsonl"
     result = predict(run_dir, "--input", path, "--output", dst, "--json")

@@ -4,6 +4,7 @@ quotes, a space before a period, a final period) are copies."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from acct.errors import DataError
 from acct.data.sources.files import load_files_source
 from tests.conftest import run_to_end, tiny_settings
 
-datasets = pytest.importorskip("datasets")
+# `datasets` is imported where a test uses it, not when the file is collected.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="needs the datasets library")
 runner = CliRunner()
 COLUMNS = ColumnMapping(choices=None, choice_columns=("A", "B", "C", "D"))
 
@@ -58,6 +60,8 @@ def test_an_empty_middle_choice_is_refused_in_csv_as_in_parquet(tmp_path):
         load_files_source([str(csv_file)], COLUMNS)
     rows[2]["B"] = None
     parquet = tmp_path / "quiz.parquet"
+    import datasets
+
     datasets.Dataset.from_list(rows).to_parquet(str(parquet))
     with pytest.raises(DataError, match=rf"^{parquet} row 3: no value in choice column 'B'"):
         load_files_source([str(parquet)], COLUMNS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -15,7 +16,8 @@ from acct.data.protocols import standard_split, subject_split
 from acct.errors import DataError, UsageError
 from acct.data.sources.files import load_files_source
 
-datasets = pytest.importorskip("datasets")
+# `datasets` is imported by the tests that use it, not when the file is collected (2 s a process).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="needs the datasets library")
 
 
 def quiz_rows(tasks=("add", "sub", "mul"), per_task=6, k=4, seed=0, start=0, letters=False):
@@ -113,6 +115,8 @@ def test_csv_choice_columns_keep_cells_verbatim_and_allow_fewer_choices(tmp_path
 
 
 def test_parquet_and_categories(tmp_path):
+    import datasets
+
     rows = quiz_rows(per_task=2, k=5)
     for row in rows:
         row["area"] = "arithmetic" if row["subject"] != "mul" else "products"
@@ -143,6 +147,8 @@ def test_globs_are_read_in_sorted_order(tmp_path):
 
 
 def test_datasets_own_cache_holds_the_converted_file(tmp_path):
+    import datasets
+
     load_files_source([str(write_jsonl(tmp_path / "quiz.jsonl", quiz_rows(per_task=1)))])
     cached = list(Path(datasets.config.HF_DATASETS_CACHE).glob("json/*/*/*/*.arrow"))
     assert cached, "datasets wrote no Arrow copy of the file in its cache"
@@ -213,6 +219,8 @@ def test_a_bad_row_names_its_file_and_line(tmp_path, case, where, reason):
 
 
 def test_a_bad_csv_row_names_its_line_and_a_bad_parquet_row_its_row(tmp_path):
+    import datasets
+
     path = tmp_path / "quiz.csv"
     # The quoted question of row 1 spans two lines: row 2 starts on line 4.
     path.write_text('question,A,B,answer,subject\n"two\nlines",x,y,A,t\nok,x,y,C,t\n', encoding="utf-8")
@@ -292,10 +300,14 @@ def test_protocols_name_the_tasks_too_small_for_a_split(tmp_path):
 
 
 def _hub_dict(columns_rows: dict[str, list[dict]]):
+    import datasets
+
     return datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in columns_rows.items()})
 
 
 def test_hub_source_reads_any_dataset_through_the_column_mapping(monkeypatch):
+    import datasets
+
     from acct.train.data import data_source
 
     def renamed(rows):
@@ -322,6 +334,8 @@ def test_hub_source_reads_any_dataset_through_the_column_mapping(monkeypatch):
 
 
 def test_hub_source_names_the_missing_column_and_the_flag(monkeypatch):
+    import datasets
+
     fake = _hub_dict({"test": [{"prompt": "q", "choices": ["a", "b"], "answer": 0, "subject": "s"}]})
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: fake)
     from acct.data.hub import load_hub_source
