@@ -16,24 +16,38 @@ REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "docs" / "examples" / "favour_first.py"
 
 
-def acct(*args: str) -> subprocess.CompletedProcess:
-    """acct in a child process whose stdout is a pipe (not a terminal), with no COLUMNS to go by."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([sys.executable, "-m", "acct", *args], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=300)
+# `acct list --code PLUGIN` and `acct list --json --code PLUGIN` as the console script runs them, one
+# after the other in one child process, each writing its stdout to a file.
+LIST_TWICE = """
+import sys
+from acct.cli import main
+plugin, table, as_json = sys.argv[1:]
+for args, path in ((["list", "--code", plugin], table), (["list", "--json", "--code", plugin], as_json)):
+    sys.argv = ["acct", *args]
+    with open(path, "w", encoding="utf-8") as sys.stdout:
+        try:
+            main()
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
+"""
 
 
 @pytest.fixture(scope="module")
 def listed(tmp_path_factory):
     # A plugin in a deep directory: its path, one word with no space to break at, is the "from" cell.
-    deep = tmp_path_factory.mktemp("plugins") / "a_directory_with_a_rather_long_name" / "and_another_one_below_it"
+    root = tmp_path_factory.mktemp("plugins")
+    deep = root / "a_directory_with_a_rather_long_name" / "and_another_one_below_it"
     deep.mkdir(parents=True)
     plugin = deep / PLUGIN.name
     shutil.copy(PLUGIN, plugin)
-    table, as_json = acct("list", "--code", str(plugin)), acct("list", "--json", "--code", str(plugin))
-    assert table.returncode == 0, table.stderr
-    assert as_json.returncode == 0, as_json.stderr
-    return table.stdout, json.loads(as_json.stdout), plugin
+    table, as_json = root / "table.txt", root / "list.json"
+    # A child process whose stdout is a file (not a terminal), with no COLUMNS to go by.
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run([sys.executable, "-c", LIST_TWICE, str(plugin), str(table), str(as_json)], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return table.read_text(encoding="utf-8"), json.loads(as_json.read_text(encoding="utf-8")), plugin
 
 
 def test_descriptions_are_shown_literally(listed):
