@@ -17,12 +17,7 @@ limit="${GPU_CHECK_STEP_S:-240}"
 py="${PYTHON:-python}"
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-if "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-  gpu=1
-else
-  gpu=0
-  echo "gpu_check: no CUDA device: the CUDA steps are skipped"
-fi
+gpu=0  # set after the env step, which reports whether torch sees a CUDA device
 
 # step NAME CUDA(0|1) COMMAND...: run COMMAND with the time limit, its stdout (JSON) to NAME.json.
 step() {
@@ -65,6 +60,15 @@ mkdir -p "$runs"
 # 1. Environment and the measured bf16 matmul peak.
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "no nvidia-smi" > "$out/nvidia-smi.txt"
 step env 0 "$py" benchmarks/gpu_check.py env
+cuda=$("$py" -c "import json, sys; print(json.load(open(sys.argv[1])).get('cuda_available', ''))" "$out/env.json" 2>/dev/null)
+if [ -z "$cuda" ]; then  # the env step failed: ask torch directly
+  cuda=$("$py" -c "import torch; print(torch.cuda.is_available())" 2>/dev/null)
+fi
+if [ "$cuda" = True ]; then
+  gpu=1
+else
+  echo "gpu_check: no CUDA device: the CUDA steps are skipped"
+fi
 
 # 2. CUDA smoke: bf16 autocast and fp16 with a GradScaler, then evaluate and predict on the GPU.
 step smoke_bf16 1 train_and_check "$runs/bf16" --device cuda --precision bf16 --max-steps 100 --eval-every-n-steps 50
