@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import sys
@@ -23,11 +24,9 @@ def env() -> dict:
     import torch
 
     out: dict = {"python": platform.python_version(), "torch": torch.__version__, "cuda_available": torch.cuda.is_available()}
-    try:
-        import transformers
-
-        out["transformers"] = transformers.__version__
-    except ImportError:
+    try:  # the installed version, without the seconds of importing the library
+        out["transformers"] = importlib.metadata.version("transformers")
+    except importlib.metadata.PackageNotFoundError:
         pass
     if not torch.cuda.is_available():
         return out
