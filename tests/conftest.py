@@ -39,10 +39,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-# A one-layer encoder, for tests about what surrounds the model (batching, determinism, plugins,
-# files) rather than what it learns: `tiny_settings(dir, **ONE_LAYER, ...)`. The vocabulary stays
-# the preset's, so questions tokenise to the same lengths.
-ONE_LAYER = {"model.tiny.hidden_size": 32, "model.tiny.num_hidden_layers": 1, "model.tiny.intermediate_size": 64}
+# The small encoder of the tests about what surrounds the model (processes, batching, plugins,
+# reports) rather than what it learns: one layer, and a vocabulary of 300 built from the suite's text.
+# As a settings value (`"model.tiny": SMALL_MODEL`) and as a YAML line for a --config file.
+SMALL_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64, "vocab_size": 300}
+SMALL_MODEL_YAML = "model: {tiny: {" + ", ".join(f"{k}: {v}" for k, v in SMALL_MODEL.items()) + "}}\n"
+# The same encoder with the preset's vocabulary, so that questions tokenise to the preset's lengths:
+# `tiny_settings(dir, **ONE_LAYER, ...)`.
+ONE_LAYER = {f"model.tiny.{k}": v for k, v in SMALL_MODEL.items() if k != "vocab_size"}
 
 
 def tiny_settings(output_dir: Path, **flags):

@@ -9,14 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
+from tests.conftest import SMALL_MODEL_YAML
 
 runner = CliRunner()
 
 # A study small enough for a test: 24 questions per synthetic task (16 test questions), a
 # one-layer encoder, 30 steps per run.
-STUDY_YAML = """\
+STUDY_YAML = SMALL_MODEL_YAML + """\
 data: {synthetic_examples_per_task: 24}
-model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
 optim: {max_steps: 30}
 eval_every_n_steps: 30
 """

@@ -15,13 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from acct.cli import app
+from tests.conftest import SMALL_MODEL_YAML
 
 runner = CliRunner()
 
 # Two arms x one seed, four steps each: enough to differ, cheap to train.
-STUDY_YAML = """\
+STUDY_YAML = SMALL_MODEL_YAML + """\
 data: {synthetic_examples_per_task: 24}
-model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
 optim: {max_steps: 4}
 eval_every_n_steps: 4
 """

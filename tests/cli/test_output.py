@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from acct.cli.train import CurriculumLines
+from tests.conftest import SMALL_MODEL_YAML
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,8 +24,7 @@ def acct(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw) -> subp
 
 
 # What is tested is what the user reads, not what the encoder learns: a one-layer encoder on 24 questions a task.
-SMALL_YAML = """\
-model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
+SMALL_YAML = SMALL_MODEL_YAML + """\
 data: {synthetic_examples_per_task: 24}
 """
 

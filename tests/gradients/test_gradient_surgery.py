@@ -21,7 +21,7 @@ from acct.gradients import slot_objectives
 from acct.registry import gradients
 from acct.train import step as step_module
 from acct.train.setup import build_gradient
-from tests.conftest import tiny_settings
+from tests.conftest import SMALL_MODEL_YAML, tiny_settings
 
 runner = CliRunner()
 # g1 = (1, 0) and g2 = (-1, 1) conflict: g1 . g2 = -1.
@@ -139,7 +139,7 @@ def test_acct_train_tiny_with_gradient_surgery(mode, tmp_path, torchjd, monkeypa
     monkeypatch.setattr(step_module, "slot_objectives", slot_objectives)
     config = tmp_path / "surgery.yaml"
     config.write_text(
-        "model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}\n"
+        SMALL_MODEL_YAML +
         "data: {synthetic_examples_per_task: 24}\n"
         f"loss: {{gradient: {mode}}}\n"
     )

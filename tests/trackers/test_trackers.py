@@ -22,7 +22,7 @@ from acct.cli import app
 from acct.config.train import TrainSettings
 from acct.config.resolve import resolve_train
 from acct.errors import UsageError
-from tests.conftest import tiny_settings
+from tests.conftest import SMALL_MODEL, SMALL_MODEL_YAML, tiny_settings
 
 runner = CliRunner()
 TRACKERS = ["tensorboard", "trackio", "wandb", "mlflow"]
@@ -30,8 +30,7 @@ CRASH_AFTER = 3  # steps; 'last' is saved every 2 steps, so the resume starts af
 
 
 # A small synthetic suite and a one-layer encoder: what is tested is what the trackers receive.
-SMALL = {"data.synthetic_examples_per_task": 24, "model.tiny.vocab_size": 300, "model.tiny.num_hidden_layers": 1,
-         "model.tiny.hidden_size": 32, "model.tiny.intermediate_size": 64}
+SMALL = {"data.synthetic_examples_per_task": 24, "model.tiny": SMALL_MODEL}
 
 
 class Crash(RuntimeError):
@@ -344,8 +343,7 @@ def test_ablate_reports_each_run_as_its_own_tracker_run_and_keeps_json_clean(tmp
     pytest.importorskip("trackio")
     monkeypatch.setenv("TRACKIO_PROJECT", "acct-ablate-test")
     config = tmp_path / "study.yaml"
-    config.write_text("data: {synthetic_examples_per_task: 24}\n"
-                      "model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}\n")
+    config.write_text("data: {synthetic_examples_per_task: 24}\n" + SMALL_MODEL_YAML)
     study = tmp_path / "study"
     result = runner.invoke(app, ["ablate", "--preset", "tiny", "--config", str(config), "--output-dir", str(study),
                                  "--device", "cpu", "--arms", "baseline,contrastive", "--seeds", "1", "--max-steps", "4",

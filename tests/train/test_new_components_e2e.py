@@ -12,7 +12,7 @@ from acct.study.layers import registered_arm_settings
 from acct.run.checkpoint import load_state
 from acct.cli import app
 from acct.errors import UsageError
-from tests.conftest import run_to_end, tiny_settings
+from tests.conftest import SMALL_MODEL, SMALL_MODEL_YAML, run_to_end, tiny_settings
 
 runner = CliRunner()
 STRATEGIES = ("proportional", "temperature", "learning_progress", "phased")
@@ -20,7 +20,7 @@ ARMS = ("uniform_tasks", "temperature", "learning_progress", "phased", "dwa", "i
         "uncertainty_weighting", "pcgrad", "upgrad")
 SMALL = {
     "data.synthetic_examples_per_task": 24,
-    "model.tiny": {"hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64, "vocab_size": 300},
+    "model.tiny": SMALL_MODEL,
     "optim.max_steps": 8,
     "eval_every_n_steps": 8,
     "curriculum.update_every_n_steps": 2,
@@ -82,7 +82,7 @@ def test_acct_train_cli_with_a_new_strategy_and_dwa(tmp_path) -> None:
     config = tmp_path / "small.yaml"
     config.write_text(
         "data: {synthetic_examples_per_task: 24, options: {noise_task: true}}\n"
-        "model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}\n"
+        + SMALL_MODEL_YAML +
         "curriculum: {warmup_epochs: 0, update_every_n_steps: 2}\n"
         "loss: {task_weighting: dwa, task_weighting_options: {window: 2}}\n"
         "eval_every_n_steps: 6\n"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import logged_outcomes
+from tests.conftest import SMALL_MODEL, SMALL_MODEL_YAML, logged_outcomes
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.slow  # every test here trains a model
 ARGS = ["--preset", "tiny", "--device", "cpu", "--max-steps", "28", "--eval-every-n-steps", "14",
         "--save-every-n-steps", "4", "--seed", "1"]
 # What is tested is the processes, not what the encoder learns: a one-layer encoder on 24 questions a task.
-SMALL_YAML = """\
-model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}
+SMALL_YAML = SMALL_MODEL_YAML + """\
 data: {synthetic_examples_per_task: 24}
 """
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -144,7 +143,7 @@ STATEFUL = {
 }
 SMALL = {
     "data.synthetic_examples_per_task": 24,
-    "model.tiny": {"hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64, "vocab_size": 300},
+    "model.tiny": SMALL_MODEL,
     "optim.max_steps": 8, "eval_every_n_steps": 4, "log_every_n_steps": 1,
     "curriculum.update_every_n_steps": 2, "curriculum.warmup_epochs": 0.0, "seed": 2,
 }

@@ -18,7 +18,7 @@ from acct.registry import task_weightings
 from acct.train.plan import make_plan
 from acct.train.setup import setup_optimization
 from acct.train.step import Weightings
-from tests.conftest import tiny_settings
+from tests.conftest import SMALL_MODEL_YAML, tiny_settings
 
 TASKS = ["a", "b", "c"]
 runner = CliRunner()
@@ -78,7 +78,7 @@ def test_bad_lr_is_one_line() -> None:
 def test_acct_train_moves_logs_and_saves_the_log_variances(tmp_path) -> None:
     config = tmp_path / "uncertainty.yaml"
     config.write_text(
-        "model: {tiny: {hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, vocab_size: 300}}\n"
+        SMALL_MODEL_YAML +
         "data: {synthetic_examples_per_task: 24}\n"
         "loss: {task_weighting: uncertainty, task_weighting_options: {lr: 0.05}}\n"
     )
